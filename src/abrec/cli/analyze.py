@@ -1,0 +1,3 @@
+"""`abrec analyze` command."""
+
+from abrec.cli.app import app  # noqa: F401

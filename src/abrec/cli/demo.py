@@ -1,0 +1,3 @@
+"""`abrec demo` command."""
+
+from abrec.cli.app import app  # noqa: F401

@@ -1,0 +1,5 @@
+"""Data loading, contracts and splits."""
+
+from abrec.data.types import Interactions, ItemCatalog
+
+__all__ = ["Interactions", "ItemCatalog"]

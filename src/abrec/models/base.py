@@ -1,0 +1,156 @@
+"""The one recommender interface every model implements (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from abrec.data.types import Interactions, ItemCatalog
+from abrec.errors import NotFittedError
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k (descending, ties broken by lower item index), vectorised."""
+    n, m = scores.shape
+    k = min(k, m)
+    if k <= 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=scores.dtype)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    return items.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
+
+
+class Recommender(ABC):
+    """Batch recommender: `fit`, `score`, `recommend`, `save`, `load`.
+
+    Users are dense indices of the training `Interactions`; an index outside
+    `[0, n_users)` (e.g. -1) is an unknown user and gets `cold_user_scores`.
+    Subclasses implement `_fit` and `_score_known`; the base handles unknown users,
+    seen-item exclusion, top-k and persistence (numpy arrays + JSON params).
+    """
+
+    name: ClassVar[str] = "recommender"
+
+    def __init__(self) -> None:
+        self._train: sp.csr_matrix | None = None
+        self._popularity: np.ndarray | None = None
+
+    # --- to implement -------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        """Learn the model's state from training data."""
+
+    @abstractmethod
+    def _score_known(self, users: np.ndarray) -> np.ndarray:
+        """Scores (len(users) x n_items) for valid user indices."""
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-serialisable) used by save/load."""
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        """Learned arrays (numpy or scipy.sparse) to persist; override to add more."""
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Restore what `_state` returned."""
+
+    # --- shared behaviour ---------------------------------------------------------
+    def fit(self, train: Interactions, items: ItemCatalog) -> Self:
+        """Fit on training interactions; items align with train columns."""
+        if train.n_items != len(items):
+            raise ValueError(
+                f"train has {train.n_items} item columns but the catalog has {len(items)} items"
+            )
+        self._train = train.matrix.tocsr().astype(np.float32)
+        self._popularity = np.asarray(self._train.sum(axis=0)).ravel().astype(np.float32)
+        self._fit(train, items)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._train is not None
+
+    @property
+    def n_users(self) -> int:
+        return self._require_train().shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self._require_train().shape[1]
+
+    def _require_train(self) -> sp.csr_matrix:
+        if self._train is None:
+            raise NotFittedError(f"{self.name}: call fit() or load() before scoring")
+        return self._train
+
+    def cold_user_scores(self) -> np.ndarray:
+        """Scores for users without history: training popularity by default."""
+        self._require_train()
+        assert self._popularity is not None
+        return self._popularity / max(float(self._popularity.max()), 1.0)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores for a batch of user indices (float32, batch x n_items)."""
+        train = self._require_train()
+        users = np.asarray(users, dtype=np.int64).ravel()
+        out = np.empty((len(users), train.shape[1]), dtype=np.float32)
+        known = (users >= 0) & (users < train.shape[0])
+        if known.any():
+            out[known] = self._score_known(users[known])
+        if (~known).any():
+            out[~known] = self.cold_user_scores()
+        return out
+
+    def recommend(
+        self, users: np.ndarray, k: int, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores per user (each `len(users) x k`)."""
+        train = self._require_train()
+        users = np.asarray(users, dtype=np.int64).ravel()
+        scores = self.score(users)
+        if exclude_seen:
+            known = np.flatnonzero((users >= 0) & (users < train.shape[0]))
+            seen = train[users[known]].tocoo()
+            scores[known[seen.row], seen.col] = -np.inf
+        return top_k(scores, k)
+
+    # --- persistence --------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write params, training matrix and learned state into directory `path`."""
+        train = self._require_train()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"class": f"{type(self).__module__}.{type(self).__qualname__}", "params": self.params()}
+        (path / "model.json").write_text(json.dumps(meta, indent=2))
+        state = {"__train__": train, "__popularity__": self._popularity, **self._state()}
+        with open(path / "state.pkl", "wb") as fh:
+            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by `save` (returns an instance of the saved class)."""
+        import importlib
+
+        path = Path(path)
+        meta = json.loads((path / "model.json").read_text())
+        module, _, qual = meta["class"].rpartition(".")
+        klass = getattr(importlib.import_module(module), qual)
+        if not (isinstance(klass, type) and issubclass(klass, Recommender)):
+            raise TypeError(f"{meta['class']} is not a Recommender")
+        obj = klass(**meta["params"])
+        with open(path / "state.pkl", "rb") as fh:
+            state = pickle.load(fh)
+        obj._train = state.pop("__train__")
+        obj._popularity = state.pop("__popularity__")
+        obj._set_state(state)
+        return obj
