@@ -108,7 +108,7 @@ def metrics_from_hits(
     """Per-user ranking metrics (`RANKING_METRICS` at each k) from a hit matrix."""
     hits = np.asarray(hits, dtype=bool)
     n_rel = np.asarray(n_relevant, dtype=np.float64)
-    n_users, max_k = hits.shape
+    max_k = hits.shape[1]
     ks = _check_ks(ks, max_k)
     kmax = max(ks)
     h = hits[:, :kmax].astype(np.float64)
