@@ -1,0 +1,238 @@
+"""Always-valid inference under continuous peeking: normal-mixture confidence sequences.
+
+The boundary is the two-sided normal-mixture boundary of Howard et al. (2021), used with a
+plug-in variance as the asymptotic confidence sequence of Waudby-Smith et al. (2023); it is the
+same statistic as the mixture SPRT of Johari et al. (2017) with mixing variance tau^2 = rho^2
+n Var(estimate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from abrec.stats._checks import check_alpha, check_count
+from abrec.stats.errors import StatsInputError
+from abrec.stats.results import Interval, SequentialResult
+from abrec.stats.sufficient import MeanStats, RatioStats
+
+
+def optimal_rho(target_n: int, alpha: float = 0.05) -> float:
+    """Mixing parameter that makes the sequence tightest at `target_n` units in total."""
+    alpha = check_alpha(alpha)
+    target_n = check_count(target_n, "target_n")
+    if target_n < 1:
+        raise StatsInputError("target_n must be at least 1.")
+    la = -2.0 * math.log(alpha)
+    return math.sqrt((la + math.log(la + 1.0)) / target_n)
+
+
+def always_valid_pvalue(
+    estimate: npt.ArrayLike, variance: npt.ArrayLike, n: npt.ArrayLike, rho: float
+) -> npt.NDArray[np.float64]:
+    """Always-valid p-value min(1, 1/Lambda) of H0: effect = 0 (vectorised).
+
+    Args:
+        estimate: effect estimate(s); variance: its variance(s) Var(estimate);
+        n: units observed so far (the time index); rho: mixing parameter.
+    """
+    d = np.asarray(estimate, dtype=np.float64)
+    v = np.asarray(variance, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64) * rho * rho
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lambda = -0.5 * np.log1p(t) + d * d / (2.0 * v) * t / (1.0 + t)
+    log_lambda = np.where(v > 0, log_lambda, np.where(d != 0, np.inf, 0.0))
+    return np.asarray(np.minimum(1.0, np.exp(-log_lambda)), dtype=np.float64)
+
+
+def confidence_sequence_radius(
+    variance: npt.ArrayLike, n: npt.ArrayLike, rho: float, alpha: float
+) -> npt.NDArray[np.float64]:
+    """Half-width of the (1 - alpha) confidence sequence at each look (vectorised)."""
+    v = np.asarray(variance, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64) * rho * rho
+    return np.asarray(
+        np.sqrt(v * (1.0 + t) / t * (2.0 * math.log(1.0 / alpha) + np.log1p(t))),
+        dtype=np.float64,
+    )
+
+
+def _check_rho(rho: float | None, target_n: int, alpha: float) -> float:
+    if rho is None:
+        return optimal_rho(target_n, alpha)
+    if not isinstance(rho, int | float) or not rho > 0 or not math.isfinite(rho):
+        raise StatsInputError(f"rho must be a positive finite number, got {rho!r}.")
+    return float(rho)
+
+
+def _sequential(
+    *,
+    d: float,
+    v: float,
+    nc: int,
+    nt: int,
+    mc: float,
+    mt: float,
+    alpha: float,
+    r: float,
+    metric: str,
+    method: str,
+) -> SequentialResult:
+    if v == 0.0:
+        raise StatsInputError(
+            f"{method}: the metric has zero variance in both groups; "
+            "wait for more data or check the metric column."
+        )
+    n = nc + nt
+    p = float(always_valid_pvalue(d, v, n, r))
+    rad = float(confidence_sequence_radius(v, n, r, alpha))
+    return SequentialResult(
+        method=method,
+        metric=metric,
+        estimate=d,
+        ci=Interval(d, d - rad, d + rad),
+        p_value=p,
+        decision="reject" if p <= alpha else "continue",
+        n_control=nc,
+        n_treatment=nt,
+        alpha=alpha,
+        rho=r,
+        control_mean=mc,
+        treatment_mean=mt,
+    )
+
+
+def _need_two(nc: int, nt: int, what: str) -> None:
+    if nc < 2 or nt < 2:
+        raise StatsInputError(
+            f"{what} needs at least 2 units per group, got control={nc}, treatment={nt}."
+        )
+
+
+def sequential_test(
+    control: MeanStats,
+    treatment: MeanStats,
+    *,
+    alpha: float = 0.05,
+    rho: float | None = None,
+    target_n: int = 10_000,
+    metric: str = "",
+) -> SequentialResult:
+    """Always-valid CI and p-value for treatment mean - control mean at one look.
+
+    Fix `rho` (or `target_n`, the total units at which the sequence should be tightest)
+    before the experiment starts; changing it after peeking voids the guarantee.
+    """
+    alpha = check_alpha(alpha)
+    r = _check_rho(rho, target_n, alpha)
+    _need_two(control.n, treatment.n, "sequential_test")
+    return _sequential(
+        d=treatment.mean - control.mean,
+        v=control.var / control.n + treatment.var / treatment.n,
+        nc=control.n,
+        nt=treatment.n,
+        mc=control.mean,
+        mt=treatment.mean,
+        alpha=alpha,
+        r=r,
+        metric=metric,
+        method="mixture-sequential",
+    )
+
+
+def sequential_ratio_test(
+    control: RatioStats,
+    treatment: RatioStats,
+    *,
+    alpha: float = 0.05,
+    rho: float | None = None,
+    target_n: int = 10_000,
+    metric: str = "",
+) -> SequentialResult:
+    """Always-valid inference on a difference of ratio-of-sums metrics (delta-method variance)."""
+    alpha = check_alpha(alpha)
+    r = _check_rho(rho, target_n, alpha)
+    _need_two(control.n, treatment.n, "sequential_ratio_test")
+    return _sequential(
+        d=treatment.ratio - control.ratio,
+        v=control.unit_var / control.n + treatment.unit_var / treatment.n,
+        nc=control.n,
+        nt=treatment.n,
+        mc=control.ratio,
+        mt=treatment.ratio,
+        alpha=alpha,
+        r=r,
+        metric=metric,
+        method="mixture-sequential-ratio",
+    )
+
+
+class SequentialMonitor:
+    """Successive looks at a running experiment: running-min p-value, intersected CIs."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        rho: float | None = None,
+        target_n: int = 10_000,
+        metric: str = "",
+    ) -> None:
+        self.alpha = check_alpha(alpha)
+        self.rho = _check_rho(rho, target_n, self.alpha)
+        self.metric = metric
+        self.looks = 0
+        self._p = 1.0
+        self._low = -math.inf
+        self._high = math.inf
+        self._n = 0
+        self.last: SequentialResult | None = None
+
+    def update(
+        self, control: MeanStats | RatioStats, treatment: MeanStats | RatioStats
+    ) -> SequentialResult:
+        """Add a look with the cumulative statistics so far; return the running result."""
+        n = control.n + treatment.n
+        if n < self._n:
+            raise StatsInputError(
+                f"looks must use cumulative data: total units went from {self._n} to {n}."
+            )
+        if isinstance(control, RatioStats) and isinstance(treatment, RatioStats):
+            now = sequential_ratio_test(
+                control, treatment, alpha=self.alpha, rho=self.rho, metric=self.metric
+            )
+        elif isinstance(control, MeanStats) and isinstance(treatment, MeanStats):
+            now = sequential_test(
+                control, treatment, alpha=self.alpha, rho=self.rho, metric=self.metric
+            )
+        else:
+            raise StatsInputError("control and treatment must both be MeanStats or RatioStats.")
+        self._n = n
+        self.looks += 1
+        self._p = min(self._p, now.p_value)
+        self._low = max(self._low, now.ci.low)
+        self._high = min(self._high, now.ci.high)
+        notes: tuple[str, ...] = ()
+        low, high = self._low, self._high
+        if low > high:  # only possible when the model is badly misspecified (drift)
+            notes = ("confidence sequences stopped overlapping: the effect is not stationary",)
+            low, high = min(low, high), max(low, high)
+        self.last = SequentialResult(
+            method=now.method,
+            metric=self.metric,
+            estimate=now.estimate,
+            ci=Interval(now.estimate, low, high),
+            p_value=self._p,
+            decision="reject" if self._p <= self.alpha else "continue",
+            n_control=control.n,
+            n_treatment=treatment.n,
+            alpha=self.alpha,
+            rho=self.rho,
+            control_mean=now.control_mean,
+            treatment_mean=now.treatment_mean,
+            looks=self.looks,
+            notes=notes,
+        )
+        return self.last
