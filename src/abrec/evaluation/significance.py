@@ -141,8 +141,8 @@ def wilcoxon_signed_rank(a: np.ndarray, b: np.ndarray) -> PairedTest:
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (t_plus - mean) / np.sqrt(var)
     p = np.where(var > 0, 2.0 * sps.norm.sf(np.abs(z)), 1.0)
-    for j in np.flatnonzero((n_eff > 0) & (n_eff <= 25) & ~has_ties):
-        p[j] = _exact_signed_rank_p(int(n_eff[j]), float(t_plus[j]))
+    for jj in np.flatnonzero((n_eff > 0) & (n_eff <= 25) & ~has_ties):
+        p[jj] = _exact_signed_rank_p(int(n_eff[jj]), float(t_plus[jj]))
     return PairedTest(t_plus, np.minimum(p, 1.0), n_eff.astype(np.int64), "Wilcoxon signed-rank")
 
 

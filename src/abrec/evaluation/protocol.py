@@ -1,0 +1,366 @@
+"""Offline evaluation of fitted recommenders on a `ProtocolSplit`: metrics, CIs, tests.
+
+`evaluate_models` ranks every item except each user's training items for every scored
+user (in batches, to bound memory), computes per-user metrics on the full relevance set
+and on the cold-item slice (only relevant items never seen in training count; users with
+no such item are not scored in that slice), then bootstrap CIs per model and paired
+comparisons of every model against a baseline with Holm correction across models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from abrec.data.splits import ProtocolSplit
+from abrec.errors import ConfigError, DataError
+from abrec.evaluation import metrics as M
+from abrec.evaluation import significance as S
+from abrec.models.base import Recommender, top_k
+
+SLICES: tuple[str, ...] = ("all", "cold")
+TESTS: tuple[str, ...] = ("ttest", "wilcoxon", "permutation")
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class EvaluationResult:
+    """Per-user metrics, summary with CIs and paired comparisons against a baseline.
+
+    Attributes:
+        per_user: one row per (slice, model, user): `slice`, `model`, `user_idx`, `user_id`
+            and one column per metric (NaN where a metric does not apply to the slice).
+        summary: one row per (slice, model, metric): `mean`, `ci_low`, `ci_high`, `n_users`
+            (catalogue coverage is a single number: its CI bounds are NaN).
+        comparisons: one row per (slice, metric, model != baseline): means, `diff`, `lift`
+            (relative difference), raw and Holm-corrected p-values of the three tests.
+    """
+
+    per_user: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    metrics: list[str]
+    ks: list[int]
+    baseline: str
+    protocol: str
+    level: float
+    n_bootstrap: int
+    n_permutations: int
+    seed: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, model: str, metric: str, slice_: str = "all") -> float:
+        """Mean of `metric` for `model` in a slice."""
+        row = self.summary[
+            (self.summary["model"] == model)
+            & (self.summary["metric"] == metric)
+            & (self.summary["slice"] == slice_)
+        ]
+        if row.empty:
+            raise KeyError(f"no summary for model={model!r} metric={metric!r} slice={slice_!r}")
+        return float(row["mean"].iloc[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready nested summary: models -> slice -> metric -> {mean, ci_low, ci_high, n}."""
+        models: dict[str, Any] = {}
+        for rec in self.summary.to_dict("records"):
+            cell = models.setdefault(rec["model"], {}).setdefault(rec["slice"], {})
+            cell[rec["metric"]] = {
+                "mean": _num(rec["mean"]),
+                "ci_low": _num(rec["ci_low"]),
+                "ci_high": _num(rec["ci_high"]),
+                "n_users": int(rec["n_users"]),
+            }
+        comps = [
+            {k: _num(v) for k, v in rec.items()} for rec in self.comparisons.to_dict("records")
+        ]
+        return {
+            "protocol": self.protocol,
+            "baseline": self.baseline,
+            "ks": self.ks,
+            "metrics": self.metrics,
+            "confidence_level": self.level,
+            "n_bootstrap": self.n_bootstrap,
+            "n_permutations": self.n_permutations,
+            "seed": self.seed,
+            "info": {k: _num(v) for k, v in self.info.items()},
+            "models": models,
+            "comparisons": comps,
+        }
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe scalar: numpy -> python, NaN/inf -> None."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _rank_batch(
+    model: Recommender, users: np.ndarray, seen: sp.csr_matrix, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (before exclusion) and top-k over items not seen in training."""
+    scores = np.asarray(model.score(users), dtype=np.float32)
+    if scores.shape != (len(users), seen.shape[1]):
+        raise DataError(
+            f"{type(model).__name__}.score returned shape {scores.shape}, expected "
+            f"{(len(users), seen.shape[1])}"
+        )
+    if np.isnan(scores).any():
+        raise DataError(f"{type(model).__name__} returned NaN scores; fix the model")
+    masked = scores.copy()
+    coo = seen.tocoo()
+    masked[coo.row, coo.col] = -np.inf
+    items, _ = top_k(masked, k)
+    return scores, items
+
+
+def _user_metrics(
+    topk: np.ndarray,
+    relevant: sp.csr_matrix,
+    auc: np.ndarray | None,
+    ks: Sequence[int],
+    novelty_info: np.ndarray | None,
+    embeddings: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    out = M.ranking_metrics(topk, relevant, ks)
+    if auc is not None:
+        out["auc"] = auc
+    for k in ks:
+        if novelty_info is not None:
+            out[f"novelty@{k}"] = novelty_info[topk[:, :k]].mean(axis=1)
+        if embeddings is not None and k >= 2:
+            out[f"diversity@{k}"] = M.intra_list_diversity(topk, embeddings, k)
+    return out
+
+
+def evaluate_models(
+    models: Mapping[str, Recommender],
+    split: ProtocolSplit,
+    ks: Sequence[int] = (5, 10, 20),
+    item_embeddings: np.ndarray | None = None,
+    baseline: str | None = None,
+    *,
+    n_bootstrap: int = 2000,
+    n_permutations: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+    batch_size: int = 256,
+    compute_auc: bool = True,
+    progress: ProgressFn | None = None,
+) -> EvaluationResult:
+    """Evaluate fitted `models` on `split` (full ranking minus training items).
+
+    Args:
+        models: fitted recommenders by display name (same index spaces as `split`).
+        ks: cut-offs; top-max(ks) lists are computed once per user.
+        item_embeddings: ``[n_items, dim]`` item vectors for intra-list diversity (optional).
+        baseline: model every other model is compared with (default: the first model).
+        progress: called as ``progress(model, users_done, users_total)`` after each batch.
+    """
+    if not models:
+        raise ConfigError("evaluate_models needs at least one model")
+    names = list(models)
+    base = names[0] if baseline is None else baseline
+    if base not in models:
+        raise ConfigError(f"baseline {base!r} is not one of the models {names}; pick one of them")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"ks must be positive integers, got {ks}")
+    if batch_size < 1:
+        raise ConfigError("batch_size must be positive")
+    train = split.train.matrix.tocsr()
+    n_users, n_items = train.shape
+    if item_embeddings is not None and np.asarray(item_embeddings).shape[0] != n_items:
+        raise DataError(
+            f"item_embeddings has {np.asarray(item_embeddings).shape[0]} rows for {n_items} items"
+        )
+    users = np.asarray(split.scored_users, dtype=np.int64)
+    if users.size == 0:
+        raise DataError(f"split {split.name!r} has no scored users (no relevant test items)")
+    kmax = min(max(ks), n_items)
+    ks = [k for k in ks if k <= kmax]
+    relevant = sp.csr_matrix(split.relevant)[users]
+    cold_rel_users = sp.csr_matrix(split.cold_relevant())[users]
+    cold_mask = np.diff(cold_rel_users.indptr) > 0
+    cold_users = users[cold_mask]
+    cold_rel = cold_rel_users[cold_mask]
+    counts = np.asarray(train.sum(axis=0)).ravel()
+    n_train_users = int((np.diff(train.indptr) > 0).sum())
+    info_items = M.self_information(counts, n_train_users)
+    emb = None if item_embeddings is None else np.asarray(item_embeddings, dtype=np.float64)
+
+    frames: list[pd.DataFrame] = []
+    coverage: dict[str, dict[str, float]] = {}
+    for name in names:
+        model = models[name]
+        topk = np.empty((len(users), kmax), dtype=np.int64)
+        auc_all = np.empty(len(users)) if compute_auc else None
+        auc_cold = np.full(len(users), np.nan) if compute_auc else None
+        for start in range(0, len(users), batch_size):
+            sl = slice(start, start + batch_size)
+            batch = users[sl]
+            seen = train[batch]
+            scores, items = _rank_batch(model, batch, seen, kmax)
+            topk[sl] = items
+            if auc_all is not None and auc_cold is not None:
+                auc_all[sl] = M.auc_scores(scores, relevant[sl], seen)
+                auc_cold[sl] = M.auc_scores(scores, cold_rel_users[sl], seen)
+            if progress is not None:
+                progress(name, min(start + batch_size, len(users)), len(users))
+        per_all = _user_metrics(topk, relevant, auc_all, ks, info_items, emb)
+        per_cold = _user_metrics(
+            topk[cold_mask],
+            cold_rel,
+            None if auc_cold is None else auc_cold[cold_mask],
+            ks,
+            None,
+            None,
+        )
+        coverage[name] = {f"coverage@{k}": M.catalog_coverage(topk, n_items, k) for k in ks}
+        for slice_name, uidx, vals in (("all", users, per_all), ("cold", cold_users, per_cold)):
+            df = pd.DataFrame(vals)
+            df.insert(0, "user_id", split.train.user_ids[uidx])
+            df.insert(0, "user_idx", uidx)
+            df.insert(0, "model", name)
+            df.insert(0, "slice", slice_name)
+            frames.append(df)
+    per_user = pd.concat(frames, ignore_index=True)
+    metric_cols = [
+        c for c in per_user.columns if c not in ("slice", "model", "user_idx", "user_id")
+    ]
+    summary = _summarise(per_user, metric_cols, coverage, n_bootstrap, level, seed)
+    comparisons = _compare(per_user, metric_cols, names, base, n_permutations, seed)
+    info = {
+        "n_users": int(n_users),
+        "n_items": int(n_items),
+        "n_scored_users": len(users),
+        "n_cold_scored_users": len(cold_users),
+        "n_cold_items": int(np.asarray(split.cold_items).sum()),
+        "cold_relevant_fraction": float(split.cold_relevant_fraction()),
+        "n_relevant": int(relevant.nnz),
+    }
+    return EvaluationResult(
+        per_user=per_user,
+        summary=summary,
+        comparisons=comparisons,
+        metrics=[*metric_cols, *(f"coverage@{k}" for k in ks)],
+        ks=ks,
+        baseline=base,
+        protocol=split.name,
+        level=level,
+        n_bootstrap=n_bootstrap,
+        n_permutations=n_permutations,
+        seed=seed,
+        info=info,
+    )
+
+
+def _summarise(
+    per_user: pd.DataFrame,
+    metric_cols: list[str],
+    coverage: Mapping[str, Mapping[str, float]],
+    n_bootstrap: int,
+    level: float,
+    seed: int,
+) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for (slice_name, model), grp in per_user.groupby(["slice", "model"], sort=False):
+        cols = [c for c in metric_cols if grp[c].notna().any()]
+        if grp.empty or not cols:
+            continue
+        ci = S.bootstrap_ci(grp[cols].to_numpy(), n_boot=n_bootstrap, level=level, seed=seed)
+        for j, metric in enumerate(cols):
+            rows.append(
+                {
+                    "slice": slice_name,
+                    "model": model,
+                    "metric": metric,
+                    "mean": float(ci.mean[j]),
+                    "ci_low": float(ci.low[j]),
+                    "ci_high": float(ci.high[j]),
+                    "n_users": int(ci.n[j]),
+                }
+            )
+        if slice_name == "all":
+            for metric, value in coverage[str(model)].items():
+                rows.append(
+                    {
+                        "slice": "all",
+                        "model": model,
+                        "metric": metric,
+                        "mean": value,
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "n_users": len(grp),
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["slice", "model", "metric", "mean", "ci_low", "ci_high", "n_users"]
+    )
+
+
+def _compare(
+    per_user: pd.DataFrame,
+    metric_cols: list[str],
+    names: list[str],
+    baseline: str,
+    n_permutations: int,
+    seed: int,
+) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    others = [n for n in names if n != baseline]
+    for slice_name in SLICES:
+        part = per_user[per_user["slice"] == slice_name]
+        base = part[part["model"] == baseline].set_index("user_idx")
+        if base.empty:
+            continue
+        cols = [c for c in metric_cols if base[c].notna().all()]
+        for name in others:
+            other = part[part["model"] == name].set_index("user_idx").loc[base.index]
+            a = other[cols].to_numpy(np.float64)
+            b = base[cols].to_numpy(np.float64)
+            if len(a) < 2:
+                continue
+            tt = S.paired_ttest(a, b)
+            wx = S.wilcoxon_signed_rank(a, b)
+            pm = S.permutation_test(a, b, n_permutations=n_permutations, seed=seed)
+            ma, mb = a.mean(axis=0), b.mean(axis=0)
+            for j, metric in enumerate(cols):
+                rows.append(
+                    {
+                        "slice": slice_name,
+                        "metric": metric,
+                        "model": name,
+                        "baseline": baseline,
+                        "n_users": len(a),
+                        "mean_model": float(ma[j]),
+                        "mean_baseline": float(mb[j]),
+                        "diff": float(ma[j] - mb[j]),
+                        "lift": float(ma[j] / mb[j] - 1.0) if mb[j] != 0 else np.nan,
+                        "p_ttest": float(tt.p_value[j]),
+                        "p_wilcoxon": float(wx.p_value[j]),
+                        "p_permutation": float(pm.p_value[j]),
+                    }
+                )
+    cols_out = [
+        "slice", "metric", "model", "baseline", "n_users", "mean_model", "mean_baseline",
+        "diff", "lift", *(f"p_{t}" for t in TESTS), *(f"p_{t}_holm" for t in TESTS),
+    ]  # fmt: skip
+    df = pd.DataFrame(rows, columns=cols_out[: -len(TESTS)])
+    for t in TESTS:
+        df[f"p_{t}_holm"] = np.nan
+        if df.empty:
+            continue
+        for _, idx in df.groupby(["slice", "metric"], sort=False).groups.items():
+            df.loc[idx, f"p_{t}_holm"] = S.holm(df.loc[idx, f"p_{t}"].to_numpy())
+    return df[cols_out]
