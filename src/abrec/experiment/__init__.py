@@ -1,0 +1,1 @@
+"""Experiments: specs, GrowthBook-compatible assignment, registry and analysis."""

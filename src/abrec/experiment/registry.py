@@ -1,0 +1,172 @@
+"""Experiment registry: lifecycle (draft → running → stopped), weights and sticky assignment."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from abrec.errors import ExperimentError
+from abrec.experiment.assignment import choose_variation, gb_hash, get_bucket_ranges
+from abrec.experiment.spec import ExperimentSpec, parse_spec
+from abrec.store.sql import EventStore
+
+_CACHE_SIZE = 100_000
+
+
+class ExperimentRegistry:
+    """Experiments persisted in the event store, with GrowthBook-compatible assignment.
+
+    Stored sticky assignments never change, so they are cached in memory (LRU).
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self._specs: dict[str, ExperimentSpec] = {}
+        self._sticky: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the latest version of every spec from the store."""
+        specs = {}
+        for raw in self.store.load_experiments():
+            spec = parse_spec(raw)
+            specs[spec.id] = spec
+        with self._lock:
+            self._specs = specs
+
+    # ------------------------------------------------------------------ lifecycle
+    def create(self, spec: ExperimentSpec | dict[str, Any]) -> ExperimentSpec:
+        """Register a new experiment (any status; usually ``draft``).
+
+        Raises:
+            ExperimentError: when the id exists or the spec is invalid.
+        """
+        if not isinstance(spec, ExperimentSpec):
+            spec = parse_spec(spec)
+        with self._lock:
+            if spec.id in self._specs:
+                raise ExperimentError(
+                    f"experiment {spec.id!r} already exists; choose another id or update it"
+                )
+            self._save(spec)
+        return spec
+
+    def upsert(self, spec: ExperimentSpec) -> ExperimentSpec:
+        """Create the experiment, or keep the stored one when the id exists (for config loading)."""
+        with self._lock:
+            if spec.id in self._specs:
+                return self._specs[spec.id]
+            self._save(spec)
+        return spec
+
+    def get(self, exp_id: str) -> ExperimentSpec:
+        """The current spec of an experiment.
+
+        Raises:
+            ExperimentError: for an unknown id.
+        """
+        with self._lock:
+            spec = self._specs.get(exp_id)
+        if spec is None:
+            known = sorted(self._specs)
+            raise ExperimentError(f"unknown experiment {exp_id!r}; known experiments: {known}")
+        return spec
+
+    def list(self) -> list[ExperimentSpec]:
+        """All experiments, ordered by id."""
+        with self._lock:
+            return [self._specs[k] for k in sorted(self._specs)]
+
+    def start(self, exp_id: str) -> ExperimentSpec:
+        """Move a draft experiment to running."""
+        return self._transition(exp_id, "running", allowed_from=("draft",))
+
+    def stop(self, exp_id: str) -> ExperimentSpec:
+        """Stop a draft or running experiment (stopped is final)."""
+        return self._transition(exp_id, "stopped", allowed_from=("draft", "running"))
+
+    def set_weights(self, exp_id: str, weights: dict[str, float]) -> ExperimentSpec:
+        """Change the traffic split; units already assigned keep their variant when sticky.
+
+        Raises:
+            ExperimentError: for unknown/missing variants, bad weights or a stopped experiment.
+        """
+        with self._lock:
+            spec = self.get(exp_id)
+            if spec.status == "stopped":
+                raise ExperimentError(f"experiment {exp_id!r} is stopped; its weights are final")
+            names = spec.variant_names
+            if set(weights) != set(names):
+                raise ExperimentError(
+                    f"give a weight for every variant of {exp_id!r}: expected {sorted(names)}, "
+                    f"got {sorted(weights)}"
+                )
+            variants = [{**v.model_dump(), "weight": weights[v.name]} for v in spec.variants]
+            new = spec.with_updates(variants=variants)
+            self._save(new)
+        return new
+
+    def _transition(
+        self, exp_id: str, status: str, *, allowed_from: tuple[str, ...]
+    ) -> ExperimentSpec:
+        with self._lock:
+            spec = self.get(exp_id)
+            if spec.status not in allowed_from:
+                raise ExperimentError(
+                    f"cannot move experiment {exp_id!r} from {spec.status!r} to {status!r}; "
+                    f"allowed from {list(allowed_from)}"
+                )
+            new = spec.with_updates(status=status)
+            self._save(new)
+        return new
+
+    def _save(self, spec: ExperimentSpec) -> None:
+        self.store.save_experiment(spec.model_dump(mode="json"))
+        self._specs[spec.id] = spec
+
+    # ------------------------------------------------------------------ assignment
+    def bucket(self, exp_id: str, unit_id: str) -> str | None:
+        """The hash-based variant of a unit under the current weights (ignores stickiness)."""
+        spec = self.get(exp_id)
+        n = gb_hash(spec.hash_seed, unit_id, spec.hash_version)
+        if n is None:  # pragma: no cover - hash_version is validated to be 1 or 2
+            return None
+        idx = choose_variation(
+            n, get_bucket_ranges(len(spec.variants), spec.coverage, spec.weights)
+        )
+        return None if idx < 0 else spec.variants[idx].name
+
+    def assign(self, exp_id: str, unit_id: str) -> str | None:
+        """Variant for a unit; None when the experiment is not running or the unit is outside coverage.
+
+        With ``sticky`` the first assignment is stored and reused after weight changes.
+
+        Raises:
+            ExperimentError: for an unknown experiment or an empty unit id.
+        """
+        if not unit_id:
+            raise ExperimentError("unit_id must be a non-empty string")
+        spec = self.get(exp_id)
+        if spec.status != "running":
+            return None
+        if not spec.sticky:
+            return self.bucket(exp_id, unit_id)
+        key = (exp_id, unit_id)
+        with self._lock:
+            cached = self._sticky.get(key)
+            if cached is not None:
+                self._sticky.move_to_end(key)
+                return cached
+        stored = self.store.get_assignment(exp_id, unit_id)
+        if stored is None:
+            variant = self.bucket(exp_id, unit_id)
+            if variant is None:
+                return None
+            stored = self.store.save_assignment(exp_id, unit_id, variant)
+        with self._lock:
+            self._sticky[key] = stored
+            if len(self._sticky) > _CACHE_SIZE:
+                self._sticky.popitem(last=False)
+        return stored

@@ -1,0 +1,187 @@
+"""Experiment specifications: variants, weights, coverage, status and metrics."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from abrec.errors import ConfigError, ExperimentError
+
+Status = Literal["draft", "running", "stopped"]
+
+#: Metrics the analysis knows how to compute from stored events.
+METRICS: tuple[str, ...] = (
+    "ctr",
+    "clicks_per_unit",
+    "conversions_per_unit",
+    "exposures_per_unit",
+)
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class Variant(BaseModel):
+    """One arm of an experiment: its name, traffic weight and the model it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    weight: float = Field(default=1.0, ge=0.0)
+    model: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _finite(self) -> Self:
+        if not math.isfinite(self.weight):
+            raise ValueError(f"variant {self.name!r}: weight must be a finite number")
+        return self
+
+
+class ExperimentSpec(BaseModel):
+    """An A/B(/n) experiment; weights are normalised to sum to 1 on construction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_PATTERN)
+    seed: str | None = None
+    hash_version: Literal[1, 2] = 2
+    variants: list[Variant] = Field(min_length=2)
+    coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    status: Status = "draft"
+    primary_metric: str = "ctr"
+    guardrails: list[str] = Field(default_factory=list)
+    sticky: bool = True
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    control: str | None = None
+    description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("seed") is None and isinstance(data.get("id"), str):
+            data["seed"] = data["id"]
+        variants = data.get("variants")
+        if isinstance(variants, list) and variants:
+            raw: list[dict[str, Any]] = []
+            for v in variants:
+                if isinstance(v, Variant):
+                    raw.append(v.model_dump())
+                elif isinstance(v, dict):
+                    raw.append(dict(v))
+                else:
+                    return data  # let field validation report the bad entry
+            weights = [w.get("weight", 1.0) for w in raw]
+            if all(isinstance(w, int | float) and math.isfinite(w) and w >= 0 for w in weights):
+                total = float(sum(weights))
+                if total <= 0:
+                    raise ValueError("variant weights sum to 0; give at least one a weight > 0")
+                for w, entry in zip(weights, raw, strict=True):
+                    entry["weight"] = float(w) / total
+            data["variants"] = raw
+            if data.get("control") is None and isinstance(raw[0].get("name"), str):
+                data["control"] = raw[0]["name"]
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        if self.control not in names:
+            raise ValueError(f"control {self.control!r} is not one of the variants {names}")
+        for metric in [self.primary_metric, *self.guardrails]:
+            if metric not in METRICS:
+                raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        """Variant names in declaration order (the GrowthBook variation order)."""
+        return [v.name for v in self.variants]
+
+    @property
+    def weights(self) -> list[float]:
+        """Normalised weights in variant order."""
+        return [v.weight for v in self.variants]
+
+    @property
+    def hash_seed(self) -> str:
+        """Seed used for hashing (the id unless set)."""
+        return self.seed if self.seed is not None else self.id
+
+    def variant(self, name: str) -> Variant:
+        """The variant called ``name``.
+
+        Raises:
+            ExperimentError: when the experiment has no such variant.
+        """
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ExperimentError(
+            f"experiment {self.id!r} has no variant {name!r}; variants are {self.variant_names}"
+        )
+
+    def with_updates(self, **changes: Any) -> ExperimentSpec:
+        """A validated copy with some fields replaced."""
+        data = self.model_dump()
+        data.update(changes)
+        return parse_spec(data)
+
+
+def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
+    """Validate a spec from a plain dict, raising :class:`ExperimentError` on bad input."""
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        ident = data.get("id", "?") if isinstance(data, dict) else "?"
+        raise ExperimentError(f"invalid experiment spec {ident!r}: {_summarise(exc)}") from exc
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_specs(path: str | Path) -> list[ExperimentSpec]:
+    """Read experiment specs from a TOML file with ``[[experiment]]`` tables.
+
+    Raises:
+        ConfigError: when the file is missing, not TOML, or a spec is invalid.
+    """
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"experiments file {p} does not exist; check the path") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"experiments file {p} is not valid TOML: {exc}") from exc
+    unknown = set(doc) - {"experiment"}
+    if unknown:
+        raise ConfigError(
+            f"{p}: unknown top-level keys {sorted(unknown)}; use [[experiment]] tables"
+        )
+    tables = doc.get("experiment", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{p}: 'experiment' must be an array of tables ([[experiment]])")
+    specs: list[ExperimentSpec] = []
+    seen: set[str] = set()
+    for i, table in enumerate(tables):
+        try:
+            spec = ExperimentSpec.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(f"{p}: experiment #{i + 1} is invalid: {_summarise(exc)}") from exc
+        if spec.id in seen:
+            raise ConfigError(f"{p}: experiment id {spec.id!r} appears more than once")
+        seen.add(spec.id)
+        specs.append(spec)
+    return specs

@@ -1,0 +1,389 @@
+"""Append-only event store on SQLAlchemy Core: SQLite (WAL, embedded) or PostgreSQL (psycopg 3).
+
+Durability: a call returns only after its transaction committed. SQLite runs in WAL
+mode with ``synchronous=FULL``, so every commit is fsynced to the WAL before it
+returns and an acknowledged event survives a crash or power loss (``NORMAL`` would
+only survive process crashes). PostgreSQL uses its default ``synchronous_commit=on``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from abrec.errors import StoreError
+from abrec.store.events import Event, VariantSummary
+
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _to_int(v: Any) -> int:
+    return 0 if v is None else int(v)
+
+
+def _to_float(v: Any) -> float:
+    return 0.0 if v is None else float(v)
+
+
+class EventStore:
+    """Durable, idempotent, append-only event log plus experiment specs and sticky assignments."""
+
+    def __init__(self, engine: Engine, *, table_prefix: str = "abrec_") -> None:
+        if not _PREFIX_RE.match(table_prefix):
+            raise StoreError(
+                f"table_prefix {table_prefix!r} is invalid; use lower-case letters, digits "
+                "and '_' (at most 31 characters, starting with a letter)"
+            )
+        self.engine = engine
+        self.table_prefix = table_prefix
+        self.dialect: str = engine.dialect.name
+        md = sa.MetaData()
+        p = table_prefix
+        self.events = sa.Table(
+            f"{p}events",
+            md,
+            sa.Column("event_id", sa.String(128), primary_key=True),
+            sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("experiment", sa.String(128), nullable=False),
+            sa.Column("variant", sa.String(128), nullable=False),
+            sa.Column("unit_id", sa.String(256), nullable=False),
+            sa.Column("type", sa.String(32), nullable=False),
+            sa.Column("item_id", sa.String(256), nullable=True),
+            sa.Column("position", sa.Integer, nullable=True),
+            sa.Column("value", sa.Double, nullable=True),
+            sa.Column("request_id", sa.String(128), nullable=True),
+            sa.Index(f"ix_{p}events_exp_unit", "experiment", "variant", "unit_id"),
+            sa.Index(f"ix_{p}events_exp_type", "experiment", "type"),
+        )
+        self.experiments = sa.Table(
+            f"{p}experiments",
+            md,
+            sa.Column("id", sa.String(128), primary_key=True),
+            sa.Column("version", sa.Integer, primary_key=True),
+            sa.Column("spec", sa.Text, nullable=False),
+            sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
+        )
+        self.assignments = sa.Table(
+            f"{p}assignments",
+            md,
+            sa.Column("experiment", sa.String(128), primary_key=True),
+            sa.Column("unit_id", sa.String(256), primary_key=True),
+            sa.Column("variant", sa.String(128), nullable=False),
+            sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+        )
+        self.metadata = md
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_url(cls, url: str, *, table_prefix: str = "abrec_") -> EventStore:
+        """Open a store at ``sqlite:///path.db`` or ``postgresql+psycopg://user@host:port/db``.
+
+        Raises:
+            StoreError: for an unsupported or in-memory URL.
+        """
+        try:
+            parsed = make_url(url)
+        except Exception as exc:
+            raise StoreError(f"cannot parse store URL {url!r}: {exc}") from exc
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            db = parsed.database
+            if not db or db == ":memory:" or db.startswith("file::memory:"):
+                raise StoreError(
+                    "an in-memory SQLite store is not durable; use a file URL like "
+                    "sqlite:///runs/events.db"
+                )
+            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(
+                parsed.set(drivername="sqlite+pysqlite"),
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=8,
+                max_overflow=8,
+            )
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        elif backend == "postgresql":
+            engine = sa.create_engine(
+                parsed.set(drivername="postgresql+psycopg"),
+                pool_pre_ping=True,
+                pool_size=8,
+                max_overflow=8,
+            )
+        else:
+            raise StoreError(
+                f"unsupported store backend {backend!r}; use sqlite:///path.db or "
+                "postgresql+psycopg://user@host:5432/db"
+            )
+        return cls(engine, table_prefix=table_prefix)
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"event store could not {what} ({self.dialect}): {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}; check that the database is reachable and the "
+                "schema exists (create_schema())"
+            ) from exc
+
+    @property
+    def table_names(self) -> list[str]:
+        """Names of the tables this store owns."""
+        return [t.name for t in self.metadata.sorted_tables]
+
+    def create_schema(self) -> None:
+        """Create the tables and indexes if they do not exist."""
+        with self._tx("create the schema") as conn:
+            self.metadata.create_all(conn, checkfirst=True)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            return pg_dialect.insert(table)
+        return sqlite_dialect.insert(table)
+
+    # ------------------------------------------------------------------ events
+    def append_ids(self, events: Sequence[Event]) -> set[str]:
+        """Insert events in one transaction; return the ids that were newly inserted.
+
+        Idempotent on ``event_id``: ids already stored, or repeated within the batch
+        (the first occurrence wins), are skipped. Returns after the commit is durable.
+        """
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for ev in events:
+            if not isinstance(ev, Event):
+                raise StoreError(f"append() takes Event objects, got {type(ev).__name__}")
+            if ev.event_id in seen:
+                continue
+            seen.add(ev.event_id)
+            rows.append(ev.model_dump())
+        if not rows:
+            return set()
+        stmt = (
+            self._insert(self.events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(self.events.c.event_id)
+        )
+        with self._tx("append events") as conn:
+            inserted = conn.execute(stmt, rows).scalars().all()
+        return set(inserted)
+
+    def append(self, events: Sequence[Event]) -> int:
+        """Insert events idempotently and durably; return how many were new."""
+        return len(self.append_ids(events))
+
+    def count(self, experiment: str | None = None) -> int:
+        """Number of stored events (of one experiment when given)."""
+        q = sa.select(sa.func.count()).select_from(self.events)
+        if experiment is not None:
+            q = q.where(self.events.c.experiment == experiment)
+        with self._tx("count events") as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def _per_unit(self, experiment: str) -> Any:
+        e = self.events.c
+
+        def n_of(kind: str) -> Any:
+            return sa.func.sum(sa.case((e.type == kind, 1), else_=0))
+
+        return (
+            sa.select(
+                e.variant.label("variant"),
+                e.unit_id.label("unit_id"),
+                n_of("exposure").label("e"),
+                n_of("click").label("c"),
+                n_of("conversion").label("v"),
+                sa.func.avg(sa.case((e.type == "covariate", e.value), else_=None)).label("x"),
+                sa.func.min(e.ts).label("first_ts"),
+            )
+            .where(e.experiment == experiment)
+            .group_by(e.variant, e.unit_id)
+            .subquery("per_unit")
+        )
+
+    def variant_summary(self, experiment: str) -> dict[str, VariantSummary]:
+        """Per-variant counts and per-unit sufficient statistics, aggregated in SQL.
+
+        Units are grouped first (clicks, exposures, conversions and mean covariate per
+        unit), then variants; only units with at least one exposure are counted.
+        """
+        u = self._per_unit(experiment).c
+        has_x = u.x.is_not(None)
+        q = (
+            sa.select(
+                u.variant,
+                sa.func.count(),
+                sa.func.sum(u.e),
+                sa.func.sum(u.c),
+                sa.func.sum(u.v),
+                sa.func.sum(u.c * u.c),
+                sa.func.sum(u.e * u.e),
+                sa.func.sum(u.c * u.e),
+                sa.func.sum(u.v * u.v),
+                sa.func.count(u.x),
+                sa.func.sum(u.x),
+                sa.func.sum(u.x * u.x),
+                sa.func.sum(u.x * u.c),
+                sa.func.sum(u.x * u.e),
+                sa.func.sum(sa.case((has_x, u.c), else_=0)),
+                sa.func.sum(sa.case((has_x, u.c * u.c), else_=0)),
+            )
+            .where(u.e > 0)
+            .group_by(u.variant)
+            .order_by(u.variant)
+        )
+        with self._tx("summarise variants") as conn:
+            rows = conn.execute(q).all()
+        out: dict[str, VariantSummary] = {}
+        for r in rows:
+            out[str(r[0])] = VariantSummary(
+                variant=str(r[0]),
+                n_units=_to_int(r[1]),
+                exposures=_to_int(r[2]),
+                clicks=_to_int(r[3]),
+                conversions=_to_int(r[4]),
+                sum_clicks=_to_float(r[3]),
+                sum_sq_clicks=_to_float(r[5]),
+                sum_exposures=_to_float(r[2]),
+                sum_sq_exposures=_to_float(r[6]),
+                sum_clicks_exposures=_to_float(r[7]),
+                sum_conversions=_to_float(r[4]),
+                sum_sq_conversions=_to_float(r[8]),
+                n_covariate=_to_int(r[9]),
+                sum_x=_to_float(r[10]),
+                sum_sq_x=_to_float(r[11]),
+                sum_x_clicks=_to_float(r[12]),
+                sum_x_exposures=_to_float(r[13]),
+                cov_sum_clicks=_to_float(r[14]),
+                cov_sum_sq_clicks=_to_float(r[15]),
+            )
+        return out
+
+    def unit_frame(self, experiment: str) -> dict[str, np.ndarray]:
+        """Per-unit aggregates (aggregated in SQL), one row per (variant, unit).
+
+        Columns: unit_id, variant (object arrays), exposures, clicks, conversions
+        (int64), covariate (float64, NaN where none), first_ts (datetime64[us], UTC).
+        Units without exposures are included; filter on ``exposures > 0`` as needed.
+        """
+        u = self._per_unit(experiment).c
+        q = sa.select(u.unit_id, u.variant, u.e, u.c, u.v, u.x, u.first_ts).order_by(
+            u.variant, u.unit_id
+        )
+        with self._tx("read per-unit data") as conn:
+            rows = conn.execute(q).all()
+        first_ts = []
+        for r in rows:
+            ts = r[6]
+            if isinstance(ts, str):  # SQLite may hand back the stored text
+                ts = datetime.fromisoformat(ts)
+            if ts is not None and ts.tzinfo is not None:
+                ts = ts.astimezone(UTC).replace(tzinfo=None)
+            first_ts.append(ts)
+        return {
+            "unit_id": np.array([str(r[0]) for r in rows], dtype=object),
+            "variant": np.array([str(r[1]) for r in rows], dtype=object),
+            "exposures": np.array([_to_int(r[2]) for r in rows], dtype=np.int64),
+            "clicks": np.array([_to_int(r[3]) for r in rows], dtype=np.int64),
+            "conversions": np.array([_to_int(r[4]) for r in rows], dtype=np.int64),
+            "covariate": np.array(
+                [np.nan if r[5] is None else float(r[5]) for r in rows], dtype=np.float64
+            ),
+            "first_ts": np.array(first_ts, dtype="datetime64[us]"),
+        }
+
+    # ------------------------------------------------------------------ experiments
+    def save_experiment(self, spec_json: dict[str, Any]) -> int:
+        """Store a new version of an experiment spec (must contain ``id``); return its version."""
+        exp_id = spec_json.get("id")
+        if not isinstance(exp_id, str) or not exp_id:
+            raise StoreError("save_experiment needs a spec dict with a non-empty string 'id'")
+        t = self.experiments
+        payload = json.dumps(spec_json, sort_keys=True)
+        next_version = sa.select(
+            sa.literal(exp_id, sa.String(128)),
+            sa.func.coalesce(sa.func.max(t.c.version), 0) + 1,
+            sa.literal(payload, sa.Text),
+            sa.literal(datetime.now(UTC), sa.DateTime(timezone=True)),
+        ).where(t.c.id == exp_id)
+        stmt = t.insert().from_select(["id", "version", "spec", "saved_at"], next_version)
+        for attempt in range(8):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(stmt)
+                    version = conn.execute(
+                        sa.select(sa.func.max(t.c.version)).where(t.c.id == exp_id)
+                    ).scalar_one()
+                return int(version)
+            except sa.exc.IntegrityError:  # a concurrent save took this version; retry
+                time.sleep(0.01 * (attempt + 1))
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"could not save experiment {exp_id!r}: {exc}") from exc
+        raise StoreError(f"could not save experiment {exp_id!r}: too many concurrent writers")
+
+    def load_experiments(self) -> list[dict[str, Any]]:
+        """Latest stored version of every experiment spec, ordered by id."""
+        t = self.experiments
+        latest = sa.select(t.c.id, sa.func.max(t.c.version).label("v")).group_by(t.c.id).subquery()
+        q = (
+            sa.select(t.c.spec)
+            .join(latest, sa.and_(t.c.id == latest.c.id, t.c.version == latest.c.v))
+            .order_by(t.c.id)
+        )
+        with self._tx("load experiments") as conn:
+            return [json.loads(s) for s in conn.execute(q).scalars()]
+
+    # ------------------------------------------------------------------ assignments
+    def get_assignment(self, experiment: str, unit_id: str) -> str | None:
+        """The stored (sticky) variant of a unit, or None."""
+        t = self.assignments
+        q = sa.select(t.c.variant).where(t.c.experiment == experiment, t.c.unit_id == unit_id)
+        with self._tx("read an assignment") as conn:
+            v = conn.execute(q).scalar_one_or_none()
+        return None if v is None else str(v)
+
+    def save_assignment(self, experiment: str, unit_id: str, variant: str) -> str:
+        """Store a unit's variant unless one is stored already; return the stored variant."""
+        t = self.assignments
+        stmt = (
+            self._insert(t)
+            .values(
+                experiment=experiment,
+                unit_id=unit_id,
+                variant=variant,
+                assigned_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["experiment", "unit_id"])
+        )
+        q = sa.select(t.c.variant).where(t.c.experiment == experiment, t.c.unit_id == unit_id)
+        with self._tx("save an assignment") as conn:
+            conn.execute(stmt)
+            return str(conn.execute(q).scalar_one())
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.dialect}, prefix={self.table_prefix!r})"

@@ -1,0 +1,162 @@
+"""Background writer that groups submitted events into batched, durable transactions."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from abrec.errors import StoreError
+from abrec.store.events import Event
+from abrec.store.sql import EventStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    events: list[Event]
+    future: Future[int] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class BatchWriter:
+    """Group events from many callers into few transactions, acknowledging after commit.
+
+    ``submit`` returns a future resolved with the number of that call's events that
+    were newly inserted, only once the batch holding them is committed (or with the
+    exception that made the commit fail). asyncio callers use
+    ``await asyncio.wrap_future(writer.submit(events))``.
+    """
+
+    def __init__(
+        self, store: EventStore, *, max_batch: int = 500, max_delay_s: float = 0.005
+    ) -> None:
+        if max_batch < 1:
+            raise StoreError(f"max_batch must be >= 1, got {max_batch}")
+        if max_delay_s < 0:
+            raise StoreError(f"max_delay_s must be >= 0, got {max_delay_s}")
+        self.store = store
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.batches_written = 0
+        self.events_written = 0
+        self._thread = threading.Thread(target=self._run, name="abrec-batch-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def submit(self, events: Sequence[Event]) -> Future[int]:
+        """Queue events for the next batch; the future resolves after they are committed."""
+        job = _Job(list(events))
+        with self._lock:
+            if self._closed:
+                raise StoreError("BatchWriter is closed; create a new one to write events")
+            if not job.events:
+                job.future.set_result(0)
+                return job.future
+            self._queue.put(job)
+        return job.future
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything submitted before this call is committed."""
+        barrier = _Job([])
+        with self._lock:
+            if self._closed:  # close() already drains everything queued
+                self._thread.join(timeout=timeout)
+                return
+            self._queue.put(barrier)
+        barrier.future.result(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush everything pending and stop the writer thread (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        self._thread.join(timeout=timeout)
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ worker
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """Gather jobs until ``max_batch`` events or ``max_delay_s`` elapsed; report a stop."""
+        jobs = [first]
+        n = len(first.events)
+        deadline = time.monotonic() + self.max_delay_s
+        stop = False
+        while n < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining > 0 and not stop:
+                    item = self._queue.get(timeout=remaining)
+                else:  # closing or out of time: take only what is already queued
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                # Drain what is already queued so close() writes everything pending.
+                continue
+            assert isinstance(item, _Job)
+            jobs.append(item)
+            n += len(item.events)
+            if not item.events:  # a flush barrier: write now
+                break
+        return jobs, stop
+
+    def _write(self, jobs: list[_Job]) -> None:
+        events = [ev for job in jobs for ev in job.events]
+        try:
+            inserted = self.store.append_ids(events) if events else set()
+        except Exception as exc:
+            log.exception("batch of %d events failed", len(events))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        self.batches_written += 1
+        self.events_written += len(inserted)
+        claimed: set[str] = set()
+        for job in jobs:
+            count = 0
+            for ev in job.events:
+                if ev.event_id in inserted and ev.event_id not in claimed:
+                    claimed.add(ev.event_id)
+                    count += 1
+            if not job.future.done():
+                job.future.set_result(count)
+
+    def _run(self) -> None:
+        stopping = False
+        while True:
+            if stopping:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+            else:
+                item = self._queue.get()
+            if item is _STOP:
+                stopping = True
+                continue
+            assert isinstance(item, _Job)
+            jobs, stop = self._collect(item)
+            stopping = stopping or stop
+            self._write(jobs)
