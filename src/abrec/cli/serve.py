@@ -1,3 +1,41 @@
-"""`abrec serve` command."""
+"""`abrec serve`: run the HTTP service with uvicorn (SIGTERM shuts down gracefully)."""
 
-from abrec.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from abrec.cli.app import app
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Service TOML (see examples/serve.toml)")
+    ],
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve recommendations, experiments and event ingestion over HTTP."""
+    import uvicorn
+
+    from abrec.errors import ConfigError
+    from abrec.serve.app import create_app
+    from abrec.serve.config import ServeConfig
+
+    try:
+        cfg = ServeConfig.from_toml(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    # uvicorn installs SIGTERM/SIGINT handlers: stop accepting, finish in-flight requests,
+    # then run the lifespan shutdown, which closes (flushes) the batch writer.
+    uvicorn.run(
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,75 @@
+"""Request and response bodies of the HTTP API (they define its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Ids are non-empty printable strings (no control characters)."""
+
+
+class RecommendContext(BaseModel):
+    """Optional request context: items the unit interacted with (external ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class RecommendRequest(BaseModel):
+    """Ask for `k` recommendations for `unit_id` inside `experiment`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: str = Field(min_length=1, max_length=256, pattern=ID_PATTERN)
+    experiment: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
+    k: int = Field(default=10, ge=1, description="Number of items (1..max_k of the service config)")
+    context: RecommendContext | None = None
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    position: int = Field(ge=0, description="0-based rank")
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    experiment: str
+    variant: str | None = Field(
+        description="Assigned variant; null when the experiment is unknown, not running, "
+        "or the unit is outside its coverage (then the fallback model answers and no "
+        "exposure is logged)"
+    )
+    model: str
+    items: list[RecommendedItem]
+
+
+class EventError(BaseModel):
+    index: int
+    message: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    inserted: int
+    errors: list[EventError] = Field(default_factory=list)
+
+
+class WeightsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float]
+
+
+class Problem(BaseModel):
+    """Error body: `detail` says what went wrong and what to do."""
+
+    detail: Any
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

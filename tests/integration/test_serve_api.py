@@ -1,0 +1,383 @@
+"""The HTTP service over real loopback HTTP, on a real SQLite file store and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from test_serve_support import (
+    N_ITEMS,
+    PG_URL,
+    build_bundle,
+    postgres_available,
+    unique_prefix,
+    write_config,
+)
+
+from abrec.data.types import Interactions
+from abrec.models.base import top_k
+from abrec.serve.config import ServeConfig
+from abrec.serve.runner import ServiceThread
+from abrec.store import EventStore
+
+TOKEN = "test-admin-token-123"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Svc:
+    url: str
+    client: httpx.Client
+    store: EventStore
+    inter: Interactions
+    config: ServeConfig
+    thread: ServiceThread
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
+    tmp = tmp_path_factory.mktemp(f"serve_{request.param}")
+    bundle, inter = build_bundle(tmp / "bundle")
+    prefix = unique_prefix("api")
+    if request.param == "postgres":
+        if not postgres_available():
+            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp / 'events.db'}"
+    cfg_path = write_config(tmp, url, bundle, table_prefix=prefix)
+    config = ServeConfig.from_toml(cfg_path)
+    old = os.environ.get("ABREC_ADMIN_TOKEN")
+    os.environ["ABREC_ADMIN_TOKEN"] = TOKEN
+    try:
+        thread = ServiceThread(config).start()
+    finally:
+        if old is None:
+            os.environ.pop("ABREC_ADMIN_TOKEN", None)
+        else:
+            os.environ["ABREC_ADMIN_TOKEN"] = old
+    store = EventStore.from_url(url, table_prefix=prefix)
+    with httpx.Client(base_url=thread.url, timeout=30) as client:
+        yield Svc(thread.url, client, store, inter, config, thread)
+    thread.stop()
+    if request.param == "postgres":
+        store.metadata.drop_all(store.engine)
+    store.dispose()
+
+
+def expected_known(inter: Interactions, user: int, k: int) -> list[str]:
+    """Independent reference for the Cooc model: (x_u X^T X, zero diagonal) minus seen items."""
+    x = inter.matrix.toarray().astype(np.float64)
+    sim = x.T @ x
+    np.fill_diagonal(sim, 0.0)
+    s = x[user] @ sim
+    s[x[user] > 0] = -np.inf
+    items, scores = top_k(s[None, :], k)
+    return [f"i{j}" for j, sc in zip(items[0], scores[0], strict=True) if np.isfinite(sc)]
+
+
+def rec(svc: Svc, unit: str, exp: str = "exp1", k: int = 5, **extra: object) -> httpx.Response:
+    return svc.client.post(
+        "/v1/recommend", json={"unit_id": unit, "experiment": exp, "k": k, **extra}
+    )
+
+
+def ev(eid: str, **kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "event_id": eid,
+        "experiment": "exp1",
+        "variant": "control",
+        "unit_id": "u1",
+        "type": "click",
+        "item_id": "i1",
+        "position": 0,
+    }
+    base.update(kw)
+    return base
+
+
+def test_health_and_ready(svc: Svc) -> None:
+    assert svc.client.get("/healthz").json()["status"] == "ok"
+    r = svc.client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"]["store"] == "ok"
+
+
+def test_recommend_known_user_logs_exposures_and_is_sticky(svc: Svc) -> None:
+    before = svc.store.count("exp1")
+    r = rec(svc, "u3", k=5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["variant"] in {"control", "treatment"}
+    assert body["model"] == {"control": "cooc", "treatment": "cooc_b"}[body["variant"]]
+    items = body["items"]
+    assert [it["position"] for it in items] == list(range(5))
+    assert [it["item_id"] for it in items] == expected_known(svc.inter, 3, 5)
+    scores = [it["score"] for it in items]
+    assert scores == sorted(scores, reverse=True)
+    # one exposure per shown item, durably written before the response
+    assert svc.store.count("exp1") == before + 5
+    frame = svc.store.unit_frame("exp1")
+    row = list(frame["unit_id"]).index("u3")
+    assert frame["variant"][row] == body["variant"]
+    # sticky: same unit, same variant, every time
+    for _ in range(3):
+        assert rec(svc, "u3").json()["variant"] == body["variant"]
+
+
+def test_unknown_unit_gets_popularity_never_error(svc: Svc) -> None:
+    r = rec(svc, "nobody-ever-seen", k=7)
+    assert r.status_code == 200
+    pop = np.asarray(svc.inter.matrix.sum(axis=0)).ravel()
+    items, _ = top_k(pop[None, :].astype(np.float64), 7)
+    assert [it["item_id"] for it in r.json()["items"]] == [f"i{j}" for j in items[0]]
+
+
+def test_unknown_unit_with_history_uses_it(svc: Svc) -> None:
+    hist = ["i0", "i5", "not-an-item"]
+    r = rec(svc, "anon-with-history", k=6, context={"history": hist})
+    assert r.status_code == 200, r.text
+    got = [it["item_id"] for it in r.json()["items"]]
+    x = svc.inter.matrix.toarray().astype(np.float64)
+    sim = x.T @ x
+    np.fill_diagonal(sim, 0.0)
+    s = sim[0] + sim[5]
+    s[[0, 5]] = -np.inf
+    items, _ = top_k(s[None, :], 6)
+    assert got == [f"i{j}" for j in items[0]]
+    assert "i0" not in got and "i5" not in got
+
+
+def test_unknown_experiment_falls_back_without_exposures(svc: Svc) -> None:
+    total = svc.store.count()
+    r = rec(svc, "u2", exp="no-such-experiment", k=4)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["variant"] is None and body["model"] == "cooc"
+    assert len(body["items"]) == 4
+    assert svc.store.count() == total  # nothing logged for a non-experiment
+
+
+def test_draft_experiment_unassigned_until_started(svc: Svc) -> None:
+    r = rec(svc, "u4", exp="draft1")
+    assert r.json()["variant"] is None
+    assert svc.client.post("/v1/admin/experiments/draft1/start", headers=ADMIN).status_code == 200
+    assert rec(svc, "u4", exp="draft1").json()["variant"] in {"a", "b"}
+    # stopped is final: restarting it is a conflict, not a crash
+    assert svc.client.post("/v1/admin/experiments/draft1/stop", headers=ADMIN).status_code == 200
+    assert svc.client.post("/v1/admin/experiments/draft1/start", headers=ADMIN).status_code == 409
+    assert rec(svc, "u4", exp="draft1").json()["variant"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"unit_id": "u1", "experiment": "exp1", "k": 0},
+        {"unit_id": "u1", "experiment": "exp1", "k": 21},  # above max_k = 20
+        {"unit_id": "", "experiment": "exp1", "k": 3},
+        {"experiment": "exp1", "k": 3},
+        {"unit_id": "u1", "experiment": "exp1", "k": "many"},
+        {"unit_id": "u1\x00", "experiment": "exp1"},
+        {"unit_id": "u1", "experiment": "exp1", "context": {"history": "i1"}},
+        [1, 2, 3],
+        "just a string",
+    ],
+)
+def test_recommend_bad_bodies_are_422(svc: Svc, body: object) -> None:
+    r = svc.client.post("/v1/recommend", json=body)
+    assert r.status_code == 422, r.text
+
+
+def test_recommend_malformed_json_is_422(svc: Svc) -> None:
+    r = svc.client.post(
+        "/v1/recommend", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
+    batch = [ev(f"valid-{i}", type="click" if i % 2 else "conversion") for i in range(10)]
+    before = svc.store.count("exp1")
+    r = svc.client.post("/v1/events", json={"events": batch})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 10, "inserted": 10, "errors": []}
+    r2 = svc.client.post("/v1/events", json={"events": batch})
+    assert r2.json() == {"accepted": 10, "inserted": 0, "errors": []}
+    assert svc.store.count("exp1") == before + 10
+
+
+def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
+    now = datetime.now(UTC).isoformat()
+    batch = [
+        ev("mixed-0", ts=now),
+        ev("mixed-1", ts="2024-01-01T00:00:00"),  # naive timestamp
+        ev("mixed-2", position=-1),
+        "not an object",
+        ev("mixed-4", value=1.5, type="covariate"),
+        ev("mixed-5", type="Click!"),
+        ev("mixed-6", unknown_field=1),
+        ev("mixed-7", item_id="a\x00b"),
+        ev("mixed-8", type="covariate"),  # covariate without value
+        ev("mixed-9"),
+    ]
+    before = svc.store.count("exp1")
+    r = svc.client.post("/v1/events", json={"events": batch})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["accepted"] == 3 and body["inserted"] == 3
+    assert [e["index"] for e in body["errors"]] == [1, 2, 3, 5, 6, 7, 8]
+    assert all(e["message"] for e in body["errors"])
+    assert "timezone" in body["errors"][0]["message"]
+    assert svc.store.count("exp1") == before + 3
+
+
+@pytest.mark.parametrize("body", [{"events": "x"}, {"evts": []}, [], {"events": [], "x": 1}])
+def test_events_wrong_shape_is_422(svc: Svc, body: object) -> None:
+    assert svc.client.post("/v1/events", json=body).status_code == 422
+
+
+def test_admin_requires_token_and_changes_nothing(svc: Svc) -> None:
+    spec = {
+        "id": "noauth1",
+        "variants": [{"name": "a", "model": "cooc"}, {"name": "b", "model": "cooc_b"}],
+    }
+    calls = [
+        ("POST", "/v1/admin/experiments", spec),
+        ("POST", "/v1/admin/experiments/exp1/stop", None),
+        ("PUT", "/v1/admin/experiments/exp1/weights", {"weights": {"control": 1, "treatment": 0}}),
+        ("GET", "/v1/admin/experiments", None),
+    ]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        for method, path, body in calls:
+            r = svc.client.request(method, path, json=body, headers=headers)
+            assert r.status_code == 401, (method, path, headers, r.text)
+    listed = svc.client.get("/v1/admin/experiments", headers=ADMIN).json()
+    by_id = {e["id"]: e for e in listed}
+    assert "noauth1" not in by_id
+    assert by_id["exp1"]["status"] == "running"
+    assert [v["weight"] for v in by_id["exp1"]["variants"]] == [0.5, 0.5]
+
+
+def test_admin_lifecycle_and_sticky_weights(svc: Svc) -> None:
+    spec = {
+        "id": "life1",
+        "variants": [{"name": "a", "model": "cooc"}, {"name": "b", "model": "cooc_b"}],
+    }
+    r = svc.client.post("/v1/admin/experiments", json=spec, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "draft"
+    assert svc.client.post("/v1/admin/experiments", json=spec, headers=ADMIN).status_code == 409
+    bad_model = {
+        **spec,
+        "id": "life2",
+        "variants": [{"name": "a", "model": "cooc"}, {"name": "b", "model": "nope"}],
+    }
+    assert (
+        svc.client.post("/v1/admin/experiments", json=bad_model, headers=ADMIN).status_code == 422
+    )
+    assert (
+        svc.client.post("/v1/admin/experiments", json={"id": "x"}, headers=ADMIN).status_code == 422
+    )
+    assert svc.client.post("/v1/admin/experiments/nope/start", headers=ADMIN).status_code == 404
+    assert (
+        svc.client.post("/v1/admin/experiments/life1/start", headers=ADMIN).json()["status"]
+        == "running"
+    )
+    units = [f"w{i}" for i in range(24)]
+    first = {u: rec(svc, u, exp="life1", k=1).json()["variant"] for u in units}
+    assert set(first.values()) == {"a", "b"}
+    r = svc.client.put(
+        "/v1/admin/experiments/life1/weights", json={"weights": {"a": 0.0, "b": 1.0}}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    assert [v["weight"] for v in r.json()["variants"]] == [0.0, 1.0]
+    bad = svc.client.put(
+        "/v1/admin/experiments/life1/weights", json={"weights": {"zzz": 1.0}}, headers=ADMIN
+    )
+    assert bad.status_code == 422
+    # already-assigned units stay; new units all go to b
+    assert {u: rec(svc, u, exp="life1", k=1).json()["variant"] for u in units} == first
+    assert {rec(svc, f"new{i}", exp="life1", k=1).json()["variant"] for i in range(10)} == {"b"}
+
+
+def test_results_unknown_is_404(svc: Svc) -> None:
+    assert svc.client.get("/v1/experiments/does-not-exist/results").status_code == 404
+
+
+def test_results_after_traffic(svc: Svc) -> None:
+    pytest.importorskip("abrec.experiment.analysis")
+    rng = np.random.default_rng(1)
+    events = []
+    for u in range(30):
+        body = rec(svc, f"r{u}", k=3).json()
+        for it in body["items"]:
+            if rng.random() < 0.3:
+                events.append(
+                    ev(
+                        f"{body['request_id']}:click:{it['position']}",
+                        variant=body["variant"],
+                        unit_id=f"r{u}",
+                        item_id=it["item_id"],
+                        position=it["position"],
+                        request_id=body["request_id"],
+                    )
+                )
+    assert svc.client.post("/v1/events", json={"events": events}).status_code == 200
+    r = svc.client.get("/v1/experiments/exp1/results")
+    assert r.status_code == 200, r.text
+    text = r.text
+    assert "srm" in text and "control" in text and "treatment" in text
+
+
+def test_metrics_exposes_families(svc: Svc) -> None:
+    rec(svc, "u9")
+    svc.client.post("/v1/events", json={"events": [ev("metric-click-1")]})
+    text = svc.client.get("/metrics").text
+    assert re.search(r'abrec_request_latency_seconds_bucket\{.*route="/v1/recommend"', text)
+    assert re.search(r'abrec_events_ingested_total\{type="click"\} [1-9]', text)
+    assert re.search(r'abrec_events_ingested_total\{type="exposure"\} [1-9]', text)
+    assert re.search(
+        r'abrec_assignments_total\{experiment="exp1",variant="(control|treatment)"\} [1-9]', text
+    )
+    assert re.search(r"abrec_store_write_latency_seconds_count [1-9]", text)
+
+
+def test_openapi_schema_lists_routes(svc: Svc) -> None:
+    paths = svc.client.get("/openapi.json").json()["paths"]
+    for p in (
+        "/v1/recommend",
+        "/v1/events",
+        "/v1/admin/experiments",
+        "/v1/admin/experiments/{experiment_id}/start",
+        "/v1/admin/experiments/{experiment_id}/stop",
+        "/v1/admin/experiments/{experiment_id}/weights",
+        "/v1/experiments/{experiment_id}/results",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ):
+        assert p in paths
+
+
+def test_acknowledged_exposures_survive_restart(svc: Svc, tmp_path: Path) -> None:
+    """Stop the service (lifespan flushes), reopen the store: every acknowledged exposure is there."""
+    if not svc.config.store_url.startswith("sqlite"):
+        pytest.skip("one backend is enough for this check; the SIGTERM test covers both")
+    before = svc.store.count("exp1")
+    n_items = sum(len(rec(svc, f"d{i}", k=4).json()["items"]) for i in range(15))
+    assert n_items == 60 and N_ITEMS >= 4
+    fresh = EventStore.from_url(svc.config.store_url, table_prefix=svc.config.table_prefix)
+    try:
+        assert fresh.count("exp1") == before + 60
+    finally:
+        fresh.dispose()

@@ -1,0 +1,168 @@
+"""Shared helpers for the service tests: a small real model bundle and service configs.
+
+The bundle is fitted on seeded synthetic interactions. It holds the project's
+`Popularity` model when `abrec.models.popularity` exists, and `Cooc`, a small
+item co-occurrence recommender defined here that also scores anonymous users
+from their item history (`score_history`), so the history path is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from abrec.data.types import Interactions, ItemCatalog
+from abrec.models.base import Recommender
+from abrec.models.bundle import ModelBundle
+
+N_USERS = 60
+N_ITEMS = 40
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+HERE = Path(__file__).resolve().parent
+
+
+class Cooc(Recommender):
+    """Item co-occurrence scores: user row times the item-item co-count matrix (zero diagonal)."""
+
+    name = "cooc"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sim: np.ndarray | None = None
+
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        x = train.matrix
+        sim = (x.T @ x).toarray().astype(np.float32)
+        np.fill_diagonal(sim, 0.0)
+        self.sim = sim
+
+    def _score_known(self, users: np.ndarray) -> np.ndarray:
+        assert self.sim is not None and self._train is not None
+        return np.asarray(self._train[users] @ self.sim, dtype=np.float32)
+
+    def score_history(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Scores for anonymous users given the item indices they interacted with."""
+        assert self.sim is not None
+        rows = np.concatenate([np.full(len(h), i) for i, h in enumerate(histories)])
+        cols = np.concatenate(histories)
+        x = sp.csr_matrix(
+            (np.ones(len(cols), np.float32), (rows, cols)),
+            shape=(len(histories), self.sim.shape[0]),
+        )
+        return np.asarray(x @ self.sim, dtype=np.float32)
+
+    def _state(self) -> dict[str, Any]:
+        return {"sim": self.sim}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.sim = state["sim"]
+
+
+def synthetic(seed: int = 0) -> tuple[Interactions, ItemCatalog]:
+    """Seeded interactions with a skewed item popularity (users u0.., items i0..)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, N_ITEMS + 1) ** 0.8
+    p /= p.sum()
+    users = np.repeat(np.arange(N_USERS), 6)
+    items = rng.choice(N_ITEMS, size=len(users), p=p)
+    inter = Interactions(
+        user_idx=users,
+        item_idx=items,
+        user_ids=np.array([f"u{i}" for i in range(N_USERS)], dtype=object),
+        item_ids=np.array([f"i{j}" for j in range(N_ITEMS)], dtype=object),
+    )
+    cat = ItemCatalog(item_ids=inter.item_ids, text=np.array([f"item {j}" for j in range(N_ITEMS)]))
+    return inter, cat
+
+
+def build_bundle(path: Path) -> tuple[Path, Interactions]:
+    """Fit and save the test bundle under `path` (models: cooc, cooc_b, popularity)."""
+    inter, cat = synthetic()
+    models: dict[str, Recommender] = {
+        "cooc": Cooc().fit(inter, cat),
+        "cooc_b": Cooc().fit(inter, cat),
+    }
+    try:
+        from abrec.models.popularity import Popularity  # the project's own model
+
+        models["popularity"] = Popularity().fit(inter, cat)
+    except ImportError:
+        pass
+    ModelBundle(models=models, user_ids=inter.user_ids, item_ids=inter.item_ids).save(path)
+    return path, inter
+
+
+EXPERIMENTS_TOML = """
+[[experiment]]
+id = "exp1"
+status = "running"
+primary_metric = "ctr"
+guardrails = ["exposures_per_unit"]
+variants = [
+  { name = "control", weight = 0.5, model = "cooc" },
+  { name = "treatment", weight = 0.5, model = "cooc_b" },
+]
+
+[[experiment]]
+id = "draft1"
+variants = [
+  { name = "a", weight = 1, model = "cooc" },
+  { name = "b", weight = 1, model = "cooc_b" },
+]
+"""
+
+
+def write_config(tmp: Path, store_url: str, bundle: Path, **extra: Any) -> Path:
+    """Write serve.toml + experiments.toml under `tmp`; returns the serve.toml path."""
+    (tmp / "experiments.toml").write_text(EXPERIMENTS_TOML)
+    lines = [
+        f'store_url = "{store_url}"',
+        f'bundle = "{bundle}"',
+        'experiments = "experiments.toml"',
+        'fallback_model = "cooc"',
+        "max_k = 20",
+    ]
+    lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in extra.items()]
+    lines += ["[batch]", "max_batch = 200", "max_delay_s = 0.002"]
+    path = tmp / "serve.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def postgres_available() -> bool:
+    """True when the PostgreSQL test server answers on 127.0.0.1:5432."""
+    if os.environ.get("ABREC_SKIP_POSTGRES"):
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            pass
+    except OSError:
+        return False
+    try:
+        import psycopg
+
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ):
+            return True
+    except Exception:
+        return False
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def unique_prefix(tag: str) -> str:
+    """A table prefix unique to this test run, so PostgreSQL runs never see old rows."""
+    return f"t{tag}_{uuid.uuid4().hex[:10]}_"
