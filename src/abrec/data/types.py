@@ -107,7 +107,7 @@ class Interactions:
             lookup = pd.Index(self.user_ids)
             self._cache["user_lookup"] = lookup
         assert isinstance(lookup, pd.Index)
-        return np.asarray(lookup.get_indexer(np.asarray(external_ids)), dtype=np.int64)
+        return np.asarray(lookup.get_indexer(pd.Index(np.asarray(external_ids))), dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
