@@ -228,3 +228,13 @@ def test_intra_list_diversity_matches_pairwise_reference() -> None:
         M.intra_list_diversity(np.array([[0, 1, 2]]), e, 3), [(1 + 1 + 0) / 3]
     )
     assert np.isnan(M.intra_list_diversity(np.array([[0, 1]]), e, 1)[0])
+
+
+def test_hit_matrix_batches_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    dense = rng.random((97, 40)) < 0.15
+    topk = np.stack([rng.permutation(40)[:12] for _ in range(97)])
+    expected = np.take_along_axis(dense, topk, axis=1)
+    for cells in (40, 41 * 7, 1 << 22):  # 1 user, 7 users, all users per batch
+        monkeypatch.setattr(M, "_BITMAP_CELLS", cells)
+        np.testing.assert_array_equal(M.hit_matrix(topk, sp.csr_matrix(dense)), expected)

@@ -38,6 +38,7 @@ from scipy.stats import rankdata
 from abrec.errors import DataError
 
 RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+_BITMAP_CELLS = 1 << 22  # users x items cells per batch in `hit_matrix` (4 MB)
 
 
 def _check_topk(topk: np.ndarray, n_items: int | None = None) -> np.ndarray:
@@ -86,16 +87,23 @@ def hit_matrix(topk: np.ndarray, relevant: sp.spmatrix | sp.sparray) -> np.ndarr
     topk = _check_topk(topk)
     rel = _check_relevant(relevant, topk.shape[0])
     topk = _check_topk(topk, rel.shape[1])
-    n_users, _ = topk.shape
-    n_items = np.int64(rel.shape[1])
-    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(rel.indptr))
-    keys = rows * n_items + rel.indices.astype(np.int64)  # sorted: CSR rows, sorted indices
-    if keys.size == 0:
-        return np.zeros(topk.shape, dtype=bool)
-    query = np.arange(n_users, dtype=np.int64)[:, None] * n_items + topk
-    pos = np.searchsorted(keys, query)
-    np.minimum(pos, keys.size - 1, out=pos)
-    return np.asarray(keys[pos] == query)
+    n_users, big_k = topk.shape
+    n_items = int(rel.shape[1])
+    # Per batch of users, mark their relevant items in a reusable flat bitmap that stays
+    # cache-sized, gather the top-k cells, then clear only the cells that were set.
+    batch = max(1, min(n_users, _BITMAP_CELLS // max(n_items, 1)))
+    bitmap = np.zeros(batch * n_items, dtype=bool)
+    out = np.empty((n_users, big_k), dtype=bool)
+    indptr, indices = rel.indptr, rel.indices.astype(np.int64)
+    for start in range(0, n_users, batch):
+        stop = min(start + batch, n_users)
+        local = np.arange(stop - start, dtype=np.int64)
+        rows = np.repeat(local, np.diff(indptr[start : stop + 1]))
+        cells = rows * n_items + indices[indptr[start] : indptr[stop]]
+        bitmap[cells] = True
+        out[start:stop] = bitmap[local[:, None] * n_items + topk[start:stop]]
+        bitmap[cells] = False
+    return out
 
 
 def _n_relevant(relevant: sp.csr_matrix) -> np.ndarray:
@@ -111,27 +119,36 @@ def metrics_from_hits(
     max_k = hits.shape[1]
     ks = _check_ks(ks, max_k)
     kmax = max(ks)
-    h = hits[:, :kmax].astype(np.float64)
-    ranks = np.arange(1, kmax + 1, dtype=np.float64)
-    disc = 1.0 / np.log2(ranks + 1.0)
-    cum_hits = np.cumsum(h, axis=1)
-    cum_dcg = np.cumsum(h * disc, axis=1)
-    cum_ap = np.cumsum(h * cum_hits / ranks, axis=1)
-    ideal = np.concatenate([[0.0], np.cumsum(disc)])
-    any_hit = h > 0
-    first = np.where(any_hit.any(axis=1), any_hit.argmax(axis=1), kmax)  # 0-based first hit
+    n_users = hits.shape[0]
+    # Work on hit positions only (row-major, so ranks increase within each user).
+    rows, cols = np.nonzero(hits[:, :kmax])
+    rank = cols.astype(np.float64) + 1.0
+    first_of_row = np.ones(rows.size, dtype=bool)
+    first_of_row[1:] = rows[1:] != rows[:-1]
+    starts = np.flatnonzero(first_of_row)
+    run_start = np.repeat(starts, np.diff(np.append(starts, rows.size)))
+    nth_hit = (np.arange(rows.size) - run_start + 1).astype(np.float64)  # hits up to here
+    gain_dcg = 1.0 / np.log2(rank + 1.0)
+    gain_ap = nth_hit / rank
+    first = np.full(n_users, np.inf)
+    first[rows[first_of_row]] = rank[first_of_row]
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, kmax + 2)))])
     has_rel = n_rel > 0
+    out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: dict[str, np.ndarray] = {}
         for k in ks:
-            n_hit = cum_hits[:, k - 1]
+            inside = cols < k
+            r = rows[inside]
+            n_hit = np.bincount(r, minlength=n_users).astype(np.float64)
+            dcg = np.bincount(r, weights=gain_dcg[inside], minlength=n_users)
+            ap = np.bincount(r, weights=gain_ap[inside], minlength=n_users)
             cap = np.minimum(n_rel, k)
             idcg = ideal[cap.astype(np.int64)]
             out[f"precision@{k}"] = np.where(has_rel, n_hit / k, np.nan)
             out[f"recall@{k}"] = np.where(has_rel, n_hit / n_rel, np.nan)
-            out[f"ndcg@{k}"] = np.where(has_rel, cum_dcg[:, k - 1] / idcg, np.nan)
-            out[f"map@{k}"] = np.where(has_rel, cum_ap[:, k - 1] / cap, np.nan)
-            mrr = np.where(first < k, 1.0 / (first + 1.0), 0.0)
+            out[f"ndcg@{k}"] = np.where(has_rel, dcg / idcg, np.nan)
+            out[f"map@{k}"] = np.where(has_rel, ap / cap, np.nan)
+            mrr = np.where(first <= k, 1.0 / first, 0.0)
             out[f"mrr@{k}"] = np.where(has_rel, mrr, np.nan)
             out[f"hit_rate@{k}"] = np.where(has_rel, (n_hit > 0).astype(np.float64), np.nan)
     return out
