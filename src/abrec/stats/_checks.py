@@ -79,8 +79,8 @@ def same_length(arrays: Sequence[npt.NDArray[np.float64]], names: Sequence[str])
 
 def z_or_t_quantile(q: float, df: float | None) -> float:
     """Quantile `q` of the t distribution with `df` (normal when `df` is None)."""
-    from scipy import stats
+    from scipy import special
 
     if df is None or not math.isfinite(df):
-        return float(stats.norm.ppf(q))
-    return float(stats.t.ppf(q, df))
+        return float(special.ndtri(q))
+    return float(special.stdtrit(df, q))

@@ -47,8 +47,11 @@ def _jackknife(
         for start in range(0, n, chunk):
             drop = np.arange(start, min(n, start + chunk))
             idx = base[None, :] + (base[None, :] >= drop[:, None])
-            args = [s[None, :] if k != j else x[idx] for k, s in enumerate(samples)]
-            args = list(np.broadcast_arrays(*args)) if len(args) > 1 else args
+            rows = drop.size
+            args = [
+                x[idx] if k == j else np.broadcast_to(s, (rows, s.size))
+                for k, s in enumerate(samples)
+            ]
             vals.append(np.atleast_1d(_call(statistic, args)))
         out.append(np.concatenate(vals))
     return out

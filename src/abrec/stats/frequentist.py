@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 from scipy import stats as sps
 
 from abrec.stats._checks import (
@@ -34,12 +35,14 @@ def _welch_df(a: float, b: float, nc: int, nt: int) -> float:
 
 
 def _p_value(stat: float, alternative: Alternative, df: float | None) -> float:
-    dist: Any = sps.norm if df is None else sps.t(df)
+    def cdf(x: float) -> float:
+        return float(special.ndtr(x) if df is None else special.stdtr(df, x))
+
     if alternative == "two-sided":
-        return float(min(1.0, 2.0 * dist.sf(abs(stat))))
+        return min(1.0, 2.0 * cdf(-abs(stat)))
     if alternative == "greater":
-        return float(dist.sf(stat))
-    return float(dist.cdf(stat))
+        return cdf(-stat)
+    return cdf(stat)
 
 
 def _bounds(
