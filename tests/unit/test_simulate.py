@@ -53,9 +53,9 @@ def test_click_probability_shape_and_bounds() -> None:
     r = np.array([5.0, 5.0, np.nan, 5.0])
     before = np.array([False, False, False, True])
     p = cm.click_probability(pos, r, before)
-    # position 0, rated: 1*1 + 0.2 clipped to 1; position 1: 0.5 + 0.2; unrated: 0.03 + 0.2;
+    # position 0, rated: 1*1 + 0.2 clipped to 1; position 1: 0.5 + 0.2; unrated: 0.01 + 0.2;
     # clicked before: 0.5 * 1 + 0.2
-    np.testing.assert_allclose(p, [1.0, 0.7, 0.23, 0.7])
+    np.testing.assert_allclose(p, [1.0, 0.7, 0.21, 0.7])
 
 
 def test_sampled_click_rates_match_probabilities() -> None:
@@ -175,6 +175,7 @@ class FakeService:
         self.n = 0
         self.events: dict[str, dict[str, Any]] = {}
         self.requests: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list[Any]] = {}
         self.fail_events = fail_events
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -186,7 +187,8 @@ class FakeService:
             with self.lock:
                 self.n += 1
                 rid = f"r{self.n}"
-                self.requests[rid] = {"unit": unit, "variant": variant, "items": items}
+                self.requests[rid] = {"unit": unit, "variant": variant, "items": items, "n": self.n}
+                self.history.setdefault(unit, []).append((body.get("context") or {}).get("history"))
             return httpx.Response(
                 200,
                 json={
@@ -253,6 +255,19 @@ def test_simulator_events_are_consistent_and_reproducible() -> None:
     # every conversion follows a click on the same shown item
     click_keys = {(e["request_id"], e["position"]) for e in clicks}
     assert all((e["request_id"], e["position"]) in click_keys for e in convs)
+    # later sessions send the items clicked in earlier sessions as context.history
+    by_unit: dict[str, list[tuple[int, str]]] = {}
+    for e in clicks:
+        by_unit.setdefault(e["unit_id"], []).append(
+            (svc.requests[e["request_id"]]["n"], e["item_id"])
+        )
+    for unit, hist in svc.history.items():
+        assert hist[0] is None
+        seen: set[str] = set()
+        reqs = sorted(r["n"] for r in svc.requests.values() if r["unit"] == unit)
+        for n, sent in zip(reqs, hist, strict=True):
+            assert (sorted(seen) or None) == sent
+            seen |= {i for m, i in by_unit.get(unit, []) if m == n}
     # same seed -> same events (request ids aside); another seed -> different clicks
     svc2, _ = _run(seed=11)
     assert _signature(svc2) == _signature(svc)

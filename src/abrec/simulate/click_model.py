@@ -26,14 +26,14 @@ class ClickModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    eta: float = Field(default=1.0, ge=0.0, description="position-bias exponent")
-    a_max: float = Field(default=0.7, gt=0.0, le=1.0, description="attractiveness ceiling")
+    eta: float = Field(default=0.8, ge=0.0, description="position-bias exponent")
+    a_max: float = Field(default=0.85, gt=0.0, le=1.0, description="attractiveness ceiling")
     midpoint: float = Field(default=3.5, description="rating at which attractiveness is a_max/2")
     slope: float = Field(default=2.5, gt=0.0, description="logistic slope per rating point")
     base_rate: float = Field(
-        default=0.03, ge=0.0, le=1.0, description="attractiveness when unrated"
+        default=0.01, ge=0.0, le=1.0, description="attractiveness when unrated"
     )
-    noise: float = Field(default=0.005, ge=0.0, le=1.0, description="item-independent click rate")
+    noise: float = Field(default=0.002, ge=0.0, le=1.0, description="item-independent click rate")
     repeat_factor: float = Field(
         default=0.2, ge=0.0, le=1.0, description="kept for re-shown clicks"
     )

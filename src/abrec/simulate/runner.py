@@ -51,6 +51,9 @@ class SimulationConfig(BaseModel):
     seed: int = 0
     timeout_s: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0)
+    send_history: bool = Field(
+        default=True, description="send items clicked in earlier sessions as context.history"
+    )
     click_model: ClickModel = Field(default_factory=lambda: ClickModel())
 
 
@@ -210,7 +213,9 @@ class Simulator:
     def _run_session(self, u: int, s: int) -> None:
         cfg = self.config
         user = self.users[u]
-        body = {"unit_id": user.unit_id, "experiment": cfg.experiment, "k": cfg.k}
+        body: dict[str, Any] = {"unit_id": user.unit_id, "experiment": cfg.experiment, "k": cfg.k}
+        if cfg.send_history and self._clicked[u]:
+            body["context"] = {"history": sorted(self._clicked[u])}
         resp = self._post("/v1/recommend", body)
         variant = resp.get("variant")
         items = resp.get("items") or []
