@@ -1,3 +1,45 @@
-"""`abrec evaluate` command."""
+"""`abrec evaluate` command: offline evaluation of the models in a TOML config."""
 
-from abrec.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from abrec.cli.app import app
+
+
+@app.command()
+def evaluate(
+    config: Path = typer.Option(
+        Path("examples/movielens.toml"), "--config", "-c", help="TOML run config."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Run folder (default runs/<UTC timestamp>/)."
+    ),
+    save_models: Path | None = typer.Option(
+        None, "--save-models", help="Also save the fitted models as a bundle for `abrec serve`."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train the configured models, evaluate them offline and print a leaderboard."""
+    from rich.console import Console
+
+    from abrec import pipeline
+    from abrec.errors import AbrecError
+
+    out_console = Console()
+    err_console = Console(stderr=True)
+    try:
+        cfg = pipeline.load_config(config)
+        result = pipeline.run(
+            cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models
+        )
+    except AbrecError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(code=2) from None
+    pipeline.print_leaderboard(result, out_console)
+    if result.run_dir is not None:
+        out_console.print(f"Run folder: {result.run_dir}")
+    if save_models is not None:
+        out_console.print(f"Saved models: {result.files['models']}")

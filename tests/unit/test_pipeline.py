@@ -1,0 +1,168 @@
+"""Pipeline config validation, resolved-config round trip and a small end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abrec import pipeline
+from abrec.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "movielens.toml"
+
+
+def _cfg(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "models": [{"name": "pop", "kind": "popularity"}, {"name": "ease", "kind": "ease"}]
+    }
+    base.update(over)
+    return base
+
+
+def test_example_config_is_valid() -> None:
+    cfg = pipeline.load_config(EXAMPLE)
+    assert cfg.baseline == "popularity"
+    assert cfg.protocol.name == "ml-small-temporal-v1"
+    assert [m.kind for m in cfg.models][:4] == ["popularity", "itemknn", "als", "ease"]
+
+
+def test_defaults_and_baseline_default() -> None:
+    cfg = pipeline.parse_config(_cfg())
+    assert cfg.baseline == "pop"
+    assert cfg.evaluation.ks == [5, 10, 20]
+    assert cfg.dataset.kind == "movielens"
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (_cfg(modles=[]), "modles: unknown key"),
+        (_cfg(evaluation={"kz": [1]}), "evaluation.kz: unknown key"),
+        (_cfg(evaluation={"ks": [0, 10]}), "evaluation.ks"),
+        (_cfg(evaluation={"baseline": "nope"}), "baseline 'nope' is not a model name"),
+        (_cfg(evaluation={"primary_metric": "ndcg@7"}), "primary_metric"),
+        (_cfg(evaluation={"primary_metric": "foo@10"}), "primary_metric"),
+        (_cfg(evaluation={"n_bootstrap": 5}), "evaluation.n_bootstrap"),
+        (_cfg(protocol={"name": "weird"}), "protocol.name"),
+        (_cfg(protocol={"test_fraction": 1.5}), "protocol.test_fraction"),
+        (_cfg(dataset={"kind": "generic"}), "needs both `interactions` and `items`"),
+        ({"models": []}, "models"),
+        ({}, "models: required key is missing"),
+        (
+            {"models": [{"name": "a", "kind": "ease"}, {"name": "a", "kind": "als"}]},
+            "unique",
+        ),
+        ({"models": [{"name": "a", "kind": "ease", "parms": {}}]}, "models.0.parms: unknown key"),
+    ],
+)
+def test_bad_configs_raise_config_error(data: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        pipeline.parse_config(data)
+    assert needle in str(info.value)
+
+
+def test_toml_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        pipeline.load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        pipeline.load_config(bad)
+
+
+def test_resolved_config_round_trip() -> None:
+    cfg = pipeline.load_config(EXAMPLE)
+    text = pipeline.config_to_toml(cfg)
+    again = pipeline.parse_config(tomllib.loads(text))
+    assert again == cfg
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[dataset]\nkind = "generic"\ninteractions = "data/i.csv"\nitems = "data/m.csv"\n'
+        '[[models]]\nname = "p"\nkind = "popularity"\n'
+    )
+    cfg = pipeline.load_config(f)
+    assert cfg.dataset.interactions == str(tmp_path / "data" / "i.csv")
+
+
+def _generic_files(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    n_users, n_items = 80, 40
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items - 5, size=rng.integers(6, 15), replace=False)
+        for t, i in enumerate(items):
+            rows.append((f"u{u}", int(i), t, float(rng.choice([2, 3, 4, 5]))))
+    # cold items (never in train with the temporal split) appear last for a few users
+    for u in range(0, n_users, 4):
+        rows.append((f"u{u}", n_items - 1 - u % 5, 1000, 5.0))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+    items = pd.DataFrame(
+        {"item_id": np.arange(n_items), "title": [f"Item {i}" for i in range(n_items)]}
+    )
+    ip, mp = tmp_path / "inter.csv", tmp_path / "items.csv"
+    inter.to_csv(ip, index=False)
+    items.to_csv(mp, index=False)
+    return ip, mp
+
+
+def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
+    pytest.importorskip("abrec.models.registry")
+    ip, mp = _generic_files(tmp_path)
+    cfg = pipeline.parse_config(
+        {
+            "seed": 3,
+            "dataset": {"kind": "generic", "interactions": str(ip), "items": str(mp)},
+            "protocol": {"name": "temporal"},
+            "evaluation": {
+                "ks": [5, 10],
+                "n_bootstrap": 200,
+                "n_permutations": 200,
+                "diversity": False,
+            },
+            "models": [
+                {"name": "pop", "kind": "popularity"},
+                {"name": "ease", "kind": "ease", "params": {"lambda_": 10.0}},
+            ],
+        }
+    )
+    out = pipeline.run(cfg, tmp_path / "run", quiet=True, save_models_dir=tmp_path / "bundle")
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["comparisons.csv", "config.resolved.toml", "per_user.parquet", "summary.json"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["baseline"] == "pop"
+    assert set(summary["models"]) == {"pop", "ease"}
+    nd = summary["models"]["ease"]["all"]["ndcg@10"]
+    assert nd["ci_low"] <= nd["mean"] <= nd["ci_high"]
+    per_user = pd.read_parquet(tmp_path / "run" / "per_user.parquet")
+    assert set(per_user["slice"]) <= {"all", "cold"}
+    assert len(per_user[per_user["slice"] == "all"]) == 2 * len(out.split.scored_users)
+    again = pipeline.load_config(tmp_path / "run" / "config.resolved.toml")
+    assert again == cfg
+    from abrec.models.bundle import ModelBundle
+
+    bundle = ModelBundle.load(tmp_path / "bundle")
+    users = out.split.scored_users[:5]
+    np.testing.assert_allclose(
+        bundle.models["ease"].score(users), out.models["ease"].score(users), rtol=1e-6
+    )
+
+
+def test_unknown_model_kind_is_config_error(tmp_path: Path) -> None:
+    pytest.importorskip("abrec.models.registry")
+    cfg = pipeline.parse_config({"models": [{"name": "x", "kind": "no-such-kind"}]})
+    with pytest.raises(ConfigError, match="no-such-kind"):
+        pipeline.build_models(cfg)
+    cfg = pipeline.parse_config(
+        {"models": [{"name": "x", "kind": "ease", "params": {"no_such_param": 1}}]}
+    )
+    with pytest.raises(ConfigError, match="'x'"):
+        pipeline.build_models(cfg)
