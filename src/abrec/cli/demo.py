@@ -1,3 +1,54 @@
-"""`abrec demo` command."""
+"""`abrec demo` command: the whole loop on MovieLens with simulated users."""
 
-from abrec.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from abrec.cli.app import app
+
+
+@app.command()
+def demo(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Run folder (default runs/<UTC timestamp>/)."
+    ),
+    aa: bool = typer.Option(False, "--aa", help="A/A test: both arms serve the control model."),
+    users: int | None = typer.Option(
+        None, "--users", min=2, help="Simulated users (default: every MovieLens user, 610)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulation and assignment salt."),
+    sessions: float = typer.Option(5.0, "--sessions", min=1.0, help="Mean sessions per user."),
+    concurrency: int = typer.Option(6, "--concurrency", min=1, help="Concurrent HTTP clients."),
+    control: str = typer.Option("ease", "--control", help="Model served to the control arm."),
+    treatment: str = typer.Option("hybrid", "--treatment", help="Model of the treatment arm."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Offline TOML config (default: the built-in demo config)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the decision, no progress."),
+) -> None:
+    """Evaluate offline, serve, A/B test with simulated users, decide, write report.html."""
+    from rich.console import Console
+
+    from abrec.errors import AbrecError
+    from abrec.simulate.demo import DemoOptions, run_demo
+
+    console = Console()
+    opts = DemoOptions(
+        output=output,
+        aa=aa,
+        users=users,
+        seed=seed,
+        quiet=quiet,
+        config=config,
+        control_model=control,
+        treatment_model=treatment,
+        sessions_mean=sessions,
+        concurrency=concurrency,
+    )
+    try:
+        run_demo(opts, console=console)
+    except AbrecError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code=2) from None
