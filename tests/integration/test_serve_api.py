@@ -335,8 +335,19 @@ def test_results_after_traffic(svc: Svc) -> None:
     assert svc.client.post("/v1/events", json={"events": events}).status_code == 200
     r = svc.client.get("/v1/experiments/exp1/results")
     assert r.status_code == 200, r.text
-    text = r.text
-    assert "srm" in text and "control" in text and "treatment" in text
+    res = r.json()
+    assert res["experiment"] == "exp1" and res["control"] == "control"
+    summary = svc.store.variant_summary("exp1")
+    by_name = {v["name"]: v for v in res["variants"]}
+    assert set(by_name) == {"control", "treatment"}
+    for name, v in by_name.items():
+        assert v["units"] == summary[name].n_units
+        assert v["exposures"] == summary[name].exposures
+        assert v["clicks"] == summary[name].clicks
+    assert res["srm"] is not None and 0.0 <= res["srm"]["p_value"] <= 1.0
+    (comp,) = res["comparisons"]
+    assert comp["treatment"] == "treatment" and comp["control"] == "control"
+    assert comp["sequential_ctr"] is not None
 
 
 def test_metrics_exposes_families(svc: Svc) -> None:
