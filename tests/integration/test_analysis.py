@@ -1,0 +1,280 @@
+"""analyze() on real SQLite and PostgreSQL against statistics computed independently in numpy/scipy."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from abrec.experiment.analysis import analyze
+from abrec.experiment.spec import ExperimentSpec
+from abrec.store import Event, EventStore
+
+T0 = datetime(2024, 6, 1, tzinfo=UTC)
+N_UNITS = 1600
+TRUE_CTR = {"control": 0.10, "lm": 0.13}
+
+
+def _spec(**kw: object) -> ExperimentSpec:
+    data: dict[str, object] = {
+        "id": "recs",
+        "status": "running",
+        "guardrails": ["exposures_per_unit"],
+        "variants": [
+            {"name": "control", "weight": 0.5, "model": "popularity"},
+            {"name": "lm", "weight": 0.5, "model": "minilm"},
+        ],
+    }
+    data.update(kw)
+    return ExperimentSpec.model_validate(data)
+
+
+def _simulate(seed: int = 11) -> tuple[list[Event], dict[str, dict[str, np.ndarray]]]:
+    """Synthetic events with a known CTR lift and a covariate correlated with clicks."""
+    rng = np.random.default_rng(seed)
+    events: list[Event] = []
+    per_unit: dict[str, dict[str, list[float]]] = {
+        v: {"e": [], "c": [], "v": [], "x": []} for v in TRUE_CTR
+    }
+    k = 0
+
+    def add(unit: str, variant: str, kind: str, value: float | None = None) -> None:
+        nonlocal k
+        events.append(
+            Event(
+                event_id=f"ev{k}",
+                ts=T0,
+                experiment="recs",
+                variant=variant,
+                unit_id=unit,
+                type=kind,
+                value=value,
+            )
+        )
+        k += 1
+
+    for u in range(N_UNITS):
+        variant = "control" if rng.random() < 0.5 else "lm"
+        unit = f"user-{u}"
+        propensity = TRUE_CTR[variant] * rng.lognormal(0.0, 0.5) / np.exp(0.125)
+        propensity = min(propensity, 0.95)
+        n_exp = 1 + int(rng.poisson(4))
+        n_click = int(rng.binomial(n_exp, propensity))
+        n_conv = int(rng.binomial(n_click, 0.3))
+        x = float(rng.poisson(40 * propensity / TRUE_CTR[variant] * 0.1 * 10))  # pre-period
+        for kind, n in (("exposure", n_exp), ("click", n_click), ("conversion", n_conv)):
+            for _ in range(n):
+                add(unit, variant, kind)
+        add(unit, variant, "covariate", x)
+        d = per_unit[variant]
+        d["e"].append(n_exp)
+        d["c"].append(n_click)
+        d["v"].append(n_conv)
+        d["x"].append(x)
+    arrays = {
+        v: {m: np.asarray(col, dtype=float) for m, col in d.items()} for v, d in per_unit.items()
+    }
+    return events, arrays
+
+
+@pytest.fixture(scope="module")
+def simulated() -> tuple[list[Event], dict[str, dict[str, np.ndarray]]]:
+    return _simulate()
+
+
+def _delta_ratio(c: np.ndarray, e: np.ndarray) -> tuple[float, float]:
+    """Ratio of sums and its delta-method variance, written out independently."""
+    n = len(c)
+    r = c.sum() / e.sum()
+    cov = np.cov(c, e, ddof=1)
+    var = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (e.mean() ** 2) / n
+    return r, var
+
+
+def test_analysis_matches_independent_statistics(
+    store: EventStore, simulated: tuple[list[Event], dict[str, dict[str, np.ndarray]]]
+) -> None:
+    events, ref = simulated
+    assert store.append(events) == len(events)
+    res = analyze(store, _spec())
+    c, t = ref["control"], ref["lm"]
+
+    # per-variant counts
+    by_name = {v.name: v for v in res.variants}
+    for name, d in ref.items():
+        v = by_name[name]
+        assert v.units == len(d["e"]) and v.exposures == d["e"].sum() and v.clicks == d["c"].sum()
+        assert v.conversions == d["v"].sum() and v.units_with_covariate == len(d["x"])
+        assert v.ctr == pytest.approx(d["c"].sum() / d["e"].sum())
+
+    # SRM: scipy chi-square on unit counts against 50/50
+    assert res.srm is not None
+    counts = [len(c["e"]), len(t["e"])]
+    assert res.srm.p_value == pytest.approx(stats.chisquare(counts).pvalue, rel=1e-9)
+    assert not res.srm.mismatch
+
+    (cmp,) = res.comparisons
+    tests = {mt.metric: mt for mt in cmp.tests}
+
+    # CTR: delta method by hand, z-test
+    rc, vc = _delta_ratio(c["c"], c["e"])
+    rt, vt = _delta_ratio(t["c"], t["e"])
+    diff, se = rt - rc, np.sqrt(vc + vt)
+    ctr = tests["ctr"].result
+    assert ctr.absolute.estimate == pytest.approx(diff, rel=1e-9)
+    assert ctr.absolute.low == pytest.approx(diff - stats.norm.ppf(0.975) * se, rel=1e-6)
+    assert ctr.p_value == pytest.approx(2 * stats.norm.sf(abs(diff / se)), rel=1e-6)
+    # the known effect is found and covered
+    assert ctr.p_value < 0.01 and ctr.absolute.low < 0.03 < ctr.absolute.high
+    assert cmp.primary is not None and cmp.primary.metric == "ctr"
+
+    # per-unit means: scipy Welch
+    for metric, col in (
+        ("clicks_per_unit", "c"),
+        ("conversions_per_unit", "v"),
+        ("exposures_per_unit", "e"),
+    ):
+        ref_t = stats.ttest_ind(t[col], c[col], equal_var=False)
+        got = tests[metric].result
+        assert got.p_value == pytest.approx(ref_t.pvalue, rel=1e-6), metric
+        assert got.absolute.estimate == pytest.approx(t[col].mean() - c[col].mean(), rel=1e-9)
+        lo, hi = ref_t.confidence_interval(0.95)
+        assert (got.absolute.low, got.absolute.high) == pytest.approx((lo, hi), rel=1e-6)
+
+    # Holm across all fixed-horizon tests: statsmodels
+    raw = [mt.result.p_value for mt in cmp.tests]
+    expected_holm = multipletests(raw, method="holm")[1]
+    np.testing.assert_allclose([mt.p_value_holm for mt in cmp.tests], expected_holm, rtol=1e-12)
+
+    # CUPED on clicks per unit: theta pooled, then Welch on adjusted values (scipy)
+    x_all = np.concatenate([c["x"], t["x"]])
+    y_all = np.concatenate([c["c"], t["c"]])
+    theta = np.cov(y_all, x_all, ddof=1)[0, 1] / np.var(x_all, ddof=1)
+    adj = stats.ttest_ind(t["c"] - theta * t["x"], c["c"] - theta * c["x"], equal_var=False)
+    cuped = cmp.cuped_clicks_per_unit
+    assert cuped is not None
+    assert cuped.p_value == pytest.approx(adj.pvalue, rel=1e-6)
+    plain = stats.ttest_ind(t["c"], c["c"], equal_var=False)
+    var_plain = c["c"].var(ddof=1) / len(c["c"]) + t["c"].var(ddof=1) / len(t["c"])
+    var_adj = (c["c"] - theta * c["x"]).var(ddof=1) / len(c["c"]) + (t["c"] - theta * t["x"]).var(
+        ddof=1
+    ) / len(t["c"])
+    assert cuped.variance_reduction == pytest.approx(1 - var_adj / var_plain, rel=1e-6)
+    assert cuped.variance_reduction is not None and cuped.variance_reduction > 0.1
+    assert cuped.std_error is not None and cuped.std_error < np.sqrt(var_plain)
+    assert plain.pvalue < 0.05  # the lift is visible without CUPED too
+
+    # sequential CTR: same estimate, always-valid CI wider than the fixed-horizon one
+    seq = cmp.sequential_ctr
+    assert seq is not None
+    assert seq.estimate == pytest.approx(diff, rel=1e-9)
+    assert seq.ci.low < ctr.absolute.low and seq.ci.high > ctr.absolute.high
+    assert seq.p_value >= ctr.p_value
+
+    # guardrail: exposures per unit fails only when its CI lies wholly below 0
+    (guard,) = cmp.guardrails
+    lo, hi = stats.ttest_ind(t["e"], c["e"], equal_var=False).confidence_interval(1 - 0.05)
+    assert guard.metric == "exposures_per_unit"
+    assert (guard.low, guard.high) == pytest.approx((lo, hi), rel=1e-6)
+    assert guard.passed == (hi >= 0)
+
+    # JSON-ready
+    payload = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert payload["experiment"] == "recs" and payload["srm"]["mismatch"] is False
+    assert payload["comparisons"][0]["primary"]["result"]["metric"] == "ctr"
+
+
+def _exposures(store: EventStore, split: dict[str, int], exp: str = "recs") -> None:
+    events = []
+    for variant, n in split.items():
+        for i in range(n):
+            events.append(
+                Event(
+                    event_id=f"{exp}-{variant}-{i}",
+                    experiment=exp,
+                    variant=variant,
+                    unit_id=f"{variant}-{i}",
+                    type="exposure",
+                )
+            )
+    store.append(events)
+
+
+def test_srm_alarm_and_guardrail_failure(store: EventStore) -> None:
+    # 600 vs 400 units against a 50/50 split; treatment units see fewer exposures
+    _exposures(store, {"control": 600, "lm": 400})
+    extra = [
+        Event(
+            event_id=f"x{i}",
+            experiment="recs",
+            variant="control",
+            unit_id=f"control-{i}",
+            type="exposure",
+        )
+        for i in range(300)
+    ]
+    store.append(extra)
+    res = analyze(store, _spec())
+    assert res.srm is not None and res.srm.mismatch
+    assert res.srm.p_value == pytest.approx(stats.chisquare([600, 400]).pvalue)
+    assert any("sample-ratio mismatch" in n for n in res.notes)
+    (guard,) = res.comparisons[0].guardrails
+    assert not guard.passed and guard.high < 0
+
+
+def test_sparse_and_empty_experiments_do_not_raise(store: EventStore) -> None:
+    res = analyze(store, _spec())
+    assert res.srm is None and all(v.units == 0 for v in res.variants)
+    assert res.comparisons[0].tests == () and res.comparisons[0].sequential_ctr is None
+    json.dumps(res.to_dict(), allow_nan=False)
+    _exposures(store, {"control": 1, "ghost": 2})
+    res = analyze(store, _spec(alpha=0.1), alpha=0.2)
+    assert res.alpha == 0.2
+    assert any("ghost" in n for n in res.notes)
+    assert res.comparisons[0].notes  # not enough data is explained, not raised
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+def test_three_variants_and_holm_over_all_comparisons(store: EventStore) -> None:
+    spec = _spec(
+        variants=[
+            {"name": "control", "model": "pop"},
+            {"name": "a", "model": "ease"},
+            {"name": "b", "model": "lm"},
+        ],
+        primary_metric="clicks_per_unit",
+    )
+    rng = np.random.default_rng(3)
+    events = []
+    k = 0
+    for u in range(300):
+        variant = ["control", "a", "b"][u % 3]
+        for kind, n in (("exposure", 3), ("click", int(rng.integers(0, 3)))):
+            for _ in range(n):
+                events.append(
+                    Event(
+                        event_id=f"e{k}",
+                        experiment="recs",
+                        variant=variant,
+                        unit_id=f"u{u}",
+                        type=kind,
+                    )
+                )
+                k += 1
+    store.append(events)
+    res = analyze(store, spec)
+    assert [c.treatment for c in res.comparisons] == ["a", "b"]
+    raw = [mt.result.p_value for c in res.comparisons for mt in c.tests]
+    adj = [mt.p_value_holm for c in res.comparisons for mt in c.tests]
+    np.testing.assert_allclose(adj, multipletests(raw, method="holm")[1], rtol=1e-12)
+    assert all(
+        c.primary is not None and c.primary.metric == "clicks_per_unit" for c in res.comparisons
+    )
+    assert all(c.cuped_clicks_per_unit is None for c in res.comparisons)  # no covariates
+    json.dumps(res.to_dict(), allow_nan=False)
+    notes = [n for c in res.comparisons for n in c.notes]
+    assert any("exposures_per_unit: not tested" in n for n in notes)  # zero variance
