@@ -16,12 +16,21 @@ from abrec.errors import NotFittedError
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k (descending, ties broken by lower item index), vectorised."""
+    """Row-wise top-k (descending, ties broken by lower item index, exactly), vectorised."""
     n, m = scores.shape
     k = min(k, m)
     if k <= 0:
         return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=scores.dtype)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    if k < m:
+        # k-th largest value per row; keep everything above it plus the lowest-index ties.
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+        above = scores > kth
+        tied = scores == kth
+        need = k - above.sum(axis=1, keepdims=True)
+        select = above | (tied & (np.cumsum(tied, axis=1) <= need))
+        part = np.nonzero(select)[1].reshape(n, k)
+    else:
+        part = np.tile(np.arange(m), (n, 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     items = np.take_along_axis(part, order, axis=1)
@@ -62,6 +71,7 @@ class Recommender(ABC):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Restore what `_state` returned."""
+        return None
 
     # --- shared behaviour ---------------------------------------------------------
     def fit(self, train: Interactions, items: ItemCatalog) -> Self:
@@ -129,7 +139,10 @@ class Recommender(ABC):
         train = self._require_train()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"class": f"{type(self).__module__}.{type(self).__qualname__}", "params": self.params()}
+        meta = {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.params(),
+        }
         (path / "model.json").write_text(json.dumps(meta, indent=2))
         state = {"__train__": train, "__popularity__": self._popularity, **self._state()}
         with open(path / "state.pkl", "wb") as fh:

@@ -41,6 +41,8 @@ class ModelBundle:
             raise FileNotFoundError(
                 f"bundle {path} has no model(s) {missing}; it has {meta['models']}"
             )
-        models = {alias: Recommender.load(path / "models" / saved) for alias, saved in wanted.items()}
+        models = {
+            alias: Recommender.load(path / "models" / saved) for alias, saved in wanted.items()
+        }
         ids = np.load(path / "ids.npz", allow_pickle=True)
         return cls(models=models, user_ids=ids["user_ids"], item_ids=ids["item_ids"])

@@ -1,0 +1,105 @@
+"""Language-model recommender: cosine between item text embeddings and the user's profile."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from abrec.data.types import Interactions, ItemCatalog
+from abrec.errors import ConfigError, DataError
+from abrec.models._util import check_positive, recency_weights
+from abrec.models.base import Recommender
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into an (n, d) array of embeddings."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def history_profiles(
+    train: Interactions, item_emb: np.ndarray, half_life: float | None
+) -> np.ndarray:
+    """Unit-norm (recency-weighted) mean of each user's training item embeddings.
+
+    Users without history get a zero profile.
+    """
+    w = recency_weights(train.user_idx, train.timestamps, half_life)
+    W = sp.csr_matrix((w, (train.user_idx, train.item_idx)), shape=(train.n_users, train.n_items))
+    return l2_normalize(np.asarray(W @ item_emb.astype(np.float64)))
+
+
+class EmbeddingSimilarity(Recommender):
+    """score(u, j) = cos(profile_u, e_j); profile = recency-weighted mean of history embeddings.
+
+    Item embeddings come from `encoder.encode(catalog.text)` (default: `abrec.embed.TextEncoder`
+    built lazily from `model`). They are saved with the model, so loading needs no encoder.
+    Unknown users get training popularity.
+
+    Args:
+        model: encoder model name/path for the default TextEncoder (None: bundled MiniLM).
+        half_life: recency half-life in number of interactions (None: plain mean).
+        encoder: optional encoder object; not persisted.
+    """
+
+    name: ClassVar[str] = "lm"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        half_life: float | None = 20.0,
+        encoder: Encoder | None = None,
+    ) -> None:
+        super().__init__()
+        if half_life is not None:
+            check_positive("half_life", half_life)
+        self.model = model
+        self.half_life = None if half_life is None else float(half_life)
+        self._encoder = encoder
+        self.item_embeddings: np.ndarray | None = None
+        self._profiles: np.ndarray | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"model": self.model, "half_life": self.half_life}
+
+    def _get_encoder(self) -> Encoder:
+        if self._encoder is None:
+            try:
+                from abrec.embed import TextEncoder
+            except ImportError as exc:
+                raise ConfigError(
+                    "EmbeddingSimilarity needs abrec.embed.TextEncoder (install 'abrec[lm]') "
+                    "or an encoder object with .encode(texts)"
+                ) from exc
+            self._encoder = TextEncoder(self.model) if self.model else TextEncoder()
+        return self._encoder
+
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        emb = np.asarray(self._get_encoder().encode([str(t) for t in items.text]))
+        if emb.ndim != 2 or emb.shape[0] != len(items):
+            raise DataError(
+                f"encoder returned shape {emb.shape}; expected ({len(items)}, dim), one row per item"
+            )
+        if not np.isfinite(emb).all():
+            raise DataError("encoder returned non-finite embeddings; check the item texts/model")
+        self.item_embeddings = l2_normalize(emb)
+        self._profiles = history_profiles(train, self.item_embeddings, self.half_life)
+
+    def _score_known(self, users: np.ndarray) -> np.ndarray:
+        assert self._profiles is not None and self.item_embeddings is not None
+        return self._profiles[users] @ self.item_embeddings.T
+
+    def _state(self) -> dict[str, Any]:
+        return {"item_embeddings": self.item_embeddings, "profiles": self._profiles}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.item_embeddings = state["item_embeddings"]
+        self._profiles = state["profiles"]

@@ -1,0 +1,185 @@
+"""Language-model and hybrid recommenders, the registry and normalisation helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+from model_conformance import (
+    N_COLD,
+    N_ITEMS,
+    N_USERS,
+    HashingEncoder,
+    RecommenderConformance,
+    synthetic_data,
+)
+
+from abrec.errors import ConfigError, DataError
+from abrec.models import MODEL_KINDS, build_model
+from abrec.models._util import recency_weights, row_normalize
+from abrec.models.base import Recommender
+from abrec.models.ease import EASE
+from abrec.models.hybrid import Hybrid, text_neighbours
+from abrec.models.lm import EmbeddingSimilarity
+
+
+class TestEmbeddingSimilarity(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return EmbeddingSimilarity(half_life=3.0, encoder=HashingEncoder())
+
+    def test_profile_is_recency_weighted_mean(self) -> None:
+        inter, items = synthetic_data()
+        enc = HashingEncoder()
+        model = EmbeddingSimilarity(half_life=2.0, encoder=enc).fit(inter, items)
+        E = enc.encode(list(items.text)).astype(np.float64)
+        u = 5
+        rows = np.flatnonzero(inter.user_idx == u)
+        rows = rows[np.argsort(inter.timestamps[rows], kind="stable")]
+        w = 0.5 ** ((len(rows) - 1 - np.arange(len(rows))) / 2.0)
+        prof = (w[:, None] * E[inter.item_idx[rows]]).sum(0)
+        prof /= np.linalg.norm(prof)
+        np.testing.assert_allclose(model.score(np.array([u]))[0], E @ prof, rtol=1e-5, atol=1e-6)
+
+    def test_cold_items_get_text_scores(self) -> None:
+        inter, items = synthetic_data()
+        s = self.make_model().fit(inter, items).score(np.arange(N_USERS))
+        assert np.abs(s[:, -N_COLD:]).sum() > 0
+
+    def test_loaded_model_needs_no_encoder(self, fitted: Recommender, tmp_path) -> None:
+        fitted.save(tmp_path / "lm")
+        loaded = Recommender.load(tmp_path / "lm")
+        assert isinstance(loaded, EmbeddingSimilarity) and loaded._encoder is None
+        np.testing.assert_array_equal(loaded.score(np.array([1])), fitted.score(np.array([1])))
+
+    def test_bad_encoder_output(self) -> None:
+        class Broken:
+            def encode(self, texts: list[str]) -> np.ndarray:
+                return np.zeros((len(texts) - 1, 4))
+
+        with pytest.raises(DataError, match="one row per item"):
+            EmbeddingSimilarity(encoder=Broken()).fit(*synthetic_data())
+
+
+class TestHybrid(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return Hybrid(
+            cf="ease",
+            cf_params={"lambda_": 5.0},
+            lm_params={"half_life": 3.0},
+            lm_weight=0.3,
+            encoder=HashingEncoder(),
+        )
+
+    def test_matches_hand_computed_blend(self) -> None:
+        inter, items = synthetic_data()
+        enc = HashingEncoder()
+        model = Hybrid(
+            cf_params={"lambda_": 5.0},
+            lm_params={"half_life": 3.0},
+            lm_weight=0.4,
+            cold_neighbors=3,
+            cold_weight=2.0,
+            cold_shift=-0.5,
+            encoder=enc,
+        ).fit(inter, items)
+        cf = EASE(lambda_=5.0).fit(inter, items).score(np.arange(N_USERS)).astype(np.float64)
+        lm = EmbeddingSimilarity(half_life=3.0, encoder=enc).fit(inter, items)
+        lms = lm.score(np.arange(N_USERS)).astype(np.float64)
+        warm = np.arange(N_ITEMS) < N_ITEMS - N_COLD
+        zc = scipy.stats.zscore(cf[:, warm], axis=1)
+        zl = (lms - lms[:, warm].mean(1, keepdims=True)) / lms[:, warm].std(1, keepdims=True)
+        E = lm.item_embeddings
+        expected = np.empty((N_USERS, N_ITEMS))
+        expected[:, warm] = zc + 0.4 * zl[:, warm]
+        for j in np.flatnonzero(~warm):
+            sim = E[warm] @ E[j]
+            nn = np.argsort(-sim, kind="stable")[:3]
+            wts = np.maximum(sim[nn], 0)
+            pred = zc[:, nn] @ wts / wts.sum() if wts.sum() > 0 else 0.0
+            expected[:, j] = 2.0 * pred + 0.4 * zl[:, j] - 0.5
+        np.testing.assert_allclose(model.score(np.arange(N_USERS)), expected, rtol=1e-4, atol=1e-4)
+
+    def test_cold_items_can_be_recommended(self) -> None:
+        inter, items = synthetic_data()
+        model = Hybrid(cf_params={"lambda_": 5.0}, cold_shift=3.0, encoder=HashingEncoder())
+        top, _ = model.fit(inter, items).recommend(np.arange(N_USERS), k=5)
+        assert (top >= N_ITEMS - N_COLD).any()
+        assert (
+            EASE(lambda_=5.0).fit(inter, items).score(np.arange(N_USERS))[:, -N_COLD:] == 0
+        ).all()
+
+    def test_minmax_and_other_cf(self) -> None:
+        inter, items = synthetic_data()
+        model = Hybrid(
+            cf="itemknn", cf_params={"k": 5}, normalize="minmax", encoder=HashingEncoder()
+        )
+        s = model.fit(inter, items).score(np.arange(N_USERS))
+        assert np.isfinite(s).all()
+        assert model.cf_model.params() == {"k": 5, "shrinkage": 0.0}
+
+    def test_bad_config(self) -> None:
+        with pytest.raises(ConfigError):
+            Hybrid(normalize="rank")
+        with pytest.raises(ConfigError):
+            Hybrid(cf="lm")
+        with pytest.raises(ConfigError):
+            Hybrid(cf="nope")
+
+
+def test_text_neighbours_rows_are_stochastic() -> None:
+    rng = np.random.default_rng(1)
+    E = rng.normal(size=(30, 8))
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    T = text_neighbours(E, np.arange(25, 30), np.arange(25), k=4, block=2).toarray()
+    for r, j in enumerate(range(25, 30)):
+        sim = E[:25] @ E[j]
+        nn = np.argsort(-sim)[:4]
+        w = np.maximum(sim[nn], 0)
+        ref = np.zeros(25)
+        ref[nn] = w / w.sum()
+        np.testing.assert_allclose(T[r], ref, rtol=1e-5, atol=1e-7)
+
+
+def test_row_normalize_against_scipy() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6, 9))
+    x[3] = 1.0
+    z = row_normalize(x, "zscore")
+    ref = np.zeros_like(x)
+    ref[[0, 1, 2, 4, 5]] = scipy.stats.zscore(x[[0, 1, 2, 4, 5]], axis=1)
+    np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-6)
+    m = row_normalize(x, "minmax")
+    ref_m = (x - x.min(1, keepdims=True)) / np.ptp(x, axis=1, keepdims=True).clip(1e-300)
+    ref_m[3] = 0.0
+    np.testing.assert_allclose(m, ref_m, rtol=1e-5, atol=1e-6)
+    mask = np.arange(9) < 5
+    np.testing.assert_allclose(
+        row_normalize(x, "zscore", mask)[[0, 1, 2, 4, 5]][:, :5],
+        scipy.stats.zscore(x[[0, 1, 2, 4, 5]][:, :5], axis=1),
+        rtol=1e-5,
+    )
+
+
+def test_recency_weights_hand_computed() -> None:
+    users = np.array([1, 0, 1, 1, 0])
+    ts = np.array([30, 5, 10, 10, 1])
+    w = recency_weights(users, ts, half_life=1.0)
+    # user 1 in time order: row 2 (t=10), row 3 (t=10, later row), row 0 (t=30)
+    np.testing.assert_allclose(w, [1.0, 1.0, 0.25, 0.5, 0.5])
+    np.testing.assert_array_equal(recency_weights(users, ts, None), np.ones(5))
+
+
+def test_registry_builds_every_kind() -> None:
+    for kind in MODEL_KINDS:
+        params = {"encoder": HashingEncoder()} if kind in ("lm", "hybrid") else {}
+        model = build_model(kind, **params)
+        assert isinstance(model, Recommender) and model.name == kind
+    hyb = build_model("hybrid", cf="als", cf_params={"factors": 4}, encoder=HashingEncoder())
+    assert isinstance(hyb, Hybrid) and hyb.cf_model.params()["factors"] == 4
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown model kind"):
+        build_model("svd")
+    with pytest.raises(ConfigError, match="bad parameters"):
+        build_model("ease", lam=3)
