@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,8 @@ _SESSION = uuid.uuid4().hex[:8]
 _counter = itertools.count()
 
 
-def _pg_unreachable() -> str | None:
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+def _pg_unreachable(url: str = PG_URL) -> str | None:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -40,10 +40,11 @@ def _drop_prefixed(url: str, prefix: str) -> None:
         engine.dispose()
 
 
-def _require_postgres() -> None:
-    reason = _pg_unreachable()
+def _require_postgres(url: str = PG_URL) -> None:
+    """Skip when PostgreSQL is unreachable, but fail loudly in CI (CI=true)."""
+    reason = _pg_unreachable(url)
     if reason is not None:
-        msg = f"PostgreSQL at {PG_URL} is unreachable: {reason}"
+        msg = f"PostgreSQL at {url} is unreachable: {reason}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -55,6 +56,12 @@ def _sweep_postgres_tables() -> Iterator[None]:
     yield
     if _pg_unreachable() is None:
         _drop_prefixed(PG_URL, f"t{_SESSION}_")
+
+
+@pytest.fixture
+def require_postgres() -> Callable[[str], None]:
+    """The check the ``postgres`` store parameter runs (exposed for its own test)."""
+    return _require_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
