@@ -94,12 +94,14 @@ class ExperimentAnalysis(_ToDict):
     notes: tuple[str, ...] = ()
 
 
-def _codes(variants: npt.ArrayLike) -> tuple[list[str], npt.NDArray[np.intp]]:
+def _codes(variants: npt.ArrayLike) -> tuple[list[str], npt.NDArray[np.integer[Any]]]:
     v = np.asarray(variants)
     if v.ndim != 1 or v.size == 0:
         raise StatsInputError("the variant column must be a non-empty 1-d array.")
     if v.dtype.kind in "iu" and v.min() >= 0 and v.max() < 1_000_000:
         present = np.flatnonzero(np.bincount(v))
+        if present.size == int(v.max()) + 1:  # labels are already 0..k-1
+            return [str(x) for x in present], v
         lookup = np.full(int(v.max()) + 1, -1, dtype=np.intp)
         lookup[present] = np.arange(present.size)
         return [str(x) for x in present], lookup[v]
@@ -126,8 +128,30 @@ def _column(columns: Mapping[str, npt.ArrayLike], name: str) -> npt.NDArray[np.f
     return arr
 
 
-def _sums(codes: npt.NDArray[np.intp], k: int, w: npt.NDArray[np.float64]) -> list[float]:
-    return [float(x) for x in np.bincount(codes, weights=w, minlength=k)]
+_CHUNK = 1 << 18
+
+
+def _group_sums(
+    codes: npt.NDArray[np.integer[Any]], k: int, features: list[tuple[Any, ...]]
+) -> npt.NDArray[np.float64]:
+    """Per-group sums of products of columns: one (k x m) matrix, computed in row chunks.
+
+    Each feature is a tuple of 1-d arrays whose elementwise product is summed per group.
+    """
+    n = codes.shape[0]
+    out = np.zeros((k, len(features)))
+    groups = np.arange(k, dtype=codes.dtype)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        block = np.empty((stop - start, len(features)), order="F")
+        for j, cols in enumerate(features):
+            if len(cols) == 1:
+                block[:, j] = cols[0][start:stop]
+            else:
+                np.multiply(cols[0][start:stop], cols[1][start:stop], out=block[:, j])
+        onehot = (codes[start:stop, None] == groups[None, :]).astype(np.float64)
+        out += onehot.T @ block
+    return out
 
 
 def aggregate(
@@ -135,35 +159,44 @@ def aggregate(
     variants: npt.ArrayLike,
     metrics: Sequence[MetricSpec],
 ) -> tuple[list[str], list[int], dict[str, list[MeanStats | RatioStats | CupedStats]]]:
-    """Per-variant sufficient statistics of every metric (one bincount pass per sum)."""
+    """Per-variant sufficient statistics of every metric in one chunked pass over the rows."""
     labels, codes = _codes(variants)
     k = len(labels)
     counts = [int(c) for c in np.bincount(codes, minlength=k)]
-    out: dict[str, list[MeanStats | RatioStats | CupedStats]] = {}
+    features: list[tuple[Any, ...]] = []
+    slots: dict[str, tuple[str, list[int]]] = {}
     for m in metrics:
         y = _column(columns, m.column)
         if y.shape[0] != codes.shape[0]:
             raise StatsInputError(f"column {m.column!r} and the variant column differ in length.")
-        if m.kind == "proportion" and not np.isin(y, (0.0, 1.0)).all():
+        if m.kind == "proportion" and not ((y == 0.0) | (y == 1.0)).all():
             raise StatsInputError(
                 f"proportion metric {m.name!r} must hold only 0 and 1; use :mean for other values."
             )
-        sy, syy = _sums(codes, k, y), _sums(codes, k, y * y)
+        first = len(features)
         if m.kind == "ratio":
             assert m.denominator is not None
             d = _column(columns, m.denominator)
-            sd, sdd, syd = _sums(codes, k, d), _sums(codes, k, d * d), _sums(codes, k, y * d)
-            out[m.name] = [
-                RatioStats(counts[i], sy[i], syy[i], sd[i], sdd[i], syd[i]) for i in range(k)
-            ]
+            features += [(y,), (y, y), (d,), (d, d), (y, d)]
+            kind = "ratio"
         elif m.covariate:
             x = _column(columns, m.covariate)
-            sx, sxx, sxy = _sums(codes, k, x), _sums(codes, k, x * x), _sums(codes, k, x * y)
-            out[m.name] = [
-                CupedStats(counts[i], sy[i], syy[i], sx[i], sxx[i], sxy[i]) for i in range(k)
-            ]
+            features += [(y,), (y, y), (x,), (x, x), (x, y)]
+            kind = "cuped"
         else:
-            out[m.name] = [MeanStats(counts[i], sy[i], syy[i]) for i in range(k)]
+            features += [(y,), (y, y)]
+            kind = "mean"
+        slots[m.name] = (kind, list(range(first, len(features))))
+    sums = _group_sums(codes, k, features)
+    out: dict[str, list[MeanStats | RatioStats | CupedStats]] = {}
+    for name, (kind, idx) in slots.items():
+        rows = [[float(v) for v in sums[i, idx]] for i in range(k)]
+        if kind == "ratio":
+            out[name] = [RatioStats(counts[i], *rows[i]) for i in range(k)]
+        elif kind == "cuped":
+            out[name] = [CupedStats(counts[i], *rows[i]) for i in range(k)]
+        else:
+            out[name] = [MeanStats(counts[i], *rows[i]) for i in range(k)]
     return labels, counts, out
 
 
