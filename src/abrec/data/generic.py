@@ -97,29 +97,39 @@ def _to_numeric(path: Path, df: pd.DataFrame, col: str) -> np.ndarray:
     return values.to_numpy(np.float64)
 
 
+def _epoch_seconds(parsed: pd.Series) -> np.ndarray:
+    """Whole Unix seconds of tz-aware datetimes, whatever their resolution (ns, us, s)."""
+    delta = parsed - pd.Timestamp("1970-01-01", tz="UTC")
+    return np.asarray(delta // pd.Timedelta(seconds=1), dtype=np.int64)
+
+
 def _to_seconds(path: Path, df: pd.DataFrame, col: str) -> np.ndarray:
     """Timestamps as int64 Unix seconds: numbers are taken as seconds, strings are parsed."""
     s = df[col]
     if pd.api.types.is_datetime64_any_dtype(s):
-        parsed = pd.to_datetime(s, utc=True)
-    elif pd.api.types.is_numeric_dtype(s):
-        values = _to_numeric(path, df, col)
-        return np.floor(values).astype(np.int64)
-    else:
-        numeric = pd.to_numeric(s, errors="coerce")
-        if numeric.notna().all():
-            return _to_seconds(path, df.assign(**{col: numeric}), col)
-        parsed = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
-    mask = parsed.isna().to_numpy()
-    if mask.any():
+        return _epoch_seconds(pd.to_datetime(s, utc=True))
+    if pd.api.types.is_numeric_dtype(s):
+        return np.floor(_to_numeric(path, df, col)).astype(np.int64)
+    numeric = pd.to_numeric(s, errors="coerce")
+    seconds = np.zeros(len(s), dtype=np.int64)
+    is_num = numeric.notna().to_numpy() & np.isfinite(numeric.to_numpy(np.float64))
+    seconds[is_num] = np.floor(numeric.to_numpy(np.float64)[is_num]).astype(np.int64)
+    bad = np.zeros(len(s), dtype=bool)
+    if (~is_num).any():
+        parsed = pd.to_datetime(s[~is_num], utc=True, errors="coerce", format="mixed")
+        ok = parsed.notna().to_numpy()
+        rows = np.flatnonzero(~is_num)
+        seconds[rows[ok]] = _epoch_seconds(parsed[ok])
+        bad[rows[~ok]] = True
+    if bad.any():
         raise _bad_rows(
             path,
             df,
-            mask,
+            bad,
             f"column '{col}' has values that are not timestamps",
             f"Use Unix seconds or ISO-8601 date-times in '{col}'.",
         )
-    return np.asarray(parsed.astype("int64") // 10**9, dtype=np.int64)
+    return seconds
 
 
 def _harmonise_ids(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
