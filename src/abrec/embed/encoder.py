@@ -134,6 +134,11 @@ class TextEncoder:
         if self._model is not None:
             return
         source = str(self.path) if self.path is not None else self.name
+        from transformers.utils import logging as hf_logging
+
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        if not self.show_progress:
+            hf_logging.disable_progress_bar()
         try:
             if self.kind == "st":
                 from sentence_transformers import SentenceTransformer
@@ -150,6 +155,9 @@ class TextEncoder:
                 "sentence-transformers/Hugging Face directory, or leave model unset for the "
                 "bundled all-MiniLM-L6-v2."
             ) from exc
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
 
     @property
     def dim(self) -> int:
