@@ -90,3 +90,10 @@ def test_zero_control_mean_gives_explicit_note_not_silent_nan() -> None:
     assert any("control mean is 0" in n for n in res.notes)
     assert res.relative.low == -math.inf and res.relative.high == math.inf
     assert math.isfinite(res.p_value) and math.isfinite(res.absolute.low)
+
+
+def test_small_counts_are_flagged_in_notes() -> None:
+    res = st.ztest_proportions(st.proportion_stats(200, 3), st.proportion_stats(200, 12))
+    assert any("normal approximation" in n for n in res.notes)
+    big = st.ztest_proportions(st.proportion_stats(2000, 300), st.proportion_stats(2000, 320))
+    assert big.notes == ()

@@ -226,6 +226,13 @@ def ztest_proportions(
     if pooled:
         pp = (control.sum + treatment.sum) / (nc + nt)
         test_se = math.sqrt(pp * (1.0 - pp) * (1.0 / nc + 1.0 / nt))
+    small = min(control.sum, nc - control.sum, treatment.sum, nt - treatment.sum)
+    notes: tuple[str, ...] = ()
+    if small < 10:
+        notes = (
+            f"only {small:g} successes or failures in a group: the normal approximation is "
+            "rough; prefer bayes_proportions or collect more data",
+        )
     # Bernoulli variance with ddof=0, as in the classical z-test.
     return _effect(
         method="z-test-proportions",
@@ -240,6 +247,7 @@ def ztest_proportions(
         alternative=alternative,
         use_t=False,
         test_se=test_se,
+        notes=notes,
     )
 
 
