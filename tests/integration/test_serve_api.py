@@ -392,3 +392,45 @@ def test_acknowledged_exposures_survive_restart(svc: Svc, tmp_path: Path) -> Non
         assert fresh.count("exp1") == before + 60
     finally:
         fresh.dispose()
+
+
+def test_example_configs_parse() -> None:
+    from abrec.experiment.spec import load_specs
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = ServeConfig.from_toml(root / "examples" / "serve.toml")
+    assert cfg.experiments is not None and cfg.bundle.name == "bundle"
+    specs = load_specs(cfg.experiments)
+    assert {s.id for s in specs} == {"ease-vs-popularity", "lm-vs-ease"}
+
+
+def test_config_errors_are_named(tmp_path: Path) -> None:
+    from abrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        ServeConfig.from_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('bundle = "b"\nmax_k = 0\n')
+    with pytest.raises(ConfigError, match="max_k"):
+        ServeConfig.from_toml(bad)
+    bad.write_text('bundle = "b"\nunknown_key = 1\n')
+    with pytest.raises(ConfigError, match="unknown_key"):
+        ServeConfig.from_toml(bad)
+
+
+def test_startup_rejects_experiment_with_model_missing_from_bundle(tmp_path: Path) -> None:
+    from abrec.serve.runner import ServiceError
+
+    bundle, _ = build_bundle(tmp_path / "bundle")
+    cfg_path = write_config(tmp_path, f"sqlite:///{tmp_path / 'e.db'}", bundle)
+    (tmp_path / "experiments.toml").write_text(
+        '[[experiment]]\nid = "x"\nvariants = [{ name = "a", model = "cooc" }, '
+        '{ name = "b", model = "no_such_model" }]\n'
+    )
+    with pytest.raises(ServiceError, match="no_such_model"):
+        ServiceThread(ServeConfig.from_toml(cfg_path)).start()
+    missing_bundle = ServeConfig(
+        bundle=tmp_path / "nowhere", store_url=f"sqlite:///{tmp_path / 'f.db'}"
+    )
+    with pytest.raises(ServiceError, match="not a model bundle"):
+        ServiceThread(missing_bundle).start()

@@ -83,7 +83,7 @@ class ServiceThread:
                 self.server.should_exit = True
                 self._thread.join(timeout=10)
                 sock.close()
-                self._error = self._error or getattr(self.app.state, "startup_error", None)
+                self._error = getattr(self.app.state, "startup_error", None) or self._error
                 raise ServiceError(
                     f"the service did not start on {self.url}"
                     + (f": {self._error!r}" if self._error else " (see the log above)")
