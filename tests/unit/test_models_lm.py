@@ -15,10 +15,10 @@ from model_conformance import (
 )
 
 from abrec.errors import ConfigError, DataError
-from abrec.models import MODEL_KINDS, build_model
+from abrec.models import LM_KINDS, MODEL_KINDS, build_model
 from abrec.models._util import recency_weights, row_normalize
 from abrec.models.base import Recommender
-from abrec.models.ease import EASE
+from abrec.models.ease import EASE, TextEASE
 from abrec.models.hybrid import Hybrid, text_neighbours
 from abrec.models.lm import EmbeddingSimilarity
 
@@ -58,6 +58,37 @@ class TestEmbeddingSimilarity(RecommenderConformance):
 
         with pytest.raises(DataError, match="one row per item"):
             EmbeddingSimilarity(encoder=Broken()).fit(*synthetic_data())
+
+
+class TestTextEASE(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return TextEASE(lambda_=5.0, beta=3.0, encoder=HashingEncoder())
+
+    def test_closed_form_with_text_prior_is_optimal(self) -> None:
+        """KKT on G = X'X + beta E~E~': (G + lambda I) B - G is diagonal, diag(B) = 0."""
+        inter, items = synthetic_data()
+        enc = HashingEncoder()
+        model = TextEASE(lambda_=5.0, beta=3.0, encoder=enc).fit(inter, items)
+        E = enc.encode(list(items.text)).astype(np.float64)
+        E -= E.mean(0)
+        E /= np.linalg.norm(E, axis=1, keepdims=True)
+        X = inter.matrix.toarray().astype(np.float64)
+        G = X.T @ X + 3.0 * E @ E.T
+        assert model._B is not None
+        B = model._B.astype(np.float64)
+        grad = (G + 5.0 * np.eye(N_ITEMS)) @ B - G
+        assert np.abs(grad - np.diag(np.diag(grad))).max() < 1e-4
+        assert (np.diag(B) == 0).all()
+        s = model.score(np.arange(N_USERS))
+        np.testing.assert_allclose(s, X @ B, rtol=1e-4, atol=1e-5)
+        assert np.abs(s[:, -N_COLD:]).min() > 0  # cold items are scored through their text
+
+    def test_beta_zero_is_ease(self) -> None:
+        inter, items = synthetic_data()
+        a = TextEASE(lambda_=5.0, beta=0.0, encoder=HashingEncoder()).fit(inter, items)
+        b = EASE(lambda_=5.0).fit(inter, items)
+        users = np.arange(N_USERS)
+        np.testing.assert_allclose(a.score(users), b.score(users), rtol=1e-4, atol=1e-6)
 
 
 class TestHybrid(RecommenderConformance):
@@ -117,6 +148,14 @@ class TestHybrid(RecommenderConformance):
         assert np.isfinite(s).all()
         assert model.cf_model.params() == {"k": 5, "shrinkage": 0.0}
 
+    def test_text_ease_component_shares_encoder(self) -> None:
+        inter, items = synthetic_data()
+        enc = HashingEncoder()
+        model = Hybrid(cf="text_ease", cf_params={"lambda_": 5.0, "beta": 2.0}, encoder=enc)
+        s = model.fit(inter, items).score(np.arange(N_USERS))
+        assert np.isfinite(s).all() and enc.calls == 2
+        assert isinstance(model.cf_model, TextEASE) and model.cf_model.beta == 2.0
+
     def test_bad_config(self) -> None:
         with pytest.raises(ConfigError):
             Hybrid(normalize="rank")
@@ -171,7 +210,7 @@ def test_recency_weights_hand_computed() -> None:
 
 def test_registry_builds_every_kind() -> None:
     for kind in MODEL_KINDS:
-        params = {"encoder": HashingEncoder()} if kind in ("lm", "hybrid") else {}
+        params = {"encoder": HashingEncoder()} if kind in LM_KINDS else {}
         model = build_model(kind, **params)
         assert isinstance(model, Recommender) and model.name == kind
     hyb = build_model("hybrid", cf="als", cf_params={"factors": 4}, encoder=HashingEncoder())

@@ -1,4 +1,4 @@
-"""EASE (Steck 2019): closed-form item-item linear autoencoder with zero diagonal."""
+"""EASE (Steck 2019) and its text-regularised variant with language-model item embeddings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ import numpy as np
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models._util import active_items, check_positive, scatter_columns
 from abrec.models.base import Recommender
+from abrec.models.lm import Encoder, encode_catalog
+
+
+def ease_weights(G: np.ndarray, lambda_: float) -> np.ndarray:
+    """EASE closed form from a Gram matrix: B = I - P diagMat(1/diag(P)), P = (G + lambda I)^-1."""
+    G = np.array(G, dtype=np.float64, copy=True)
+    G[np.diag_indices_from(G)] += lambda_
+    P = np.linalg.inv(G)
+    B = P / (-np.diag(P))
+    B[np.diag_indices_from(B)] = 0.0
+    return B.astype(np.float32)
 
 
 class EASE(Recommender):
@@ -29,17 +40,13 @@ class EASE(Recommender):
     def params(self) -> dict[str, Any]:
         return {"lambda_": self.lambda_}
 
+    def _gram(self, items: np.ndarray) -> np.ndarray:
+        Xa = self._require_train()[:, items]
+        return (Xa.T @ Xa).toarray().astype(np.float64)
+
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
-        X = self._require_train()
-        act = active_items(X)
-        Xa = X[:, act]
-        G = (Xa.T @ Xa).toarray().astype(np.float64)
-        G[np.diag_indices_from(G)] += self.lambda_
-        P = np.linalg.inv(G)
-        B = P / (-np.diag(P))
-        B[np.diag_indices_from(B)] = 0.0
-        self._items = act
-        self._B = B.astype(np.float32)
+        self._items = active_items(self._require_train())
+        self._B = ease_weights(self._gram(self._items), self.lambda_)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._B is not None and self._items is not None
@@ -52,3 +59,45 @@ class EASE(Recommender):
     def _set_state(self, state: dict[str, Any]) -> None:
         self._items = state["items"]
         self._B = state["B"]
+
+
+class TextEASE(EASE):
+    """EASE whose Gram matrix gets a language-model prior: X^T X + beta * E~ E~^T.
+
+    E~ are the item text embeddings, centred over the catalogue and re-normalised, so the
+    prior is exactly EASE on X with extra pseudo-user rows sqrt(beta) E~^T (collective EASE
+    with side information, Jeunen et al. 2020). Every catalogue item, including items never
+    seen in training, gets weights, so cold items are scored through their text.
+
+    Args:
+        lambda_: L2 regularisation, as in EASE.
+        beta: weight of the text prior (0 gives EASE over all items).
+        model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM).
+        encoder: optional encoder object with `.encode(texts)`; not persisted.
+    """
+
+    name: ClassVar[str] = "text_ease"
+
+    def __init__(
+        self,
+        lambda_: float = 500.0,
+        beta: float = 20.0,
+        model: str | None = None,
+        encoder: Encoder | None = None,
+    ) -> None:
+        super().__init__(lambda_=lambda_)
+        check_positive("beta", beta, allow_zero=True)
+        self.beta = float(beta)
+        self.model = model
+        self._encoder = encoder
+
+    def params(self) -> dict[str, Any]:
+        return {"lambda_": self.lambda_, "beta": self.beta, "model": self.model}
+
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        emb = encode_catalog(items, self._encoder, self.model).astype(np.float64)
+        emb -= emb.mean(axis=0)
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb /= np.where(norms > 0, norms, 1.0)
+        self._items = np.arange(train.n_items)
+        self._B = ease_weights(self._gram(self._items) + self.beta * (emb @ emb.T), self.lambda_)

@@ -11,7 +11,8 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
 from abrec.models._util import check_positive, row_normalize
 from abrec.models.base import Recommender, top_k
-from abrec.models.lm import EmbeddingSimilarity, Encoder
+from abrec.models.ease import TextEASE
+from abrec.models.lm import EmbeddingSimilarity, Encoder, default_encoder
 
 NORMALIZATIONS = ("zscore", "minmax")
 
@@ -89,7 +90,10 @@ class Hybrid(Recommender):
         from abrec.models.registry import build_model
 
         if cf in ("lm", "hybrid"):
-            raise ConfigError(f"hybrid cf component must be a collaborative model, got {cf!r}")
+            raise ConfigError(
+                f"hybrid cf component must be a collaborative model (e.g. 'ease', 'text_ease', "
+                f"'itemknn', 'als'), got {cf!r}"
+            )
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         check_positive("lm_weight", lm_weight, allow_zero=True)
@@ -106,7 +110,9 @@ class Hybrid(Recommender):
         self.cold_neighbors = int(cold_neighbors)
         self.cold_weight = float(cold_weight)
         self.cold_shift = float(cold_shift)
-        self.cf_model: Recommender = build_model(cf, **self.cf_params)
+        self._encoder = encoder
+        cf_extra = {"encoder": encoder} if cf == "text_ease" else {}
+        self.cf_model: Recommender = build_model(cf, **self.cf_params, **cf_extra)
         self.lm_model = EmbeddingSimilarity(**self.lm_params, encoder=encoder)
         self._warm: np.ndarray | None = None
         self._cold: np.ndarray | None = None
@@ -125,6 +131,11 @@ class Hybrid(Recommender):
         }
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        if self._encoder is None:  # one encoder shared by both components
+            self._encoder = default_encoder(self.lm_params.get("model"))
+            self.lm_model._encoder = self._encoder
+            if isinstance(self.cf_model, TextEASE):
+                self.cf_model._encoder = self._encoder
         self.cf_model.fit(train, items)
         self.lm_model.fit(train, items)
         self._index_items()

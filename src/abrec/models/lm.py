@@ -37,6 +37,31 @@ def history_profiles(
     return l2_normalize(np.asarray(W @ item_emb.astype(np.float64)))
 
 
+def default_encoder(model: str | None = None) -> Encoder:
+    """`abrec.embed.TextEncoder` for `model` (None: the bundled MiniLM)."""
+    try:
+        from abrec.embed import TextEncoder
+    except ImportError as exc:
+        raise ConfigError(
+            "language-model recommenders need abrec.embed.TextEncoder (install 'abrec[lm]') "
+            "or an encoder object with .encode(texts)"
+        ) from exc
+    return TextEncoder(model) if model else TextEncoder()
+
+
+def encode_catalog(items: ItemCatalog, encoder: Encoder | None, model: str | None) -> np.ndarray:
+    """Unit-norm float32 embeddings of the catalogue texts, one row per item."""
+    enc = encoder if encoder is not None else default_encoder(model)
+    emb = np.asarray(enc.encode([str(t) for t in items.text]))
+    if emb.ndim != 2 or emb.shape[0] != len(items):
+        raise DataError(
+            f"encoder returned shape {emb.shape}; expected ({len(items)}, dim), one row per item"
+        )
+    if not np.isfinite(emb).all():
+        raise DataError("encoder returned non-finite embeddings; check the item texts/model")
+    return l2_normalize(emb)
+
+
 class EmbeddingSimilarity(Recommender):
     """score(u, j) = cos(profile_u, e_j); profile = recency-weighted mean of history embeddings.
 
@@ -70,27 +95,10 @@ class EmbeddingSimilarity(Recommender):
     def params(self) -> dict[str, Any]:
         return {"model": self.model, "half_life": self.half_life}
 
-    def _get_encoder(self) -> Encoder:
-        if self._encoder is None:
-            try:
-                from abrec.embed import TextEncoder
-            except ImportError as exc:
-                raise ConfigError(
-                    "EmbeddingSimilarity needs abrec.embed.TextEncoder (install 'abrec[lm]') "
-                    "or an encoder object with .encode(texts)"
-                ) from exc
-            self._encoder = TextEncoder(self.model) if self.model else TextEncoder()
-        return self._encoder
-
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
-        emb = np.asarray(self._get_encoder().encode([str(t) for t in items.text]))
-        if emb.ndim != 2 or emb.shape[0] != len(items):
-            raise DataError(
-                f"encoder returned shape {emb.shape}; expected ({len(items)}, dim), one row per item"
-            )
-        if not np.isfinite(emb).all():
-            raise DataError("encoder returned non-finite embeddings; check the item texts/model")
-        self.item_embeddings = l2_normalize(emb)
+        if self._encoder is None:
+            self._encoder = default_encoder(self.model)
+        self.item_embeddings = encode_catalog(items, self._encoder, self.model)
         self._profiles = history_profiles(train, self.item_embeddings, self.half_life)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:

@@ -7,7 +7,10 @@ from typing import Any
 from abrec.errors import ConfigError
 from abrec.models.base import Recommender
 
-MODEL_KINDS: tuple[str, ...] = ("popularity", "itemknn", "als", "ease", "lm", "hybrid")
+MODEL_KINDS: tuple[str, ...] = ("popularity", "itemknn", "als", "ease", "text_ease", "lm", "hybrid")
+"""Every kind `build_model` knows; "text_ease", "lm" and "hybrid" use a language model."""
+
+LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid")
 
 
 def model_class(kind: str) -> type[Recommender]:
@@ -28,6 +31,10 @@ def model_class(kind: str) -> type[Recommender]:
         from abrec.models.ease import EASE
 
         return EASE
+    if kind == "text_ease":
+        from abrec.models.ease import TextEASE
+
+        return TextEASE
     if kind == "lm":
         from abrec.models.lm import EmbeddingSimilarity
 
@@ -42,8 +49,8 @@ def model_class(kind: str) -> type[Recommender]:
 def build_model(kind: str, **params: Any) -> Recommender:
     """A new, unfitted model of `kind` (see MODEL_KINDS) with `params`.
 
-    Hybrid takes `cf` (a kind), `cf_params`, `lm_params` and blend settings; "lm" and
-    "hybrid" also accept `encoder=` (an object with `.encode(texts)`).
+    Hybrid takes `cf` (a kind), `cf_params`, `lm_params` and blend settings; the LM_KINDS
+    also accept `encoder=` (an object with `.encode(texts)`).
     """
     klass = model_class(kind)
     try:
