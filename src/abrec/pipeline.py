@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from abrec.evaluation.protocol import EvaluationResult
     from abrec.models.base import Recommender
 
-LM_KINDS = frozenset({"lm", "hybrid"})
+LM_KINDS = frozenset({"lm", "hybrid", "text_ease"})
+"""Model kinds that read item texts through the shared encoder (see models.registry)."""
 PROTOCOLS = ("ml-small-temporal-v1", "temporal", "leave-last-one-out", "random")
 
 
@@ -478,16 +479,33 @@ def save_models(models: Mapping[str, Recommender], train: Interactions, path: st
 
 
 # --------------------------------------------------------------------------- presentation
-def _fmt(v: float, digits: int = 4) -> str:
-    return (
-        "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
-    )
+def _finite(v: Any) -> bool:
+    return v is not None and isinstance(v, int | float) and math.isfinite(v)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if _finite(v) else "—"
+
+
+def _fmt_ci(cell: list[float] | None) -> str:
+    if cell is None:
+        return "—"
+    mean, low, high = cell
+    if not (_finite(low) and _finite(high)):
+        return _fmt(mean)
+    return f"{_fmt(mean)} ({_fmt(low)}–{_fmt(high)})"
+
+
+def _fmt_p(p: Any) -> str:
+    if not _finite(p):
+        return "—"
+    return "<1e-4" if p < 1e-4 else f"{p:.2g}"
 
 
 def leaderboard_rows(
     result: EvaluationResult, metrics: list[str], slice_: str, test: str
 ) -> list[dict[str, Any]]:
-    """Rows for the leaderboard: per model, each metric's mean and CI, lift and Holm p."""
+    """Per model: [mean, ci_low, ci_high] per metric, lift and Holm p on the first metric."""
     s = result.summary[result.summary["slice"] == slice_]
     c = result.comparisons[result.comparisons["slice"] == slice_]
     primary = metrics[0]
@@ -496,7 +514,11 @@ def leaderboard_rows(
         row: dict[str, Any] = {"model": model}
         for m in metrics:
             hit = s[(s["model"] == model) & (s["metric"] == m)]
-            row[m] = None if hit.empty else hit.iloc[0][["mean", "ci_low", "ci_high"]].tolist()
+            row[m] = (
+                None
+                if hit.empty
+                else [float(x) for x in hit.iloc[0][["mean", "ci_low", "ci_high"]]]
+            )
         comp = c[(c["model"] == model) & (c["metric"] == primary)]
         row["lift"] = None if comp.empty else float(comp.iloc[0]["lift"])
         row["p_holm"] = None if comp.empty else float(comp.iloc[0][f"p_{test}_holm"])
@@ -506,57 +528,76 @@ def leaderboard_rows(
     return rows
 
 
-def print_leaderboard(out: RunOutput, console: Console, metrics: list[str] | None = None) -> None:
-    """Rich tables: overall leaderboard and the cold-item slice."""
+def print_leaderboard(out: RunOutput, console: Console) -> None:
+    """Rich tables: leaderboard with CIs, lift and Holm p; more metrics; cold-item slice."""
     from rich.table import Table
 
     res, ev = out.result, out.config.evaluation
-    k10 = ev.primary_metric.partition("@")[2]
-    if metrics is None:
-        metrics = [ev.primary_metric] + [
-            m
-            for m in (f"recall@{k10}", f"map@{k10}", f"mrr@{k10}", "auc", f"coverage@{k10}")
-            if m != ev.primary_metric and m in res.metrics
-        ]
+    primary = ev.primary_metric
+    k = primary.partition("@")[2]
+    second = f"recall@{k}" if primary != f"recall@{k}" else f"ndcg@{k}"
     test_name = {"ttest": "t-test", "wilcoxon": "Wilcoxon", "permutation": "permutation"}[
         ev.primary_test
     ]
     pct = round(100 * res.level)
+    base = res.baseline
+
+    def label(model: str) -> str:
+        return f"{model}*" if model == base else model
+
     for slice_, title in (
         ("all", f"Leaderboard — {res.protocol}, {res.info['n_scored_users']} users"),
         (
             "cold",
-            f"Cold-item slice — {res.info['n_cold_scored_users']} users with relevant items never seen in training",
+            f"Cold-item slice — {res.info['n_cold_scored_users']} users with relevant items "
+            "never seen in training",
         ),
     ):
-        ms = [m for m in metrics if not m.startswith("coverage")] if slice_ == "cold" else metrics
-        rows = leaderboard_rows(res, ms, slice_, ev.primary_test)
+        rows = leaderboard_rows(res, [primary, second], slice_, ev.primary_test)
         if not rows:
             continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("model", style="bold")
-        for m in ms:
-            table.add_column(m if m.startswith("coverage") else f"{m} [{pct}% CI]", justify="right")
-        table.add_column(f"lift {ev.primary_metric}", justify="right")
-        table.add_column(f"p ({test_name}, Holm)", justify="right")
+        t = Table(title=title, title_justify="left", caption=f"* baseline: {base}")
+        t.add_column("model", style="bold", no_wrap=True)
+        t.add_column(f"{primary} ({pct}% CI)", justify="right")
+        t.add_column(f"{second} ({pct}% CI)", justify="right")
+        t.add_column(f"lift {primary}", justify="right")
+        t.add_column(f"p {test_name} (Holm)", justify="right")
         for r in rows:
-            cells = [r["model"] + (" (baseline)" if r["model"] == res.baseline else "")]
-            for m in ms:
-                v = r[m]
-                if v is None:
-                    cells.append("—")
-                elif m.startswith("coverage"):
-                    cells.append(_fmt(v[0], 3))
-                else:
-                    cells.append(f"{_fmt(v[0])} [{_fmt(v[1])}, {_fmt(v[2])}]")
             lift = r["lift"]
-            cells.append("—" if lift is None or not math.isfinite(lift) else f"{100 * lift:+.1f}%")
-            p = r["p_holm"]
-            cells.append(
-                "—" if p is None or not math.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+            t.add_row(
+                label(r["model"]),
+                _fmt_ci(r[primary]),
+                _fmt_ci(r[second]),
+                f"{100 * lift:+.1f}%" if _finite(lift) else "—",
+                _fmt_p(r["p_holm"]),
             )
-            table.add_row(*cells)
-        console.print(table)
+        console.print(t)
+        if slice_ == "all":
+            extra = [
+                m
+                for m in (
+                    f"precision@{k}",
+                    f"map@{k}",
+                    f"mrr@{k}",
+                    f"hit_rate@{k}",
+                    "auc",
+                    f"coverage@{k}",
+                    f"novelty@{k}",
+                    f"diversity@{k}",
+                )
+                if m in res.metrics or m in set(res.summary["metric"])
+            ]
+            more = leaderboard_rows(res, [primary, *extra], "all", ev.primary_test)
+            t2 = Table(title="More metrics (means)", title_justify="left")
+            t2.add_column("model", style="bold", no_wrap=True)
+            short = {"precision": "P", "hit_rate": "HR", "coverage": "Cov", "novelty": "Nov"}
+            short |= {"diversity": "ILD", "map": "MAP", "mrr": "MRR", "auc": "AUC"}
+            for m in extra:
+                name, _, kk = m.partition("@")
+                t2.add_column(short.get(name, name) + (f"@{kk}" if kk else ""), justify="right")
+            for r in more:
+                t2.add_row(label(r["model"]), *(_fmt(r[m][0]) if r[m] else "—" for m in extra))
+            console.print(t2)
 
 
 __all__ = [
