@@ -9,6 +9,7 @@ get fuzzed. Examples per operation: `ABREC_FUZZ_EXAMPLES` (default 40).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,16 @@ from abrec.serve.config import ServeConfig  # noqa: E402
 from abrec.serve.runner import ServiceThread  # noqa: E402
 
 TOKEN = "fuzz-admin-token"
+FUZZ_EXPERIMENTS = """
+[[experiment]]
+id = "ease-vs-popularity"
+status = "running"
+guardrails = ["exposures_per_unit"]
+variants = [
+  { name = "control", weight = 0.5, model = "popularity" },
+  { name = "treatment", weight = 0.5, model = "ease" },
+]
+"""
 EXAMPLES = int(os.environ.get("ABREC_FUZZ_EXAMPLES", "40"))
 
 
@@ -32,7 +43,10 @@ EXAMPLES = int(os.environ.get("ABREC_FUZZ_EXAMPLES", "40"))
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     bundle, _ = build_bundle(tmp / "bundle")
-    config = ServeConfig.from_toml(write_config(tmp, f"sqlite:///{tmp / 'events.db'}", bundle))
+    cfg_path = write_config(tmp, f"sqlite:///{tmp / 'events.db'}", bundle)
+    # the ids used by the schema's examples, so example requests reach the deep paths
+    (tmp / "experiments.toml").write_text(FUZZ_EXPERIMENTS)
+    config = ServeConfig.from_toml(cfg_path)
     old = os.environ.get("ABREC_ADMIN_TOKEN")
     os.environ["ABREC_ADMIN_TOKEN"] = TOKEN
     try:
@@ -73,7 +87,13 @@ def test_fuzzing_reached_every_route(live: ServiceThread) -> None:
     import httpx
 
     text = httpx.get(f"{live.url}/metrics", timeout=10).text
-    for route in ("/v1/recommend", "/v1/events", "/v1/admin/experiments", "/healthz"):
+    for route in (
+        "/v1/recommend",
+        "/v1/events",
+        "/v1/admin/experiments",
+        "/v1/experiments/{experiment_id}/results",
+        "/healthz",
+    ):
         counts = [
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
@@ -81,3 +101,10 @@ def test_fuzzing_reached_every_route(live: ServiceThread) -> None:
         ]
         assert sum(counts) >= 5, (route, counts)
     assert 'status="5xx"' not in text
+    # the examples reached past validation: assignments happened and results were computed
+    assert 'abrec_assignments_total{experiment="ease-vs-popularity"' in text
+    assert re.search(
+        r'abrec_request_latency_seconds_count\{method="GET",'
+        r'route="/v1/experiments/\{experiment_id\}/results",status="2xx"\} [1-9]',
+        text,
+    )

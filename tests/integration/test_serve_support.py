@@ -82,16 +82,18 @@ def synthetic(seed: int = 0) -> tuple[Interactions, ItemCatalog]:
 
 
 def build_bundle(path: Path) -> tuple[Path, Interactions]:
-    """Fit and save the test bundle under `path` (models: cooc, cooc_b, popularity)."""
+    """Fit and save the test bundle under `path` (models: cooc, cooc_b, popularity, ease)."""
     inter, cat = synthetic()
     models: dict[str, Recommender] = {
         "cooc": Cooc().fit(inter, cat),
         "cooc_b": Cooc().fit(inter, cat),
     }
-    try:
-        from abrec.models.popularity import Popularity  # the project's own model
+    try:  # the project's own models, when present
+        from abrec.models.ease import EASE
+        from abrec.models.popularity import Popularity
 
         models["popularity"] = Popularity().fit(inter, cat)
+        models["ease"] = EASE(lambda_=10.0).fit(inter, cat)
     except ImportError:
         pass
     ModelBundle(models=models, user_ids=inter.user_ids, item_ids=inter.item_ids).save(path)

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -75,7 +75,36 @@ _EVENT_SCHEMA = _inline_refs(Event.model_json_schema())
 class EventsRequest(BaseModel):
     """A batch of events; each is validated on its own so good ones are stored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "3f2a9c:click:0",
+                            "ts": "2026-01-05T12:00:00Z",
+                            "experiment": "ease-vs-popularity",
+                            "variant": "treatment",
+                            "unit_id": "42",
+                            "type": "click",
+                            "item_id": "1196",
+                            "position": 0,
+                            "request_id": "3f2a9c",
+                        },
+                        {
+                            "event_id": "42:covariate",
+                            "experiment": "ease-vs-popularity",
+                            "variant": "treatment",
+                            "unit_id": "42",
+                            "type": "covariate",
+                            "value": 3.0,
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     events: Annotated[list[Any], WithJsonSchema({"type": "array", "items": _EVENT_SCHEMA})] = Field(
         description="Events (see Event); invalid ones are reported per index"
@@ -206,6 +235,31 @@ def _require_admin(
             + ("" if token else " (ABREC_ADMIN_TOKEN is not set on the server)"),
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+ExperimentId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        openapi_examples={"experiment": {"value": "ease-vs-popularity"}},
+    ),
+]
+
+_SPEC_EXAMPLES: dict[str, Any] = {
+    "ab": {
+        "summary": "A/B test of two bundle models",
+        "value": {
+            "id": "ease-vs-popularity-2",
+            "variants": [
+                {"name": "control", "weight": 0.5, "model": "popularity"},
+                {"name": "treatment", "weight": 0.5, "model": "ease"},
+            ],
+            "primary_metric": "ctr",
+            "guardrails": ["exposures_per_unit"],
+        },
+    }
+}
 
 
 def _spec_json(spec: ExperimentSpec) -> dict[str, Any]:
@@ -342,7 +396,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses={404: {"model": Problem}, 409: {"model": Problem}},
         tags=["results"],
     )
-    async def results(experiment_id: str, s: Svc) -> dict[str, Any]:
+    async def results(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
         """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential)."""
         spec = _get_spec(s, experiment_id)
         from abrec.experiment.analysis import analyze
@@ -383,7 +437,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses={**admin_err, 422: {"model": Problem}},
         tags=["admin"],
     )
-    async def create_experiment(spec: ExperimentSpec, s: Svc) -> dict[str, Any]:
+    async def create_experiment(
+        spec: Annotated[ExperimentSpec, Body(openapi_examples=_SPEC_EXAMPLES)], s: Svc
+    ) -> dict[str, Any]:
         """Create an experiment; every variant's model must be in the loaded bundle."""
         missing = sorted({v.model for v in spec.variants if not s.engine.has_model(v.model)})
         if missing:
@@ -412,7 +468,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses=admin_err,
         tags=["admin"],
     )
-    async def start_experiment(experiment_id: str, s: Svc) -> dict[str, Any]:
+    async def start_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
         """Start assigning units (draft or stopped → running)."""
         return await _transition(s, experiment_id, "start")
 
@@ -422,7 +478,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses=admin_err,
         tags=["admin"],
     )
-    async def stop_experiment(experiment_id: str, s: Svc) -> dict[str, Any]:
+    async def stop_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
         """Stop assigning units; recommendations fall back, results stay available."""
         return await _transition(s, experiment_id, "stop")
 
@@ -432,7 +488,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses={**admin_err, 422: {"model": Problem}},
         tags=["admin"],
     )
-    async def set_weights(experiment_id: str, body: WeightsRequest, s: Svc) -> dict[str, Any]:
+    async def set_weights(
+        experiment_id: ExperimentId, body: WeightsRequest, s: Svc
+    ) -> dict[str, Any]:
         """Change traffic weights; sticky experiments keep already-assigned units."""
         _get_spec(s, experiment_id)
         try:

@@ -21,7 +21,20 @@ class RecommendContext(BaseModel):
 class RecommendRequest(BaseModel):
     """Ask for `k` recommendations for `unit_id` inside `experiment`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"unit_id": "42", "experiment": "ease-vs-popularity", "k": 10},
+                {
+                    "unit_id": "visitor-7f3a",
+                    "experiment": "ease-vs-popularity",
+                    "k": 5,
+                    "context": {"history": ["1", "260", "1196"]},
+                },
+            ]
+        },
+    )
 
     unit_id: str = Field(min_length=1, max_length=256, pattern=ID_PATTERN)
     experiment: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
@@ -59,7 +72,10 @@ class EventsResponse(BaseModel):
 
 
 class WeightsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"weights": {"control": 0.8, "treatment": 0.2}}]},
+    )
 
     weights: dict[str, float]
 
