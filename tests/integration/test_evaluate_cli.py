@@ -25,6 +25,14 @@ def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
+def test_bad_baseline_message_keeps_brackets(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[evaluation]\nbaseline = "x"\n[[models]]\nname = "p"\nkind = "popularity"\n')
+    res = runner.invoke(app, ["evaluate", "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "pick one of ['p']" in res.output
+
+
 def test_missing_config_exits_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["evaluate", "--config", str(tmp_path / "nope.toml")])
     assert res.exit_code == 2

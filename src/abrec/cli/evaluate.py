@@ -24,6 +24,7 @@ def evaluate(
 ) -> None:
     """Train the configured models, evaluate them offline and print a leaderboard."""
     from rich.console import Console
+    from rich.markup import escape
 
     from abrec import pipeline
     from abrec.errors import AbrecError
@@ -36,7 +37,9 @@ def evaluate(
             cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models
         )
     except AbrecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(code=2) from None
     pipeline.print_leaderboard(result, out_console)
     if result.run_dir is not None:
