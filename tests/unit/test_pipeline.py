@@ -147,6 +147,21 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
     assert len(per_user[per_user["slice"] == "all"]) == 2 * len(out.split.scored_users)
     again = pipeline.load_config(tmp_path / "run" / "config.resolved.toml")
     assert again == cfg
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    pipeline.print_leaderboard(out, Console(file=buf, width=120))
+    text = buf.getvalue()
+    assert "Leaderboard" in text and "Cold-item slice" in text and "pop*" in text
+    ease_nd = out.result.value("ease", "ndcg@10")
+    assert f"{ease_nd:.3f}" in text
+    rows = pipeline.leaderboard_rows(out.result, ["ndcg@10"], "all", "permutation")
+    assert [r["model"] for r in rows] == sorted(
+        ["pop", "ease"], key=lambda m: -out.result.value(m, "ndcg@10")
+    )
+
     from abrec.models.bundle import ModelBundle
 
     bundle = ModelBundle.load(tmp_path / "bundle")
