@@ -105,6 +105,7 @@ class TestHybrid(RecommenderConformance):
         inter, items = synthetic_data()
         enc = HashingEncoder()
         model = Hybrid(
+            cf="ease",
             cf_params={"lambda_": 5.0},
             lm_params={"half_life": 3.0},
             lm_weight=0.4,
@@ -132,7 +133,9 @@ class TestHybrid(RecommenderConformance):
 
     def test_cold_items_can_be_recommended(self) -> None:
         inter, items = synthetic_data()
-        model = Hybrid(cf_params={"lambda_": 5.0}, cold_shift=3.0, encoder=HashingEncoder())
+        model = Hybrid(
+            cf="ease", cf_params={"lambda_": 5.0}, cold_shift=3.0, encoder=HashingEncoder()
+        )
         top, _ = model.fit(inter, items).recommend(np.arange(N_USERS), k=5)
         assert (top >= N_ITEMS - N_COLD).any()
         assert (
@@ -155,6 +158,12 @@ class TestHybrid(RecommenderConformance):
         s = model.fit(inter, items).score(np.arange(N_USERS))
         assert np.isfinite(s).all() and enc.calls == 2
         assert isinstance(model.cf_model, TextEASE) and model.cf_model.beta == 2.0
+
+    def test_defaults_are_the_tuned_text_ease_blend(self) -> None:
+        model = Hybrid(encoder=HashingEncoder())
+        assert model.params()["cf"] == "text_ease"
+        assert model.cf_model.params()["beta"] == 20.0 and model.lm_model.half_life == 5.0
+        assert Hybrid(cf="ease").cf_params == {}
 
     def test_bad_config(self) -> None:
         with pytest.raises(ConfigError):

@@ -15,6 +15,8 @@ from abrec.models.ease import TextEASE
 from abrec.models.lm import EmbeddingSimilarity, Encoder, default_encoder
 
 NORMALIZATIONS = ("zscore", "minmax")
+DEFAULT_CF_PARAMS: dict[str, dict[str, Any]] = {"text_ease": {"lambda_": 500.0, "beta": 20.0}}
+DEFAULT_LM_PARAMS: dict[str, Any] = {"half_life": 5.0}
 
 
 def text_neighbours(
@@ -60,8 +62,13 @@ class Hybrid(Recommender):
     `cold_shift` (in normalised units; negative values make cold items harder to rank,
     reflecting that an unseen item is less likely relevant than an equally scored warm one).
 
+    Defaults (text-regularised EASE with lambda 500, beta 20; LM half-life 5 interactions;
+    lm_weight 0.2; 10 cold neighbours; cold_shift -0.6) were chosen on a temporal validation
+    split carved out of the training data of ml-small-temporal-v1 (never on its test set):
+    the highest validation NDCG@10 among settings that still rank some cold items in the top 10.
+
     Args:
-        cf: registry kind of the collaborative component ("ease", "itemknn", "als", ...).
+        cf: registry kind of the collaborative component ("text_ease", "ease", "itemknn", ...).
         cf_params: its parameters.
         lm_params: parameters of the `EmbeddingSimilarity` component.
         lm_weight: weight of the normalised language-model score.
@@ -76,14 +83,14 @@ class Hybrid(Recommender):
 
     def __init__(
         self,
-        cf: str = "ease",
+        cf: str = "text_ease",
         cf_params: dict[str, Any] | None = None,
         lm_params: dict[str, Any] | None = None,
-        lm_weight: float = 0.05,
+        lm_weight: float = 0.2,
         normalize: str = "zscore",
         cold_neighbors: int = 10,
         cold_weight: float = 1.0,
-        cold_shift: float = -1.0,
+        cold_shift: float = -0.6,
         encoder: Encoder | None = None,
     ) -> None:
         super().__init__()
@@ -103,8 +110,8 @@ class Hybrid(Recommender):
         if not np.isfinite(cold_shift):
             raise ConfigError(f"cold_shift must be finite, got {cold_shift!r}")
         self.cf = cf
-        self.cf_params = dict(cf_params or {})
-        self.lm_params = dict(lm_params or {})
+        self.cf_params = dict(DEFAULT_CF_PARAMS.get(cf, {}) if cf_params is None else cf_params)
+        self.lm_params = dict(DEFAULT_LM_PARAMS if lm_params is None else lm_params)
         self.lm_weight = float(lm_weight)
         self.normalize = normalize
         self.cold_neighbors = int(cold_neighbors)

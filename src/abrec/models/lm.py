@@ -80,7 +80,7 @@ class EmbeddingSimilarity(Recommender):
     def __init__(
         self,
         model: str | None = None,
-        half_life: float | None = 20.0,
+        half_life: float | None = 5.0,
         encoder: Encoder | None = None,
     ) -> None:
         super().__init__()
