@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from model_conformance import N_COLD, N_ITEMS, N_USERS, RecommenderConformance, synthetic_data
 
 from abrec.errors import ConfigError
 from abrec.models.als import ALS
 from abrec.models.base import Recommender, top_k
-from abrec.models.ease import EASE
+from abrec.models.ease import EASE, ease_from_gram, ease_weights
 from abrec.models.knn import ItemKNN, cosine_topk
 from abrec.models.popularity import Popularity
 
@@ -116,3 +117,16 @@ def test_top_k_matches_stable_argsort() -> None:
         ref = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, 30)]
         np.testing.assert_array_equal(items, ref)
         np.testing.assert_array_equal(vals, np.take_along_axis(scores, ref, axis=1))
+
+
+@pytest.mark.parametrize("shape", [(20, 60), (60, 20)])
+def test_ease_weights_woodbury_and_direct_agree_with_inverse(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(4)
+    A = (rng.random(shape) < 0.2).astype(np.float64)
+    G = A.T @ A + 3.0 * np.eye(shape[1])
+    P = np.linalg.inv(G)
+    ref = P / -np.diag(P)
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(ease_weights(A, 3.0), ref, atol=1e-6)
+    np.testing.assert_allclose(ease_weights(sp.csr_matrix(A), 3.0), ref, atol=1e-6)
+    np.testing.assert_allclose(ease_from_gram(A.T @ A, 3.0), ref, atol=1e-6)

@@ -231,3 +231,20 @@ def test_registry_errors() -> None:
         build_model("svd")
     with pytest.raises(ConfigError, match="bad parameters"):
         build_model("ease", lam=3)
+
+
+def test_text_ease_woodbury_path_matches_gram_path() -> None:
+    """Few users (Woodbury) and the direct Gram inverse give the same weights."""
+    inter, items = synthetic_data()
+    few = inter.subset(inter.user_idx < 6)  # 6 users + 4 dims < 36 items: Woodbury path
+    enc = HashingEncoder(dim=4)
+    model = TextEASE(lambda_=5.0, beta=3.0, encoder=enc).fit(few, items)
+    E = enc.encode(list(items.text)).astype(np.float64)
+    E -= E.mean(0)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    X = few.matrix.toarray().astype(np.float64)
+    P = np.linalg.inv(X.T @ X + 3.0 * E @ E.T + 5.0 * np.eye(N_ITEMS))
+    ref = P / -np.diag(P)
+    np.fill_diagonal(ref, 0.0)
+    assert model._B is not None
+    np.testing.assert_allclose(model._B, ref, atol=1e-5)
