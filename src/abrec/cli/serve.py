@@ -21,11 +21,20 @@ def serve(
     import uvicorn
 
     from abrec.errors import ConfigError
+    from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
     from abrec.serve.config import ServeConfig
 
     try:
         cfg = ServeConfig.from_toml(config)
+        # cheap checks first, so a typo gives one clear line instead of a startup traceback
+        if not (cfg.bundle / "bundle.json").is_file():
+            raise ConfigError(
+                f"bundle {cfg.bundle} is not a model bundle (no bundle.json); build one with "
+                "`abrec evaluate --config examples/movielens.toml --save-models runs/bundle`"
+            )
+        if cfg.experiments is not None:
+            load_specs(cfg.experiments)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
