@@ -35,6 +35,8 @@ def demo(
     from abrec.simulate.demo import DemoOptions, run_demo
 
     console = Console()
+    if not console.is_terminal and console.width < 120:
+        console = Console(width=120)  # logs and pipes: room for the leaderboard columns
     opts = DemoOptions(
         output=output,
         aa=aa,
