@@ -164,3 +164,14 @@ def test_online_section_flattens_real_analysis(tmp_path: Path) -> None:
     assert on["srm"] is not None and not on["srm"]["mismatch"]
     assert {g["metric"] for g in on["guardrails"]} >= {"exposures_per_unit"}
     assert all(math.isfinite(e["p_value"]) for e in on["effects"])
+
+
+def test_parse_click_model() -> None:
+    from abrec.errors import ConfigError
+    from abrec.simulate.demo import parse_click_model
+
+    cm = parse_click_model(["eta=1.5", "noise=0"])
+    assert cm.eta == 1.5 and cm.noise == 0.0 and cm.a_max == parse_click_model([]).a_max
+    for bad in (["eta"], ["eta=x"], ["nope=1"], ["eta=-1"]):
+        with pytest.raises(ConfigError):
+            parse_click_model(bad)

@@ -23,6 +23,12 @@ def demo(
     concurrency: int = typer.Option(6, "--concurrency", min=1, help="Concurrent HTTP clients."),
     control: str = typer.Option("ease", "--control", help="Model served to the control arm."),
     treatment: str = typer.Option("hybrid", "--treatment", help="Model of the treatment arm."),
+    click: list[str] = typer.Option(
+        [],
+        "--click",
+        help="Click-model parameter as name=value, repeatable (eta, a_max, midpoint, slope, "
+        "base_rate, noise, repeat_factor, conversion_rate, conversion_min_rating).",
+    ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Offline TOML config (default: the built-in demo config)."
     ),
@@ -32,12 +38,18 @@ def demo(
     from rich.console import Console
 
     from abrec.errors import AbrecError
-    from abrec.simulate.demo import DemoOptions, run_demo
+    from abrec.simulate.demo import DemoOptions, parse_click_model, run_demo
 
     console = Console()
     if not console.is_terminal and console.width < 120:
         console = Console(width=120)  # logs and pipes: room for the leaderboard columns
+    try:
+        click_model = parse_click_model(click)
+    except AbrecError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code=2) from None
     opts = DemoOptions(
+        click_model=click_model,
         output=output,
         aa=aa,
         users=users,

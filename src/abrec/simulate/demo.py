@@ -164,6 +164,30 @@ class DemoResult:
     timings: dict[str, float]
 
 
+def parse_click_model(pairs: list[str]) -> ClickModel:
+    """A `ClickModel` from `name=value` strings (unknown names or bad values raise)."""
+    from pydantic import ValidationError
+
+    from abrec.errors import ConfigError
+
+    values: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--click {pair!r}: expected name=number, e.g. --click eta=1.0")
+    try:
+        return ClickModel.model_validate(values)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(
+            f"--click: {msgs} (parameters: {', '.join(ClickModel.model_fields)})"
+        ) from None
+
+
 def demo_config(path: Path | None) -> RunConfig:
     """The offline run config: `path` if given, else `DEMO_CONFIG`."""
     from abrec import pipeline
@@ -669,6 +693,9 @@ def print_decision(con: Console, results: dict[str, Any]) -> None:
             f"fixed-horizon p = {_g(ctr_e['p_value'])} (Holm {_g(ctr_e['p_adjusted'])}); "
             f"absolute {_f(ctr_e['estimate'])} [{_f(ctr_e['low'])}, {_f(ctr_e['high'])}]"
         )
+    con.print(
+        f"Stopped: {results['meta'].get('stopped by')} ({results['meta'].get('sessions (done / planned)')} sessions)"
+    )
     run = results.get("sequential_running") or {}
     con.print(
         f"Sequential (always-valid, {len(results.get('timeline') or [])} looks): CTR difference CI "
@@ -723,5 +750,6 @@ __all__ = [
     "decide",
     "offline_section",
     "online_section",
+    "parse_click_model",
     "run_demo",
 ]
