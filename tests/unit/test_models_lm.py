@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -45,7 +47,7 @@ class TestEmbeddingSimilarity(RecommenderConformance):
         s = self.make_model().fit(inter, items).score(np.arange(N_USERS))
         assert np.abs(s[:, -N_COLD:]).sum() > 0
 
-    def test_loaded_model_needs_no_encoder(self, fitted: Recommender, tmp_path) -> None:
+    def test_loaded_model_needs_no_encoder(self, fitted: Recommender, tmp_path: Path) -> None:
         fitted.save(tmp_path / "lm")
         loaded = Recommender.load(tmp_path / "lm")
         assert isinstance(loaded, EmbeddingSimilarity) and loaded._encoder is None
@@ -151,13 +153,16 @@ class TestHybrid(RecommenderConformance):
         assert np.isfinite(s).all()
         assert model.cf_model.params() == {"k": 5, "shrinkage": 0.0}
 
-    def test_text_ease_component_shares_encoder(self) -> None:
+    def test_text_ease_component_shares_encoder(self, tmp_path: Path) -> None:
         inter, items = synthetic_data()
         enc = HashingEncoder()
         model = Hybrid(cf="text_ease", cf_params={"lambda_": 5.0, "beta": 2.0}, encoder=enc)
         s = model.fit(inter, items).score(np.arange(N_USERS))
         assert np.isfinite(s).all() and enc.calls == 2
         assert isinstance(model.cf_model, TextEASE) and model.cf_model.beta == 2.0
+        model.save(tmp_path / "h")
+        loaded = Recommender.load(tmp_path / "h")
+        np.testing.assert_array_equal(loaded.score(np.arange(N_USERS)), s)
 
     def test_defaults_are_the_tuned_text_ease_blend(self) -> None:
         model = Hybrid(encoder=HashingEncoder())
