@@ -166,6 +166,34 @@ def test_online_section_flattens_real_analysis(tmp_path: Path) -> None:
     assert all(math.isfinite(e["p_value"]) for e in on["effects"])
 
 
+def test_planned_units_tunes_the_sequential_test(tmp_path: Path) -> None:
+    from abrec.stats import RatioStats, sequential_ratio_test
+
+    store = EventStore.from_url(f"sqlite:///{tmp_path / 'ev.db'}")
+    store.create_schema()
+    store.append(_events(1))
+    base = {**experiment_spec("e", "ease", "hybrid"), "status": "running"}
+    default = ExperimentSpec.model_validate(base)
+    tuned = ExperimentSpec.model_validate({**base, "planned_units": 120})
+    seq_default = analyze(store, default).to_dict()["comparisons"][0]["sequential_ctr"]
+    seq_tuned = analyze(store, tuned).to_dict()["comparisons"][0]["sequential_ctr"]
+    summary = store.variant_summary("e")
+    store.dispose()
+
+    def rs(v: Any) -> RatioStats:
+        return RatioStats(
+            v.n_units, v.sum_clicks, v.sum_sq_clicks, v.sum_exposures, v.sum_sq_exposures,
+            v.sum_clicks_exposures,
+        )  # fmt: skip
+
+    ref = sequential_ratio_test(rs(summary["control"]), rs(summary["treatment"]), target_n=120)
+    assert seq_tuned["ci"]["low"] == pytest.approx(ref.ci.low)
+    assert seq_tuned["p_value"] == pytest.approx(ref.p_value)
+    # tuned to the sample actually planned, the confidence sequence is tighter there
+    width = seq_tuned["ci"]["high"] - seq_tuned["ci"]["low"]
+    assert width < seq_default["ci"]["high"] - seq_default["ci"]["low"]
+
+
 def test_parse_click_model() -> None:
     from abrec.errors import ConfigError
     from abrec.simulate.demo import parse_click_model

@@ -268,7 +268,11 @@ def analyze(
         seq: SequentialResult | None = None
         try:
             seq = sequential_ratio_test(
-                _ratio_stats(control), _ratio_stats(ts), alpha=a, metric="ctr"
+                _ratio_stats(control),
+                _ratio_stats(ts),
+                alpha=a,
+                metric="ctr",
+                target_n=spec.planned_units or 10_000,
             )
         except (StatsError, ArithmeticError, ValueError) as exc:
             cmp_notes[t].append(f"sequential ctr: not tested ({exc})")

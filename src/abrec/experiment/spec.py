@@ -57,6 +57,12 @@ class ExperimentSpec(BaseModel):
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     control: str | None = None
     description: str = ""
+    planned_units: int | None = Field(
+        default=None,
+        ge=2,
+        description="planned sample (units, all variants); tunes the sequential test "
+        "(default 10,000)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -251,6 +251,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         opts.treatment_model,
         aa=opts.aa,
         seed=f"{EXPERIMENT_ID}-{opts.seed}",
+        planned_units=len(users),
     )
     t1 = time.perf_counter()
     online = _run_online(run_dir, spec, users, sim_cfg, opts, con)

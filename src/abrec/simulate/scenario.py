@@ -15,8 +15,12 @@ def experiment_spec(
     weights: tuple[float, float] = (0.5, 0.5),
     guardrails: tuple[str, ...] = ("exposures_per_unit",),
     alpha: float = 0.05,
+    planned_units: int | None = None,
 ) -> dict[str, Any]:
-    """Two-arm spec (`control`, `treatment`); in A/A mode both arms serve `control_model`."""
+    """Two-arm spec (`control`, `treatment`); in A/A mode both arms serve `control_model`.
+
+    `planned_units` (the simulated users) tunes the always-valid sequential test.
+    """
     return {
         "id": experiment_id,
         "seed": seed or experiment_id,
@@ -36,4 +40,5 @@ def experiment_spec(
         "sticky": True,
         "alpha": alpha,
         "control": "control",
+        "planned_units": planned_units,
     }
