@@ -326,6 +326,7 @@ class RunOutput:
     run_dir: Path | None
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    lm_vs_cf: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_run_dir(root: str | Path = "runs") -> Path:
@@ -430,16 +431,44 @@ def run(
     result.info.update({f"time_{k}": v for k, v in timings.items()})
 
     out = RunOutput(cfg, result, models, split, None, timings=timings)
+    out.lm_vs_cf = lm_vs_cf(cfg, result)
     if write:
         run_dir = Path(output_dir) if output_dir is not None else default_run_dir()
         out.run_dir = run_dir
-        out.files = write_run(run_dir, cfg, result)
+        out.files = write_run(run_dir, cfg, result, out.lm_vs_cf)
     if save_models_dir is not None:
         out.files["models"] = save_models(models, split.train, save_models_dir)
     return out
 
 
-def write_run(run_dir: str | Path, cfg: RunConfig, result: EvaluationResult) -> dict[str, Path]:
+def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
+    """Best language-model model vs best other model on the primary metric, per slice.
+
+    "Best" is by mean of the primary metric on the full slice; each row carries both
+    means, the difference and the three paired tests (Holm over this single comparison
+    is the raw p-value). Empty when the run lacks either kind of model.
+    """
+    kinds = {m.name: m.kind for m in cfg.models}
+    metric = cfg.evaluation.primary_metric
+    lm = [n for n, k in kinds.items() if k in LM_KINDS]
+    cf = [n for n, k in kinds.items() if k not in LM_KINDS]
+    if not lm or not cf:
+        return []
+    best_lm = max(lm, key=lambda n: result.value(n, metric))
+    best_cf = max(cf, key=lambda n: result.value(n, metric))
+    comp = result.compare(best_cf, [best_lm])
+    rows = comp[comp["metric"] == metric].to_dict("records")
+    return [
+        {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows
+    ]
+
+
+def write_run(
+    run_dir: str | Path,
+    cfg: RunConfig,
+    result: EvaluationResult,
+    head_to_head: list[dict[str, Any]] | None = None,
+) -> dict[str, Path]:
     """Write `per_user.parquet`, `summary.json`, `comparisons.csv`, `config.resolved.toml`."""
     d = Path(run_dir)
     try:
@@ -464,6 +493,10 @@ def write_run(run_dir: str | Path, cfg: RunConfig, result: EvaluationResult) -> 
         "primary_test": cfg.evaluation.primary_test,
         "models": {m.name: {"kind": m.kind, "params": m.params} for m in cfg.models},
     }
+    summary["lm_vs_cf"] = [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for r in head_to_head or []
+    ]
     files["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False, default=str))
     result.comparisons.to_csv(files["comparisons"], index=False)
     files["config"].write_text(config_to_toml(cfg))
@@ -598,6 +631,17 @@ def print_leaderboard(out: RunOutput, console: Console) -> None:
             for r in more:
                 t2.add_row(label(r["model"]), *(_fmt(r[m][0]) if r[m] else "—" for m in extra))
             console.print(t2)
+    test_col = f"p_{ev.primary_test}"
+    for r in out.lm_vs_cf:
+        console.print(
+            f"{r['slice']} users: best language-model model {r['model']} vs best other model "
+            f"{r['baseline']}: {primary} {_fmt(r['mean_model'], 4)} vs "
+            f"{_fmt(r['mean_baseline'], 4)} (diff {r['diff']:+.4f}, p {test_name} "
+            f"{_fmt_p(r[test_col])}, t-test {_fmt_p(r['p_ttest'])}, "
+            f"Wilcoxon {_fmt_p(r['p_wilcoxon'])}, n={r['n_users']})",
+            highlight=False,
+            markup=False,
+        )
 
 
 __all__ = [
@@ -613,6 +657,7 @@ __all__ = [
     "config_to_toml",
     "default_run_dir",
     "leaderboard_rows",
+    "lm_vs_cf",
     "load_config",
     "load_data",
     "make_split",

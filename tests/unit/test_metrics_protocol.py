@@ -181,3 +181,22 @@ def test_bad_baseline(setup: Any) -> None:
     split, items = setup
     with pytest.raises(ConfigError, match="baseline"):
         evaluate_models({"a": RandomScores().fit(split.train, items)}, split, baseline="zzz")
+
+
+def test_compare_against_another_baseline(setup: Any) -> None:
+    split, items = setup
+    models = {
+        "random": RandomScores(1).fit(split.train, items),
+        "oracle": Oracle(split.relevant).fit(split.train, items),
+    }
+    res = evaluate_models(models, split, ks=(10,), n_bootstrap=200, n_permutations=300, seed=1)
+    swapped = res.compare("oracle")
+    row = swapped[(swapped.metric == "ndcg@10") & (swapped.slice == "all")].iloc[0]
+    orig = res.comparisons[
+        (res.comparisons.metric == "ndcg@10") & (res.comparisons.slice == "all")
+    ].iloc[0]
+    assert row["model"] == "random" and row["baseline"] == "oracle"
+    assert row["diff"] == pytest.approx(-orig["diff"])
+    assert row["p_ttest"] == pytest.approx(orig["p_ttest"])
+    with pytest.raises(ConfigError):
+        res.compare("nobody")

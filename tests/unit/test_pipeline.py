@@ -139,6 +139,7 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
     assert files == ["comparisons.csv", "config.resolved.toml", "per_user.parquet", "summary.json"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baseline"] == "pop"
+    assert summary["lm_vs_cf"] == []  # no language-model model in this run
     assert set(summary["models"]) == {"pop", "ease"}
     nd = summary["models"]["ease"]["all"]["ndcg@10"]
     assert nd["ci_low"] <= nd["mean"] <= nd["ci_high"]
@@ -181,3 +182,39 @@ def test_unknown_model_kind_is_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="'x'"):
         pipeline.build_models(cfg)
+
+
+def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
+    from abrec.evaluation.protocol import evaluate_models
+    from abrec.models.ease import EASE
+    from abrec.models.popularity import Popularity
+
+    ip, mp = _generic_files(tmp_path)
+    cfg = pipeline.parse_config(
+        {
+            "dataset": {"kind": "generic", "interactions": str(ip), "items": str(mp)},
+            "protocol": {"name": "temporal"},
+            "models": [
+                {"name": "pop", "kind": "popularity"},
+                {"name": "knn", "kind": "itemknn"},
+                {"name": "txt", "kind": "lm"},
+            ],
+        }
+    )
+    inter, items = pipeline.load_data(cfg.dataset)
+    split = pipeline.make_split(cfg, inter)
+    # stand-ins with known order: "txt" is EASE, "knn" popularity, "pop" popularity
+    models = {
+        "pop": Popularity().fit(split.train, items),
+        "knn": Popularity().fit(split.train, items),
+        "txt": EASE(lambda_=10.0).fit(split.train, items),
+    }
+    res = evaluate_models(models, split, ks=(10,), n_bootstrap=100, n_permutations=200)
+    rows = pipeline.lm_vs_cf(cfg, res)
+    assert [r["slice"] for r in rows] == ["all", "cold"]
+    assert all(r["model"] == "txt" and r["metric"] == "ndcg@10" for r in rows)
+    assert rows[0]["baseline"] in {"pop", "knn"}
+    ref = res.compare(rows[0]["baseline"], ["txt"])
+    ref_row = ref[(ref.metric == "ndcg@10") & (ref.slice == "all")].iloc[0]
+    assert rows[0]["diff"] == pytest.approx(ref_row["diff"])
+    assert rows[0]["mean_model"] == pytest.approx(res.value("txt", "ndcg@10"))

@@ -67,6 +67,21 @@ class EvaluationResult:
             raise KeyError(f"no summary for model={model!r} metric={metric!r} slice={slice_!r}")
         return float(row["mean"].iloc[0])
 
+    def compare(self, baseline: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+        """Paired comparisons of `models` (default: all others) against another `baseline`.
+
+        Same tests, seed and Holm correction as `comparisons`, recomputed from `per_user`.
+        """
+        names = list(dict.fromkeys(self.per_user["model"]))
+        if baseline not in names:
+            raise ConfigError(f"baseline {baseline!r} is not one of the models {names}")
+        chosen = [baseline, *(n for n in (models or names) if n != baseline)]
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown model(s) {unknown}; evaluated models are {names}")
+        cols = [m for m in self.metrics if m in self.per_user.columns]
+        return _compare(self.per_user, cols, chosen, baseline, self.n_permutations, self.seed)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested summary: models -> slice -> metric -> {mean, ci_low, ci_high, n}."""
         models: dict[str, Any] = {}
