@@ -27,6 +27,8 @@ def test_paired_ttest_identical_samples() -> None:
     a = np.arange(10.0)
     res = S.paired_ttest(a, a)
     assert res.p_value[0] == 1.0
+    assert S.wilcoxon_signed_rank(a, a).p_value[0] == 1.0
+    assert S.permutation_test(a, a, 200).p_value[0] == 1.0
 
 
 def test_wilcoxon_matches_scipy_approx_with_ties_and_zeros() -> None:
