@@ -78,6 +78,7 @@ def test_decide_rules() -> None:
     # nothing significant: no winner, A/A label
     m3 = Monitor(alpha=0.05)
     m3.update(_payload(0.0, -0.02, 0.02, 0.8), 1.0)
+    assert decide({}, Monitor(alpha=0.05))["verdict"] == "no winner: not enough data"
     d3 = decide({}, m3, aa=True)
     assert d3["winner"] is None and d3["verdict"].startswith("A/A test: no winner")
 

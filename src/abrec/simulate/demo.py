@@ -439,6 +439,12 @@ def decide(analysis: dict[str, Any], monitor: Monitor, *, aa: bool = False) -> d
                 f"always-valid p = {monitor.p_value:.3g}."
             ),
         }
+    if not monitor.looks:
+        return {
+            "winner": None,
+            "verdict": f"{label}no winner: not enough data",
+            "text": "the sequential test needs clicks and exposures in both arms; run more users.",
+        }
     return {
         "winner": None,
         "verdict": f"{label}no winner: no significant CTR difference",
