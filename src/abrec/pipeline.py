@@ -444,7 +444,7 @@ def run(
 def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
     """Best language-model model vs best other model on the primary metric, per slice.
 
-    "Best" is by mean of the primary metric on the full slice; each row carries both
+    "Best" is by mean of the primary metric within each slice; each row carries both
     means, the difference and the three paired tests (Holm over this single comparison
     is the raw p-value). Empty when the run lacks either kind of model.
     """
@@ -454,13 +454,21 @@ def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
     cf = [n for n, k in kinds.items() if k not in LM_KINDS]
     if not lm or not cf:
         return []
-    best_lm = max(lm, key=lambda n: result.value(n, metric))
-    best_cf = max(cf, key=lambda n: result.value(n, metric))
-    comp = result.compare(best_cf, [best_lm])
-    rows = comp[comp["metric"] == metric].to_dict("records")
-    return [
-        {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows
-    ]
+    rows: list[dict[str, Any]] = []
+    for slice_ in ("all", "cold"):
+        have = set(result.summary[result.summary["slice"] == slice_]["model"])
+        lm_s, cf_s = [n for n in lm if n in have], [n for n in cf if n in have]
+        if not lm_s or not cf_s:
+            continue
+        best_lm = max(lm_s, key=lambda n: result.value(n, metric, slice_))
+        best_cf = max(cf_s, key=lambda n: result.value(n, metric, slice_))
+        comp = result.compare(best_cf, [best_lm])
+        hit = comp[(comp["metric"] == metric) & (comp["slice"] == slice_)]
+        rows.extend(
+            {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            for r in hit.to_dict("records")
+        )
+    return rows
 
 
 def write_run(
