@@ -617,7 +617,6 @@ def print_leaderboard(out: RunOutput, console: Console) -> None:
             extra = [
                 m
                 for m in (
-                    f"precision@{k}",
                     f"map@{k}",
                     f"mrr@{k}",
                     f"hit_rate@{k}",
