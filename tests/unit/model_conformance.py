@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import NotFittedError
-from abrec.models.base import Recommender
+from abrec.errors import DataError, NotFittedError
+from abrec.models.base import Recommender, top_k
 
 N_USERS = 48
 N_ITEMS = 36
@@ -78,6 +78,14 @@ class RecommenderConformance:
 
     def make_model(self) -> Recommender:
         raise NotImplementedError
+
+    def make_history_model(self) -> Recommender | None:
+        """A configuration whose scores are a function of the user's item set only.
+
+        For it `score_history([items of u])` must equal `score([u])`. Return None when the
+        model has no such configuration (documented exceptions, e.g. ALS's fold-in).
+        """
+        return self.make_model()
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -172,3 +180,51 @@ class RecommenderConformance:
         items, _ = fitted.recommend(np.arange(N_USERS), k=3)
         same = (items % 2) == (np.arange(N_USERS)[:, None] % 2)
         assert same.mean() > 0.8
+
+    def test_score_history_equals_score_of_known_user(
+        self, data: tuple[Interactions, ItemCatalog]
+    ) -> None:
+        model = self.make_history_model()
+        if model is None:
+            pytest.skip("scores depend on more than the item set (see make_history_model)")
+        model.fit(*data)
+        assert model.supports_history
+        train = data[0].matrix.tocsr()
+        users = np.arange(N_USERS)
+        histories = [train.indices[train.indptr[u] : train.indptr[u + 1]] for u in users]
+        got = model.score_history(histories)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, model.score(users), rtol=1e-5, atol=1e-5)
+
+    def test_score_history_contract(self, fitted: Recommender, tmp_path: Path) -> None:
+        if not fitted.supports_history:
+            with pytest.raises(NotImplementedError):
+                fitted.score_history([np.array([0, 1])])
+            return
+        hists = [np.array([0, 2, 4]), np.array([], dtype=np.int64), np.array([4, 2, 0, 0, 2])]
+        s = fitted.score_history(hists)
+        assert s.shape == (3, N_ITEMS) and s.dtype == np.float32 and np.isfinite(s).all()
+        np.testing.assert_array_equal(s[1], fitted.score(np.array([-1]))[0])  # empty: cold user
+        np.testing.assert_allclose(s[2], s[0], rtol=1e-6, atol=1e-6)  # a set: order, repeats
+        single = fitted.score_history([hists[0]])[0]  # a row does not depend on its batch
+        np.testing.assert_allclose(single, s[0], rtol=1e-5, atol=1e-6)
+        assert fitted.score_history([]).shape == (0, N_ITEMS)
+        with pytest.raises(DataError, match="outside"):
+            fitted.score_history([np.array([0, N_ITEMS])])
+        with pytest.raises(DataError, match="outside"):
+            fitted.score_history([np.array([-1])])
+        with pytest.raises(DataError, match="integers"):
+            fitted.score_history([np.array([0.5])])
+        fitted.save(tmp_path / "h")
+        np.testing.assert_array_equal(Recommender.load(tmp_path / "h").score_history(hists), s)
+
+    def test_score_history_follows_the_history(self, fitted: Recommender) -> None:
+        if not (self.learns_structure and fitted.supports_history):
+            pytest.skip("model is not personalised or has no history scoring")
+        n_warm = N_ITEMS - N_COLD
+        hists = [np.arange(c, n_warm, 2)[:6] for c in (0, 1)]  # six warm items of cluster c
+        s = fitted.score_history(hists)
+        for c, h in enumerate(hists):
+            s[c, h] = -np.inf
+        items, _ = top_k(s, 3)
+        assert ((items % 2) == np.array([[0], [1]])).mean() > 0.8

@@ -9,7 +9,7 @@ from model_conformance import N_COLD, N_ITEMS, N_USERS, RecommenderConformance, 
 
 from abrec.errors import ConfigError
 from abrec.models.als import ALS
-from abrec.models.base import Recommender, top_k
+from abrec.models.base import Recommender, history_matrix, top_k
 from abrec.models.ease import EASE, ease_from_gram, ease_weights
 from abrec.models.knn import ItemKNN, cosine_topk
 from abrec.models.popularity import Popularity
@@ -92,6 +92,36 @@ class TestItemKNN(RecommenderConformance):
 class TestALS(RecommenderConformance):
     def make_model(self) -> Recommender:
         return ALS(factors=8, iterations=10, regularization=0.05, alpha=2.0, seed=3)
+
+    def make_history_model(self) -> Recommender | None:
+        return None  # fold-in is one exact step, not the trained factors (see test below)
+
+    def test_fold_in_is_exact_least_squares_step(self) -> None:
+        """Against the closed form x = (V'V + reg I + V'(C-I)V)^-1 V'C p, C = alpha * history."""
+        inter, items = synthetic_data()
+        model = self.make_model().fit(inter, items)
+        assert isinstance(model, ALS) and model._V is not None
+        V = model._V.astype(np.float64)
+        hists = [np.array([0, 2, 4, 6]), np.array([1, 3, N_ITEMS - 1])]
+        expected = []
+        for h in hists:
+            A = V.T @ V + 0.05 * np.eye(8) + (2.0 - 1.0) * V[h].T @ V[h]
+            expected.append(np.linalg.solve(A, 2.0 * V[h].sum(0)))
+        ref = np.array(expected)
+        np.testing.assert_allclose(
+            model.fold_in(history_matrix(hists, N_ITEMS)), ref, rtol=1e-3, atol=1e-4
+        )
+        np.testing.assert_allclose(model.score_history(hists), ref @ V.T, rtol=1e-3, atol=1e-4)
+
+    def test_fold_in_of_known_user_ranks_like_trained_factors(self) -> None:
+        inter, items = synthetic_data()
+        model = self.make_model().fit(inter, items)
+        train = inter.matrix.tocsr()
+        users = np.arange(N_USERS)
+        hists = [train.indices[train.indptr[u] : train.indptr[u + 1]] for u in users]
+        a, b = model.score_history(hists), model.score(users)
+        corr = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b, strict=True)]
+        assert np.median(corr) > 0.9
 
     def test_separates_train_positives(self) -> None:
         """Training AUC (positives vs non-interacted warm items) is high."""

@@ -19,7 +19,7 @@ from model_conformance import (
 from abrec.errors import ConfigError, DataError
 from abrec.models import LM_KINDS, MODEL_KINDS, build_model
 from abrec.models._util import recency_weights, row_normalize
-from abrec.models.base import Recommender
+from abrec.models.base import Recommender, history_matrix
 from abrec.models.ease import EASE, TextEASE
 from abrec.models.hybrid import Hybrid, text_neighbours
 from abrec.models.lm import EmbeddingSimilarity
@@ -29,12 +29,28 @@ class TestEmbeddingSimilarity(RecommenderConformance):
     def make_model(self) -> Recommender:
         return EmbeddingSimilarity(half_life=3.0, encoder=HashingEncoder())
 
+    def make_history_model(self) -> Recommender:
+        return EmbeddingSimilarity(half_life=None, encoder=HashingEncoder())
+
+    def test_history_profile_is_plain_mean(self) -> None:
+        """Cold-user path: cosine to the unweighted mean of the history's text embeddings."""
+        inter, items = synthetic_data()
+        enc = HashingEncoder()
+        model = EmbeddingSimilarity(half_life=2.0, encoder=enc).fit(inter, items)
+        E = enc.encode(list(items.text)).astype(np.float64)
+        hist = np.array([3, 7, N_ITEMS - 1])  # includes a cold item
+        prof = E[hist].mean(0)
+        expected = E @ (prof / np.linalg.norm(prof))
+        got = model.score_history([hist])[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
     def test_profile_is_recency_weighted_mean(self) -> None:
         inter, items = synthetic_data()
         enc = HashingEncoder()
         model = EmbeddingSimilarity(half_life=2.0, encoder=enc).fit(inter, items)
         E = enc.encode(list(items.text)).astype(np.float64)
         u = 5
+        assert inter.timestamps is not None
         rows = np.flatnonzero(inter.user_idx == u)
         rows = rows[np.argsort(inter.timestamps[rows], kind="stable")]
         w = 0.5 ** ((len(rows) - 1 - np.arange(len(rows))) / 2.0)
@@ -103,6 +119,26 @@ class TestHybrid(RecommenderConformance):
             encoder=HashingEncoder(),
         )
 
+    def make_history_model(self) -> Recommender:
+        return Hybrid(
+            cf="ease",
+            cf_params={"lambda_": 5.0},
+            lm_params={"half_life": None},
+            lm_weight=0.3,
+            encoder=HashingEncoder(),
+        )
+
+    def test_history_blend_uses_components_history_scores(self) -> None:
+        """With recency, the hybrid's history scores are the blend of its parts' history scores."""
+        inter, items = synthetic_data()
+        model = self.make_model().fit(inter, items)
+        assert isinstance(model, Hybrid)
+        hists = [np.array([0, 2, 9]), np.array([1, 5, 11, 13])]
+        X = history_matrix(hists, N_ITEMS)
+        expected = model._blend(model.cf_model._score_history(X), model.lm_model._score_history(X))
+        np.testing.assert_array_equal(model.score_history(hists), expected)
+        assert Hybrid(cf="als", encoder=HashingEncoder()).supports_history
+
     def test_matches_hand_computed_blend(self) -> None:
         inter, items = synthetic_data()
         enc = HashingEncoder()
@@ -123,6 +159,7 @@ class TestHybrid(RecommenderConformance):
         zc = scipy.stats.zscore(cf[:, warm], axis=1)
         zl = (lms - lms[:, warm].mean(1, keepdims=True)) / lms[:, warm].std(1, keepdims=True)
         E = lm.item_embeddings
+        assert E is not None
         expected = np.empty((N_USERS, N_ITEMS))
         expected[:, warm] = zc + 0.4 * zl[:, warm]
         for j in np.flatnonzero(~warm):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
@@ -13,7 +14,10 @@ from abrec.models.base import Recommender
 
 
 class ALS(Recommender):
-    """Matrix factorisation with confidence 1 + alpha * x; single-threaded for determinism."""
+    """Matrix factorisation with confidence 1 + alpha * x; single-threaded for determinism.
+
+    `score_history` folds a new user in with one exact least-squares step (`fold_in`).
+    """
 
     name: ClassVar[str] = "als"
 
@@ -49,23 +53,27 @@ class ALS(Recommender):
             "seed": self.seed,
         }
 
-    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+    def _implicit_model(self) -> Any:
+        """A CPU `implicit` ALS with this model's settings (single thread)."""
         try:
             from implicit.cpu.als import AlternatingLeastSquares
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError("ALS needs the 'implicit' package: pip install 'abrec[cf]'") from exc
-        from threadpoolctl import threadpool_limits
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.seed,
+            num_threads=1,
+            calculate_training_loss=False,
+        )
 
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        from threadpoolctl import threadpool_limits  # installed with implicit
+
+        model = self._implicit_model()
         with threadpool_limits(limits=1, user_api="blas"):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.seed,
-                num_threads=1,
-                calculate_training_loss=False,
-            )
             model.fit(self._require_train(), show_progress=False)
         self._U = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self._V = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -73,6 +81,27 @@ class ALS(Recommender):
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._U is not None and self._V is not None
         return self._U[users] @ self._V.T
+
+    def fold_in(self, X: sp.csr_matrix) -> np.ndarray:
+        """User factors for binary history rows X: one exact ALS user step against fixed items.
+
+        This is `implicit`'s `recalculate_user` (the fold-in behind `recalculate_user=True`):
+        x_u = (V'V + reg I + V' (C_u - I) V)^-1 V' C_u p_u with confidence C_u = alpha * X_u.
+        """
+        assert self._V is not None
+        from threadpoolctl import threadpool_limits
+
+        model = self._implicit_model()
+        model.item_factors = self._V
+        with threadpool_limits(limits=1, user_api="blas"):
+            U = model.recalculate_user(np.arange(X.shape[0]), sp.csr_matrix(X, dtype=np.float32))
+        return np.asarray(U, dtype=np.float32).reshape(X.shape[0], self.factors)
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Fold-in scores: not equal to `score` of a known user with the same items, whose
+        factors come from the (conjugate-gradient) training iterations, not one exact step."""
+        assert self._V is not None
+        return self.fold_in(X) @ self._V.T
 
     def _state(self) -> dict[str, Any]:
         return {"U": self._U, "V": self._V}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -12,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import NotFittedError
+from abrec.errors import DataError, NotFittedError
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +38,34 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return items.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
 
 
+def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Binary float32 CSR (len(histories) x n_items): row r marks the item indices in histories[r].
+
+    Repeated items count once. Raises DataError for an index outside [0, n_items).
+    """
+    arrays = [np.asarray(h).ravel() for h in histories]
+    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    cols = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    if cols.dtype.kind not in "iu" and not (
+        cols.dtype.kind == "f" and np.array_equal(cols, np.round(cols))
+    ):
+        raise DataError("history item indices must be integers; map item ids to indices first")
+    cols = cols.astype(np.int64)
+    bad = (cols < 0) | (cols >= n_items)
+    if bad.any():
+        raise DataError(
+            f"history item index {int(cols[bad][0])} is outside [0, {n_items}); map external "
+            "item ids to the model's item indices and drop unknown items first"
+        )
+    rows = np.repeat(np.arange(len(arrays)), lengths)
+    X = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(arrays), n_items)
+    )
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    return X
+
+
 class Recommender(ABC):
     """Batch recommender: `fit`, `score`, `recommend`, `save`, `load`.
 
@@ -44,6 +73,10 @@ class Recommender(ABC):
     `[0, n_users)` (e.g. -1) is an unknown user and gets `cold_user_scores`.
     Subclasses implement `_fit` and `_score_known`; the base handles unknown users,
     seen-item exclusion, top-k and persistence (numpy arrays + JSON params).
+
+    Optional capability: a model that can score users known only by the items they
+    interacted with (anonymous visitors, users newer than the model) implements
+    `_score_history`; `supports_history` is then true and `score_history` works.
     """
 
     name: ClassVar[str] = "recommender"
@@ -60,6 +93,13 @@ class Recommender(ABC):
     @abstractmethod
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         """Scores (len(users) x n_items) for valid user indices."""
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Scores (X.shape[0] x n_items) for binary history rows X, each with >= 1 item.
+
+        Optional: override to support `score_history`.
+        """
+        raise NotImplementedError(f"{self.name} cannot score users from an item history")
 
     def params(self) -> dict[str, Any]:
         """Constructor parameters (JSON-serialisable) used by save/load."""
@@ -118,6 +158,36 @@ class Recommender(ABC):
             out[known] = self._score_known(users[known])
         if (~known).any():
             out[~known] = self.cold_user_scores()
+        return out
+
+    @property
+    def supports_history(self) -> bool:
+        """Whether `score_history` works (the class implements `_score_history`)."""
+        return type(self)._score_history is not Recommender._score_history
+
+    def score_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores (float32, len(histories) x n_items) for users given only their item histories.
+
+        Args:
+            histories: one array of item indices (columns of the training data) per user;
+                repeats count once, order is ignored. An empty history gets `cold_user_scores`.
+        Raises:
+            NotImplementedError: the model does not support histories (`supports_history`).
+            DataError: an item index is outside [0, n_items).
+        """
+        train = self._require_train()
+        if not self.supports_history:
+            raise NotImplementedError(
+                f"{self.name} cannot score users from an item history; use a model with "
+                "supports_history (e.g. ease, itemknn, lm, hybrid) or score([-1]) for popularity"
+            )
+        X = history_matrix(histories, train.shape[1])
+        out = np.empty(X.shape, dtype=np.float32)
+        has = np.diff(X.indptr) > 0
+        if has.any():
+            out[has] = self._score_history(X[np.flatnonzero(has)])
+        if (~has).any():
+            out[~has] = self.cold_user_scores()
         return out
 
     def recommend(

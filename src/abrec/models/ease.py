@@ -70,9 +70,11 @@ class EASE(Recommender):
         self._B = ease_weights(self._require_train()[:, self._items], self.lambda_)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
+        return self._score_history(self._require_train()[users])
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         assert self._B is not None and self._items is not None
-        Xu = self._require_train()[users][:, self._items]
-        return scatter_columns(np.asarray(Xu @ self._B), self._items, self.n_items)
+        return scatter_columns(np.asarray(X[:, self._items] @ self._B), self._items, self.n_items)
 
     def _state(self) -> dict[str, Any]:
         return {"items": self._items, "B": self._B}

@@ -67,6 +67,9 @@ class Hybrid(Recommender):
     split carved out of the training data of ml-small-temporal-v1 (never on its test set):
     the highest validation NDCG@10 among settings that still rank some cold items in the top 10.
 
+    `score_history` (users known only by an item history) is supported when the CF component
+    supports it; the LM part then uses the plain, recency-free mean profile of the history.
+
     Args:
         cf: registry kind of the collaborative component ("text_ease", "ease", "itemknn", ...).
         cf_params: its parameters.
@@ -156,13 +159,30 @@ class Hybrid(Recommender):
             self.lm_model.item_embeddings, self._cold, np.flatnonzero(warm), self.cold_neighbors
         )
 
+    @property
+    def supports_history(self) -> bool:
+        """Histories are scored when the collaborative component can score them."""
+        return self.cf_model.supports_history
+
     def _score_known(self, users: np.ndarray) -> np.ndarray:
+        assert self._warm is not None
+        if not self._warm.any():
+            return self.lm_model._score_known(users)
+        return self._blend(self.cf_model._score_known(users), self.lm_model._score_known(users))
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Both components score the history; blended exactly as for known users."""
+        assert self._warm is not None
+        if not self._warm.any():
+            return self.lm_model._score_history(X)
+        return self._blend(self.cf_model._score_history(X), self.lm_model._score_history(X))
+
+    def _blend(self, cf_scores: np.ndarray, lm_scores: np.ndarray) -> np.ndarray:
+        """Normalised CF + lm_weight * normalised LM, with text-predicted CF for cold items."""
         assert self._warm is not None and self._cold is not None and self._T is not None
         warm = self._warm
-        if not warm.any():
-            return self.lm_model._score_known(users)
-        zc = row_normalize(self.cf_model._score_known(users), self.normalize, warm)
-        zl = row_normalize(self.lm_model._score_known(users), self.normalize, warm)
+        zc = row_normalize(cf_scores, self.normalize, warm)
+        zl = row_normalize(lm_scores, self.normalize, warm)
         out = zc + self.lm_weight * zl
         if len(self._cold):
             predicted = np.asarray(self._T @ zc[:, warm].T).T

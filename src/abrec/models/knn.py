@@ -73,9 +73,11 @@ class ItemKNN(Recommender):
         self._S = cosine_topk(X[:, self._items], self.k, self.shrinkage)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
+        return self._score_history(self._require_train()[users])
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         assert self._S is not None and self._items is not None
-        Xu = self._require_train()[users][:, self._items]
-        return scatter_columns((Xu @ self._S).toarray(), self._items, self.n_items)
+        return scatter_columns((X[:, self._items] @ self._S).toarray(), self._items, self.n_items)
 
     def _state(self) -> dict[str, Any]:
         return {"items": self._items, "S": self._S}

@@ -67,7 +67,9 @@ class EmbeddingSimilarity(Recommender):
 
     Item embeddings come from `encoder.encode(catalog.text)` (default: `abrec.embed.TextEncoder`
     built lazily from `model`). They are saved with the model, so loading needs no encoder.
-    Unknown users get training popularity.
+    Unknown users get training popularity; `score_history` scores a user known only by an item
+    history (the text-based cold-user path) with the plain mean of its items' embeddings, so it
+    equals `score` of a known user with the same items only when `half_life` is None.
 
     Args:
         model: encoder model name/path for the default TextEncoder (None: bundled MiniLM).
@@ -104,6 +106,14 @@ class EmbeddingSimilarity(Recommender):
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._profiles is not None and self.item_embeddings is not None
         return self._profiles[users] @ self.item_embeddings.T
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Cosine to the plain (recency-free: a history has no times) mean of the history's items."""
+        assert self.item_embeddings is not None
+        profiles = l2_normalize(
+            np.asarray(X.astype(np.float64) @ self.item_embeddings.astype(np.float64))
+        )
+        return profiles @ self.item_embeddings.T
 
     def _state(self) -> dict[str, Any]:
         return {"item_embeddings": self.item_embeddings, "profiles": self._profiles}
