@@ -158,6 +158,53 @@ def test_unknown_unit_with_history_uses_it(svc: Svc) -> None:
     assert "i0" not in got and "i5" not in got
 
 
+def ease_reference(inter: Interactions, lambda_: float) -> np.ndarray:
+    """Independent EASE item-item weights (float64): B = I - P / diag(P), P = (X'X + l I)^-1."""
+    x = inter.matrix.toarray().astype(np.float64)
+    active = x.sum(axis=0) > 0
+    P = np.linalg.inv(x[:, active].T @ x[:, active] + lambda_ * np.eye(int(active.sum())))
+    B = np.zeros((x.shape[1], x.shape[1]))
+    B[np.ix_(active, active)] = -P / np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    return B
+
+
+def test_unknown_unit_with_history_gets_personalised_ease(svc: Svc) -> None:
+    """A real model's `score_history` over HTTP: EASE rows of the history, not popularity."""
+    spec = {
+        "id": "hist-ease",
+        "variants": [{"name": "a", "model": "ease"}, {"name": "b", "model": "ease"}],
+    }
+    assert svc.client.post("/v1/admin/experiments", json=spec, headers=ADMIN).status_code == 201
+    r = svc.client.post("/v1/admin/experiments/hist-ease/start", headers=ADMIN)
+    assert r.status_code == 200
+    B = ease_reference(svc.inter, 10.0)  # the bundle's EASE(lambda_=10)
+    pop = np.asarray(svc.inter.matrix.sum(axis=0), dtype=np.float64).ravel()
+    got_lists = []
+    for n, hist in enumerate([[3, 8, 17], [1, 12, 25, 30]]):
+        body = rec(
+            svc,
+            f"anon-ease-{n}",
+            exp="hist-ease",
+            k=6,
+            context={"history": [f"i{j}" for j in hist]},
+        ).json()
+        assert body["model"] == "ease"
+        got = [int(it["item_id"][1:]) for it in body["items"]]
+        scores = np.array([it["score"] for it in body["items"]])
+        ref = B[hist].sum(axis=0)
+        ref[hist] = -np.inf
+        _, ref_scores = top_k(ref[None, :], 6)
+        np.testing.assert_allclose(scores, ref_scores[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(scores, ref[got], rtol=1e-4, atol=1e-5)
+        assert not set(got) & set(hist)
+        pop_hist = pop.copy()
+        pop_hist[hist] = -np.inf
+        assert got != top_k(pop_hist[None, :], 6)[0][0].tolist()  # not the popularity list
+        got_lists.append(got)
+    assert got_lists[0] != got_lists[1]  # the list follows the history
+
+
 def test_unknown_experiment_falls_back_without_exposures(svc: Svc) -> None:
     total = svc.store.count()
     r = rec(svc, "u2", exp="no-such-experiment", k=4)

@@ -3,7 +3,7 @@
 The bundle is fitted on seeded synthetic interactions. It holds the project's
 `Popularity` model when `abrec.models.popularity` exists, and `Cooc`, a small
 item co-occurrence recommender defined here that also scores anonymous users
-from their item history (`score_history`), so the history path is exercised.
+from their item history (`_score_history`), so the history path is exercised.
 """
 
 from __future__ import annotations
@@ -46,16 +46,10 @@ class Cooc(Recommender):
         assert self.sim is not None and self._train is not None
         return np.asarray(self._train[users] @ self.sim, dtype=np.float32)
 
-    def score_history(self, histories: list[np.ndarray]) -> np.ndarray:
-        """Scores for anonymous users given the item indices they interacted with."""
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Scores for anonymous users from their binary item-history rows."""
         assert self.sim is not None
-        rows = np.concatenate([np.full(len(h), i) for i, h in enumerate(histories)])
-        cols = np.concatenate(histories)
-        x = sp.csr_matrix(
-            (np.ones(len(cols), np.float32), (rows, cols)),
-            shape=(len(histories), self.sim.shape[0]),
-        )
-        return np.asarray(x @ self.sim, dtype=np.float32)
+        return np.asarray(X @ self.sim, dtype=np.float32)
 
     def _state(self) -> dict[str, Any]:
         return {"sim": self.sim}

@@ -1,7 +1,9 @@
 """Recommendation engine over a loaded `ModelBundle`: external ids in, ranked item ids out.
 
 Models are loaded once; a request only maps ids to indices, scores one row and takes a
-top-k. Nothing here trains or re-encodes anything.
+top-k. Nothing here trains or re-encodes anything. An unknown unit that sends its item
+history (`context.history`) is scored from it by models with `supports_history`
+(`Recommender.score_history`); otherwise it gets the model's cold-user (popularity) scores.
 """
 
 from __future__ import annotations
@@ -15,10 +17,6 @@ import numpy as np
 from abrec.errors import ConfigError
 from abrec.models.base import Recommender, top_k
 from abrec.models.bundle import ModelBundle
-
-HISTORY_METHOD = "score_history"
-"""Optional model method `score_history(histories: list[np.ndarray]) -> np.ndarray` (batch x
-n_items) that scores users known only by the item indices they interacted with."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +95,8 @@ class Engine:
                 keep = ~np.isin(items, hist)
                 items, scores = items[keep], scores[keep]
         else:
-            if len(hist) and hasattr(model, HISTORY_METHOD):
-                row = np.asarray(getattr(model, HISTORY_METHOD)([hist]), dtype=np.float32)[0]
+            if len(hist) and model.supports_history:
+                row = model.score_history([hist])[0]
                 used_history = True
             else:
                 row = model.score(np.array([-1]))[0]
