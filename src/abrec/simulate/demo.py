@@ -598,6 +598,16 @@ def build_results(
     treatment_model = spec["variants"][1]["model"]
     offline = offline_section(off)
     online = online_section(analysis)
+    if monitor.looks:
+        # report what the monitor decided on: the intersection of the always-valid
+        # intervals over all looks and the running-minimum p-value, not the last look alone
+        for seq in online["sequential"]:
+            seq.update(
+                low=_num(monitor.low),
+                high=_num(monitor.high),
+                p_value=monitor.p_value,
+                decision="reject" if monitor.rejected else "continue",
+            )
     agreement = []
     ctr = _test(_comparison(analysis), "ctr")
     off_cmp = next(
