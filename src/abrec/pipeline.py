@@ -478,6 +478,8 @@ def write_run(
     head_to_head: list[dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write `per_user.parquet`, `summary.json`, `comparisons.csv`, `config.resolved.toml`."""
+    from abrec.stats.results import json_safe
+
     d = Path(run_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -501,10 +503,7 @@ def write_run(
         "primary_test": cfg.evaluation.primary_test,
         "models": {m.name: {"kind": m.kind, "params": m.params} for m in cfg.models},
     }
-    summary["lm_vs_cf"] = [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-        for r in head_to_head or []
-    ]
+    summary["lm_vs_cf"] = json_safe(head_to_head or [])
     files["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False, default=str))
     result.comparisons.to_csv(files["comparisons"], index=False)
     files["config"].write_text(config_to_toml(cfg))

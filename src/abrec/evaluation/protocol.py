@@ -9,7 +9,6 @@ comparisons of every model against a baseline with Holm correction across models
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from abrec.errors import ConfigError, DataError
 from abrec.evaluation import metrics as M
 from abrec.evaluation import significance as S
 from abrec.models.base import Recommender, top_k
+from abrec.stats.results import json_safe
 
 SLICES: tuple[str, ...] = ("all", "cold")
 TESTS: tuple[str, ...] = ("ttest", "wilcoxon", "permutation")
@@ -88,14 +88,12 @@ class EvaluationResult:
         for rec in self.summary.to_dict("records"):
             cell = models.setdefault(rec["model"], {}).setdefault(rec["slice"], {})
             cell[rec["metric"]] = {
-                "mean": _num(rec["mean"]),
-                "ci_low": _num(rec["ci_low"]),
-                "ci_high": _num(rec["ci_high"]),
+                "mean": json_safe(rec["mean"]),
+                "ci_low": json_safe(rec["ci_low"]),
+                "ci_high": json_safe(rec["ci_high"]),
                 "n_users": int(rec["n_users"]),
             }
-        comps = [
-            {k: _num(v) for k, v in rec.items()} for rec in self.comparisons.to_dict("records")
-        ]
+        comps = json_safe(self.comparisons.to_dict("records"))
         return {
             "protocol": self.protocol,
             "baseline": self.baseline,
@@ -105,19 +103,10 @@ class EvaluationResult:
             "n_bootstrap": self.n_bootstrap,
             "n_permutations": self.n_permutations,
             "seed": self.seed,
-            "info": {k: _num(v) for k, v in self.info.items()},
+            "info": json_safe(self.info),
             "models": models,
             "comparisons": comps,
         }
-
-
-def _num(v: Any) -> Any:
-    """JSON-safe scalar: numpy -> python, NaN/inf -> None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _rank_batch(

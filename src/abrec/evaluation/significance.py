@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats as sps
 
 from abrec.errors import DataError
+from abrec.stats.multiple import holm as stats_holm
 
 _MAX_CELLS = 20_000_000  # bound on resamples x users held in memory at once
 
@@ -185,19 +186,16 @@ def permutation_test(
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values (family-wise error control), NaN passed through."""
+    """Holm step-down adjusted p-values (family-wise error control), NaN passed through.
+
+    The adjustment is :func:`abrec.stats.holm` applied to the non-NaN entries.
+    """
     p = np.asarray(p_values, dtype=np.float64).ravel()
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
     q = p[ok]
-    m = q.size
-    if m == 0:
-        return out
     if ((q < 0) | (q > 1)).any():
         raise DataError("p-values must lie in [0, 1]")
-    order = np.argsort(q, kind="stable")
-    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
+    if q.size:
+        out[ok] = stats_holm(q)
     return out

@@ -8,10 +8,7 @@ exposure; all metrics are "higher is better".
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -31,6 +28,7 @@ from abrec.stats import (
     srm_test,
     welch_ttest,
 )
+from abrec.stats.results import ToDictMixin
 from abrec.store.events import VariantSummary
 from abrec.store.sql import EventStore
 
@@ -46,30 +44,8 @@ TESTED_METRICS: tuple[str, ...] = (
 )
 
 
-def _json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "to_dict"):
-            return value.to_dict()
-        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class _ToDict:
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN/inf become None)."""
-        return {f.name: _json(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
-class VariantResult(_ToDict):
+class VariantResult(ToDictMixin):
     """Observed counts and metric values of one variant."""
 
     name: str
@@ -87,7 +63,7 @@ class VariantResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class MetricTest(_ToDict):
+class MetricTest(ToDictMixin):
     """A fixed-horizon test of one metric, with its Holm-adjusted p-value."""
 
     metric: str
@@ -97,7 +73,7 @@ class MetricTest(_ToDict):
 
 
 @dataclass(frozen=True)
-class GuardrailResult(_ToDict):
+class GuardrailResult(ToDictMixin):
     """A guardrail fails when its CI shows a significant drop (upper bound below 0)."""
 
     metric: str
@@ -110,7 +86,7 @@ class GuardrailResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class Comparison(_ToDict):
+class Comparison(ToDictMixin):
     """One treatment against the control."""
 
     treatment: str
@@ -124,7 +100,7 @@ class Comparison(_ToDict):
 
 
 @dataclass(frozen=True)
-class ExperimentResults(_ToDict):
+class ExperimentResults(ToDictMixin):
     """Everything ``GET /v1/experiments/{id}/results`` reports."""
 
     experiment: str

@@ -51,6 +51,16 @@ def check_count(value: int, name: str) -> int:
     return int(value)
 
 
+def check_min_units(n_control: int, n_treatment: int, what: str, k: int = 2) -> None:
+    """Raise unless both groups have at least `k` units."""
+    if n_control < k or n_treatment < k:
+        raise StatsInputError(
+            f"{what} needs at least {k} units per group, got control={n_control}, "
+            f"treatment={n_treatment}; an empty or singleton group usually means wrong "
+            "variant labels."
+        )
+
+
 def as_1d(x: npt.ArrayLike, name: str, *, min_size: int = 1) -> npt.NDArray[np.float64]:
     """Return `x` as a finite 1-d float array with at least `min_size` values, or raise."""
     arr = np.asarray(x, dtype=np.float64)

@@ -14,7 +14,7 @@ from abrec.stats.bayesian import bayes_means, bayes_proportions, bayes_ratio
 from abrec.stats.errors import StatsInputError
 from abrec.stats.frequentist import cuped_test, ratio_test, welch_ttest, ztest_proportions
 from abrec.stats.multiple import benjamini_hochberg, holm
-from abrec.stats.results import BayesResult, EffectResult, SequentialResult, SRMResult, _ToDict
+from abrec.stats.results import BayesResult, EffectResult, SequentialResult, SRMResult, ToDictMixin
 from abrec.stats.sequential import sequential_ratio_test, sequential_test
 from abrec.stats.srm import srm_test
 from abrec.stats.sufficient import CupedStats, MeanStats, RatioStats
@@ -60,7 +60,7 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
-class VariantSummary(_ToDict):
+class VariantSummary(ToDictMixin):
     """Units and per-metric means (raw, unadjusted) of one variant."""
 
     variant: str
@@ -69,7 +69,7 @@ class VariantSummary(_ToDict):
 
 
 @dataclass(frozen=True)
-class Comparison(_ToDict):
+class Comparison(ToDictMixin):
     """One treatment variant against control on one metric."""
 
     metric: str
@@ -82,7 +82,7 @@ class Comparison(_ToDict):
 
 
 @dataclass(frozen=True)
-class ExperimentAnalysis(_ToDict):
+class ExperimentAnalysis(ToDictMixin):
     """Every comparison of an experiment, the SRM check and multiplicity-corrected p-values."""
 
     control: str

@@ -9,6 +9,7 @@ import numpy.typing as npt
 from scipy import stats as sps
 
 from abrec.stats._checks import check_alpha
+from abrec.stats._groups import two_groups
 from abrec.stats.errors import StatsInputError
 from abrec.stats.frequentist import _check_binary
 from abrec.stats.results import BayesResult, Interval
@@ -89,15 +90,12 @@ def bayes_proportions(
 
 
 def _normal_compare(
+    control: MeanStats | RatioStats,
+    treatment: MeanStats | RatioStats,
     *,
+    what: str,
     method: str,
     metric: str,
-    mc: float,
-    vc: float,
-    nc: int,
-    mt: float,
-    vt: float,
-    nt: int,
     prior_mean: float,
     prior_sd: float,
     credibility: float,
@@ -105,6 +103,9 @@ def _normal_compare(
     seed: int,
 ) -> BayesResult:
     """Normal posteriors N(m, v) for each group mean (v = variance of the mean estimate)."""
+    c, t = two_groups(control, treatment, what)
+    mc, vc, nc = c.mean, c.var_of_mean, c.n
+    mt, vt, nt = t.mean, t.var_of_mean, t.n
     _check_common(credibility, n_draws)
     if vc <= 0 and vt <= 0:
         raise StatsInputError(
@@ -171,18 +172,12 @@ def bayes_means(
     metric: str = "",
 ) -> BayesResult:
     """Normal model for each mean with plug-in variance s^2/n and a Normal (or flat) prior."""
-    for s, name in ((control, "control"), (treatment, "treatment")):
-        if s.n < 2:
-            raise StatsInputError(f"bayes_means needs at least 2 units in {name}, got {s.n}.")
     return _normal_compare(
+        control,
+        treatment,
+        what="bayes_means",
         method="bayes-normal",
         metric=metric,
-        mc=control.mean,
-        vc=control.var / control.n,
-        nc=control.n,
-        mt=treatment.mean,
-        vt=treatment.var / treatment.n,
-        nt=treatment.n,
         prior_mean=prior_mean,
         prior_sd=prior_sd,
         credibility=credibility,
@@ -203,18 +198,12 @@ def bayes_ratio(
     metric: str = "",
 ) -> BayesResult:
     """Normal model for each ratio of sums with delta-method variance."""
-    for s, name in ((control, "control"), (treatment, "treatment")):
-        if s.n < 2:
-            raise StatsInputError(f"bayes_ratio needs at least 2 units in {name}, got {s.n}.")
     return _normal_compare(
+        control,
+        treatment,
+        what="bayes_ratio",
         method="bayes-normal-ratio",
         metric=metric,
-        mc=control.ratio,
-        vc=control.unit_var / control.n,
-        nc=control.n,
-        mt=treatment.ratio,
-        vt=treatment.unit_var / treatment.n,
-        nt=treatment.n,
         prior_mean=prior_mean,
         prior_sd=prior_sd,
         credibility=credibility,

@@ -17,8 +17,10 @@ from abrec.stats._checks import (
     as_1d,
     check_alpha,
     check_alternative,
+    check_min_units,
     z_or_t_quantile,
 )
+from abrec.stats._groups import Moments, two_groups
 from abrec.stats.errors import StatsInputError
 from abrec.stats.results import EffectResult, Interval, MannWhitneyResult
 from abrec.stats.sufficient import CupedStats, MeanStats, RatioStats
@@ -117,12 +119,8 @@ def _effect(
     *,
     method: str,
     metric: str,
-    mc: float,
-    vc: float,
-    nc: int,
-    mt: float,
-    vt: float,
-    nt: int,
+    c: Moments,
+    t: Moments,
     alpha: float,
     alternative: str,
     use_t: bool,
@@ -130,14 +128,11 @@ def _effect(
     variance_reduction: float | None = None,
     notes: tuple[str, ...] = (),
 ) -> EffectResult:
+    """Difference in means with CI and p-value; callers have checked both groups have 2+ units."""
     alpha = check_alpha(alpha)
     alt = check_alternative(alternative)
-    if nc < 2 or nt < 2:
-        raise StatsInputError(
-            f"{method} needs at least 2 units per group, got control={nc}, treatment={nt}; "
-            "an empty or singleton group usually means wrong variant labels."
-        )
-    a, b = vc / nc, vt / nt
+    (mc, vc, nc), (mt, vt, nt) = c, t
+    a, b = c.var_of_mean, t.var_of_mean
     se = math.sqrt(a + b)
     if se == 0.0 and (test_se is None or test_se == 0.0):
         raise StatsInputError(
@@ -181,18 +176,9 @@ def welch_ttest(
     metric: str = "",
 ) -> EffectResult:
     """Welch's unequal-variance t-test for a difference in means."""
+    c, t = two_groups(control, treatment, "welch_ttest")
     return _effect(
-        method="welch-t",
-        metric=metric,
-        mc=control.mean,
-        vc=control.var,
-        nc=control.n,
-        mt=treatment.mean,
-        vt=treatment.var,
-        nt=treatment.n,
-        alpha=alpha,
-        alternative=alternative,
-        use_t=True,
+        method="welch-t", metric=metric, c=c, t=t, alpha=alpha, alternative=alternative, use_t=True
     )
 
 
@@ -217,10 +203,7 @@ def ztest_proportions(
     _check_binary(control, "control")
     _check_binary(treatment, "treatment")
     nc, nt = control.n, treatment.n
-    if nc < 2 or nt < 2:
-        raise StatsInputError(
-            f"ztest_proportions needs at least 2 units per group, got {nc} and {nt}."
-        )
+    check_min_units(nc, nt, "ztest_proportions")
     pc, pt = control.sum / nc, treatment.sum / nt
     test_se = None
     if pooled:
@@ -237,12 +220,8 @@ def ztest_proportions(
     return _effect(
         method="z-test-proportions",
         metric=metric,
-        mc=pc,
-        vc=pc * (1.0 - pc),
-        nc=nc,
-        mt=pt,
-        vt=pt * (1.0 - pt),
-        nt=nt,
+        c=Moments(pc, pc * (1.0 - pc), nc),
+        t=Moments(pt, pt * (1.0 - pt), nt),
         alpha=alpha,
         alternative=alternative,
         use_t=False,
@@ -261,18 +240,12 @@ def ratio_test(
     use_t: bool = False,
 ) -> EffectResult:
     """Difference of two ratio-of-sums metrics with delta-method variances (Deng et al. 2018)."""
-    for s, name in ((control, "control"), (treatment, "treatment")):
-        if s.n < 2:
-            raise StatsInputError(f"ratio_test needs at least 2 units in {name}, got {s.n}.")
+    c, t = two_groups(control, treatment, "ratio_test")
     return _effect(
         method="delta-ratio",
         metric=metric,
-        mc=control.ratio,
-        vc=control.unit_var,
-        nc=control.n,
-        mt=treatment.ratio,
-        vt=treatment.unit_var,
-        nt=treatment.n,
+        c=c,
+        t=t,
         alpha=alpha,
         alternative=alternative,
         use_t=use_t,
@@ -293,9 +266,7 @@ def cuped_test(
     Means reported are covariate-adjusted; `variance_reduction` is
     1 - Var(adjusted difference) / Var(unadjusted difference).
     """
-    for s, name in ((control, "control"), (treatment, "treatment")):
-        if s.n < 2:
-            raise StatsInputError(f"{method} needs at least 2 units in {name}, got {s.n}.")
+    check_min_units(control.n, treatment.n, method)
     total = control + treatment
     var_x = total.x.var
     notes: tuple[str, ...] = ()
@@ -306,25 +277,21 @@ def cuped_test(
         theta = total.cov_xy / var_x
     mean_x = total.x.mean
 
-    def adjusted(s: CupedStats) -> tuple[float, float, float]:
+    def adjusted(s: CupedStats) -> tuple[Moments, float]:
         vy, vx, cxy = s.y.var, s.x.var, s.cov_xy
         v_adj = max(vy + theta * theta * vx - 2.0 * theta * cxy, 0.0)
-        return s.y.mean - theta * (s.x.mean - mean_x), v_adj, vy
+        return Moments(s.y.mean - theta * (s.x.mean - mean_x), v_adj, s.n), vy
 
-    mc, vc, vc_raw = adjusted(control)
-    mt, vt, vt_raw = adjusted(treatment)
+    c, vc_raw = adjusted(control)
+    t, vt_raw = adjusted(treatment)
     raw = vc_raw / control.n + vt_raw / treatment.n
-    adj = vc / control.n + vt / treatment.n
+    adj = c.var_of_mean + t.var_of_mean
     reduction = 1.0 - adj / raw if raw > 0 else 0.0
     return _effect(
         method=method,
         metric=metric,
-        mc=mc,
-        vc=vc,
-        nc=control.n,
-        mt=mt,
-        vt=vt,
-        nt=treatment.n,
+        c=c,
+        t=t,
         alpha=alpha,
         alternative=alternative,
         use_t=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -17,28 +19,34 @@ def _pvals(pvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return p
 
 
-def holm(pvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
+def _adjust(
+    pvalues: npt.ArrayLike,
+    step: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]],
+) -> npt.NDArray[np.float64]:
+    """Apply `step(sorted p-values, m)` in ascending order, cap at 1 and restore the order."""
     p = _pvals(pvalues)
     m = p.size
     if m == 0:
         return p.copy()
     order = np.argsort(p, kind="stable")
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
+    out[order] = np.minimum(step(p[order], m), 1.0)
     return out
+
+
+def _holm_step(p: npt.NDArray[np.float64], m: int) -> npt.NDArray[np.float64]:
+    return np.maximum.accumulate((m - np.arange(m)) * p)
+
+
+def _bh_step(p: npt.NDArray[np.float64], m: int) -> npt.NDArray[np.float64]:
+    return np.minimum.accumulate((p * m / np.arange(1, m + 1))[::-1])[::-1]
+
+
+def holm(pvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
+    return _adjust(pvalues, _holm_step)
 
 
 def benjamini_hochberg(pvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Benjamini-Hochberg step-up adjusted p-values (controls the false discovery rate)."""
-    p = _pvals(pvalues)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    return _adjust(pvalues, _bh_step)

@@ -7,34 +7,38 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 
-def _json_safe(value: Any) -> Any:
-    """Convert a value to JSON-compatible Python (non-finite floats become None)."""
+
+def json_safe(value: Any) -> Any:
+    """Convert a value (dataclass, dict, sequence, numpy) to JSON-ready Python; NaN/±inf -> None."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy scalars and arrays
-        return _json_safe(value.tolist())
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays
+        return json_safe(value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
 
 
-class _ToDict:
+class ToDictMixin:
     """Mixin giving frozen dataclasses a JSON-safe `to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict; NaN and ±inf become None."""
-        out = _json_safe(self)
+        out = json_safe(self)
         assert isinstance(out, dict)
         return out
 
 
 @dataclass(frozen=True)
-class Interval(_ToDict):
+class Interval(ToDictMixin):
     """A point estimate with a confidence (or credible) interval [low, high]."""
 
     estimate: float
@@ -52,7 +56,7 @@ class Interval(_ToDict):
 
 
 @dataclass(frozen=True)
-class EffectResult(_ToDict):
+class EffectResult(ToDictMixin):
     """Treatment-vs-control effect of a fixed-horizon frequentist test.
 
     `absolute` is treatment minus control; `relative` is treatment / control - 1.
@@ -82,7 +86,7 @@ class EffectResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class SequentialResult(_ToDict):
+class SequentialResult(ToDictMixin):
     """Always-valid inference on the difference in means at one look (or the running result)."""
 
     method: str
@@ -102,7 +106,7 @@ class SequentialResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class SRMResult(_ToDict):
+class SRMResult(ToDictMixin):
     """Chi-square goodness-of-fit test of observed unit counts against the intended split."""
 
     chi2: float
@@ -115,7 +119,7 @@ class SRMResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class BayesResult(_ToDict):
+class BayesResult(ToDictMixin):
     """Posterior comparison of treatment against control.
 
     `expected_loss` is E[max(control - treatment, 0)], the expected loss of shipping
@@ -139,7 +143,7 @@ class BayesResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class MannWhitneyResult(_ToDict):
+class MannWhitneyResult(ToDictMixin):
     """Mann-Whitney U test (normal approximation with tie and optional continuity correction)."""
 
     metric: str
@@ -155,7 +159,7 @@ class MannWhitneyResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class BootstrapResult(_ToDict):
+class BootstrapResult(ToDictMixin):
     """Bootstrap confidence interval for a statistic."""
 
     method: str
@@ -166,7 +170,7 @@ class BootstrapResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class SampleSizeResult(_ToDict):
+class SampleSizeResult(ToDictMixin):
     """Units needed per group to detect `mde` (absolute) with the given power."""
 
     n_control: int

@@ -8,12 +8,15 @@ n Var(estimate).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from abrec.stats._checks import check_alpha, check_count
+from abrec.stats._groups import two_groups
 from abrec.stats.errors import StatsInputError
 from abrec.stats.results import Interval, SequentialResult
 from abrec.stats.sufficient import MeanStats, RatioStats
@@ -67,19 +70,28 @@ def _check_rho(rho: float | None, target_n: int, alpha: float) -> float:
     return float(rho)
 
 
+def _decision(p: float, alpha: float) -> Literal["continue", "reject"]:
+    return "reject" if p <= alpha else "continue"
+
+
 def _sequential(
+    control: MeanStats | RatioStats,
+    treatment: MeanStats | RatioStats,
     *,
-    d: float,
-    v: float,
-    nc: int,
-    nt: int,
-    mc: float,
-    mt: float,
-    alpha: float,
-    r: float,
-    metric: str,
+    what: str,
     method: str,
+    alpha: float,
+    rho: float | None,
+    target_n: int,
+    metric: str,
 ) -> SequentialResult:
+    """Always-valid result at one look from either kind of sufficient statistics."""
+    alpha = check_alpha(alpha)
+    r = _check_rho(rho, target_n, alpha)
+    c, t = two_groups(control, treatment, what)
+    nc, nt = c.n, t.n
+    d = t.mean - c.mean
+    v = c.var_of_mean + t.var_of_mean
     if v == 0.0:
         raise StatsInputError(
             f"{method}: the metric has zero variance in both groups; "
@@ -94,21 +106,14 @@ def _sequential(
         estimate=d,
         ci=Interval(d, d - rad, d + rad),
         p_value=p,
-        decision="reject" if p <= alpha else "continue",
+        decision=_decision(p, alpha),
         n_control=nc,
         n_treatment=nt,
         alpha=alpha,
         rho=r,
-        control_mean=mc,
-        treatment_mean=mt,
+        control_mean=c.mean,
+        treatment_mean=t.mean,
     )
-
-
-def _need_two(nc: int, nt: int, what: str) -> None:
-    if nc < 2 or nt < 2:
-        raise StatsInputError(
-            f"{what} needs at least 2 units per group, got control={nc}, treatment={nt}."
-        )
 
 
 def sequential_test(
@@ -125,20 +130,15 @@ def sequential_test(
     Fix `rho` (or `target_n`, the total units at which the sequence should be tightest)
     before the experiment starts; changing it after peeking voids the guarantee.
     """
-    alpha = check_alpha(alpha)
-    r = _check_rho(rho, target_n, alpha)
-    _need_two(control.n, treatment.n, "sequential_test")
     return _sequential(
-        d=treatment.mean - control.mean,
-        v=control.var / control.n + treatment.var / treatment.n,
-        nc=control.n,
-        nt=treatment.n,
-        mc=control.mean,
-        mt=treatment.mean,
-        alpha=alpha,
-        r=r,
-        metric=metric,
+        control,
+        treatment,
+        what="sequential_test",
         method="mixture-sequential",
+        alpha=alpha,
+        rho=rho,
+        target_n=target_n,
+        metric=metric,
     )
 
 
@@ -152,20 +152,15 @@ def sequential_ratio_test(
     metric: str = "",
 ) -> SequentialResult:
     """Always-valid inference on a difference of ratio-of-sums metrics (delta-method variance)."""
-    alpha = check_alpha(alpha)
-    r = _check_rho(rho, target_n, alpha)
-    _need_two(control.n, treatment.n, "sequential_ratio_test")
     return _sequential(
-        d=treatment.ratio - control.ratio,
-        v=control.unit_var / control.n + treatment.unit_var / treatment.n,
-        nc=control.n,
-        nt=treatment.n,
-        mc=control.ratio,
-        mt=treatment.ratio,
-        alpha=alpha,
-        r=r,
-        metric=metric,
+        control,
+        treatment,
+        what="sequential_ratio_test",
         method="mixture-sequential-ratio",
+        alpha=alpha,
+        rho=rho,
+        target_n=target_n,
+        metric=metric,
     )
 
 
@@ -219,19 +214,11 @@ class SequentialMonitor:
         if low > high:  # only possible when the model is badly misspecified (drift)
             notes = ("confidence sequences stopped overlapping: the effect is not stationary",)
             low, high = min(low, high), max(low, high)
-        self.last = SequentialResult(
-            method=now.method,
-            metric=self.metric,
-            estimate=now.estimate,
+        self.last = dataclasses.replace(
+            now,
             ci=Interval(now.estimate, low, high),
             p_value=self._p,
-            decision="reject" if self._p <= self.alpha else "continue",
-            n_control=control.n,
-            n_treatment=treatment.n,
-            alpha=self.alpha,
-            rho=self.rho,
-            control_mean=now.control_mean,
-            treatment_mean=now.treatment_mean,
+            decision=_decision(self._p, self.alpha),
             looks=self.looks,
             notes=notes,
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -30,20 +32,54 @@ def _need(n: int, k: int, what: str) -> None:
         )
 
 
+def _pair_sums(
+    a: npt.ArrayLike, b: npt.ArrayLike, names: tuple[str, str]
+) -> tuple[int, float, float, float, float, float]:
+    """n, sum a, sum a^2, sum b, sum b^2 and sum ab of two aligned per-unit arrays."""
+    x = as_1d(a, names[0], min_size=0)
+    y = as_1d(b, names[1], min_size=0)
+    same_length([x, y], names)
+    return (
+        int(x.size),
+        float(x.sum()),
+        float(np.dot(x, x)),
+        float(y.sum()),
+        float(np.dot(y, y)),
+        float(np.dot(x, y)),
+    )
+
+
+class _Sums:
+    """Validation and addition for frozen dataclasses of a count `n` followed by float sums."""
+
+    n: int
+    _squares: ClassVar[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        object.__setattr__(self, "n", check_count(self.n, "n"))
+        for name in names[1:]:
+            object.__setattr__(self, name, check_finite(getattr(self, name), name))
+        for name in self._squares:
+            if getattr(self, name) < 0:
+                raise StatsInputError(f"{name} must be non-negative, got {getattr(self, name)}.")
+
+    def __add__(self, other: Self) -> Self:
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(*(getattr(self, f.name) + getattr(other, f.name) for f in fields))
+
+
 @dataclass(frozen=True)
-class MeanStats:
+class MeanStats(_Sums):
     """Count, sum and sum of squares of a per-unit metric in one group."""
 
     n: int
     sum: float
     sum_sq: float
+    _squares = ("sum_sq",)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "n", check_count(self.n, "n"))
-        object.__setattr__(self, "sum", check_finite(self.sum, "sum"))
-        object.__setattr__(self, "sum_sq", check_finite(self.sum_sq, "sum_sq"))
-        if self.sum_sq < 0:
-            raise StatsInputError(f"sum_sq must be non-negative, got {self.sum_sq}.")
+        super().__post_init__()
         if self.n > 0 and self.sum * self.sum / self.n > self.sum_sq * (1 + 1e-9) + 1e-9:
             raise StatsInputError(
                 "sum_sq is smaller than sum**2 / n, which no data can produce; "
@@ -73,9 +109,6 @@ class MeanStats:
         """Sample standard deviation (ddof=1)."""
         return math.sqrt(self.var)
 
-    def __add__(self, other: MeanStats) -> MeanStats:
-        return MeanStats(self.n + other.n, self.sum + other.sum, self.sum_sq + other.sum_sq)
-
 
 def proportion_stats(n: int, successes: int) -> MeanStats:
     """MeanStats of `n` units of 0/1 data with `successes` ones (so sum_sq == sum)."""
@@ -87,7 +120,7 @@ def proportion_stats(n: int, successes: int) -> MeanStats:
 
 
 @dataclass(frozen=True)
-class RatioStats:
+class RatioStats(_Sums):
     """Per-unit numerator/denominator sums for a ratio-of-sums metric (delta method)."""
 
     n: int
@@ -96,28 +129,12 @@ class RatioStats:
     sum_den: float
     sum_sq_den: float
     sum_num_den: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "n", check_count(self.n, "n"))
-        for name in ("sum_num", "sum_sq_num", "sum_den", "sum_sq_den", "sum_num_den"):
-            object.__setattr__(self, name, check_finite(getattr(self, name), name))
-        if self.sum_sq_num < 0 or self.sum_sq_den < 0:
-            raise StatsInputError("sum_sq_num and sum_sq_den must be non-negative.")
+    _squares = ("sum_sq_num", "sum_sq_den")
 
     @classmethod
     def from_arrays(cls, num: npt.ArrayLike, den: npt.ArrayLike) -> RatioStats:
         """Sufficient statistics from per-unit numerators and denominators."""
-        a = as_1d(num, "num", min_size=0)
-        b = as_1d(den, "den", min_size=0)
-        same_length([a, b], ["num", "den"])
-        return cls(
-            int(a.size),
-            float(a.sum()),
-            float(np.dot(a, a)),
-            float(b.sum()),
-            float(np.dot(b, b)),
-            float(np.dot(a, b)),
-        )
+        return cls(*_pair_sums(num, den, ("num", "den")))
 
     @property
     def ratio(self) -> float:
@@ -156,19 +173,9 @@ class RatioStats:
         v = (self.var_num - 2.0 * r * self.cov_num_den + r * r * self.var_den) / (md * md)
         return max(v, 0.0)
 
-    def __add__(self, other: RatioStats) -> RatioStats:
-        return RatioStats(
-            self.n + other.n,
-            self.sum_num + other.sum_num,
-            self.sum_sq_num + other.sum_sq_num,
-            self.sum_den + other.sum_den,
-            self.sum_sq_den + other.sum_sq_den,
-            self.sum_num_den + other.sum_num_den,
-        )
-
 
 @dataclass(frozen=True)
-class CupedStats:
+class CupedStats(_Sums):
     """Sums of a metric `y` and a pre-period covariate `x` (and their cross-product)."""
 
     n: int
@@ -177,28 +184,12 @@ class CupedStats:
     sum_x: float
     sum_sq_x: float
     sum_xy: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "n", check_count(self.n, "n"))
-        for name in ("sum_y", "sum_sq_y", "sum_x", "sum_sq_x", "sum_xy"):
-            object.__setattr__(self, name, check_finite(getattr(self, name), name))
-        if self.sum_sq_y < 0 or self.sum_sq_x < 0:
-            raise StatsInputError("sum_sq_y and sum_sq_x must be non-negative.")
+    _squares = ("sum_sq_y", "sum_sq_x")
 
     @classmethod
     def from_arrays(cls, y: npt.ArrayLike, x: npt.ArrayLike) -> CupedStats:
         """Sufficient statistics from per-unit metric `y` and covariate `x`."""
-        a = as_1d(y, "y", min_size=0)
-        b = as_1d(x, "x", min_size=0)
-        same_length([a, b], ["y", "x"])
-        return cls(
-            int(a.size),
-            float(a.sum()),
-            float(np.dot(a, a)),
-            float(b.sum()),
-            float(np.dot(b, b)),
-            float(np.dot(a, b)),
-        )
+        return cls(*_pair_sums(y, x, ("y", "x")))
 
     @property
     def y(self) -> MeanStats:
@@ -215,13 +206,3 @@ class CupedStats:
         """Sample covariance of y and x."""
         _need(self.n, 2, "a covariance")
         return _cross(self.sum_xy, self.sum_y, self.sum_x, self.n) / (self.n - 1)
-
-    def __add__(self, other: CupedStats) -> CupedStats:
-        return CupedStats(
-            self.n + other.n,
-            self.sum_y + other.sum_y,
-            self.sum_sq_y + other.sum_sq_y,
-            self.sum_x + other.sum_x,
-            self.sum_sq_x + other.sum_sq_x,
-            self.sum_xy + other.sum_xy,
-        )
