@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -248,3 +250,55 @@ def test_to_dict_is_json_safe() -> None:
     d = res.to_dict()
     assert d["absolute"]["high"] is None  # +inf for a one-sided interval
     json.dumps(d, allow_nan=False)
+
+
+def test_json_safe_converts_nested_numpy_and_non_finite_values() -> None:
+    from abrec.stats.results import json_safe
+
+    value = {
+        1: (np.float64(0.5), np.int64(3), np.bool_(True)),
+        "arr": np.array([1.0, np.nan, np.inf]),
+        "iv": st.Interval(np.float64(0.25), -math.inf, 1.0),
+        "s": np.str_("x"),
+    }
+    assert json_safe(value) == {
+        "1": [0.5, 3, True],
+        "arr": [1.0, None, None],
+        "iv": {"estimate": 0.25, "low": None, "high": 1.0},
+        "s": "x",
+    }
+    out = json_safe(value)
+    assert type(out["1"][1]) is int and type(out["1"][2]) is bool and type(out["s"]) is str
+
+
+@pytest.mark.parametrize(
+    ("make", "cols"),
+    [
+        (lambda a, b: st.MeanStats.from_array(a), 1),
+        (st.RatioStats.from_arrays, 2),
+        (st.CupedStats.from_arrays, 2),
+    ],
+)
+def test_sufficient_stats_add_like_pooled_data(make: Any, cols: int) -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(2, 1, (2, 40)), rng.normal(3, 2, (2, 25))
+    got = make(a[0], a[1]) + make(b[0], b[1])
+    ref = make(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
+    assert type(got) is type(ref)
+    for f in dataclasses.fields(ref):
+        assert getattr(got, f.name) == pytest.approx(getattr(ref, f.name), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: st.welch_ttest(st.MeanStats(1, 1, 1), st.MeanStats(5, 5, 6)),
+        lambda: st.ratio_test(st.RatioStats(1, 1, 1, 1, 1, 1), st.RatioStats(5, 5, 6, 5, 5, 6)),
+        lambda: st.cuped_test(st.CupedStats(5, 5, 6, 5, 6, 5), st.CupedStats(1, 1, 1, 1, 1, 1)),
+        lambda: st.bayes_ratio(st.RatioStats(1, 1, 1, 1, 1, 1), st.RatioStats(5, 5, 6, 5, 5, 6)),
+        lambda: st.sequential_test(st.MeanStats(5, 5, 6), st.MeanStats(0, 0, 0)),
+    ],
+)
+def test_singleton_group_names_both_counts(call: Any) -> None:
+    with pytest.raises(st.StatsInputError, match=r"at least 2 units per group, got control=\d"):
+        call()
