@@ -221,18 +221,6 @@ def build_bundle(path: Path) -> tuple[Path, str]:
     return path, what
 
 
-def postgres_ok() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
-        ):
-            return True
-    except Exception:
-        return False
-
-
 def fmt(name: str, ours: float, base: float, unit: str) -> str:
     return f"{name}: ours {ours:.1f} {unit}, baseline {base:.1f} {unit}, ratio {ours / base:.2f}"
 
@@ -247,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from abrec.serve.config import BatchConfig, ServeConfig
-    from abrec.serve.runner import ServiceThread
+    from abrec.serve.runner import ServiceThread, database_problem
     from abrec.store import EventStore
 
     bundle, what = build_bundle(args.bundle)
@@ -263,7 +251,7 @@ def main() -> None:
     with ServiceThread(bare_app()) as bare:
         base = {r: drive(bare.url, r, args, units, 1) for r in ("/v1/recommend", "/v1/events")}
 
-    backends = ["sqlite"] + ([] if args.no_postgres or not postgres_ok() else ["postgres"])
+    backends = ["sqlite"] + ([] if args.no_postgres or database_problem(PG_URL) else ["postgres"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "experiments.toml").write_text(EXPERIMENTS)

@@ -18,24 +18,26 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis import Case  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
-from test_serve_support import build_bundle, write_config  # noqa: E402
+from test_serve_support import (  # noqa: E402
+    build_bundle,
+    experiment_toml,
+    start_service,
+    write_config,
+)
 
 from abrec.serve.app import create_app  # noqa: E402
 from abrec.serve.config import ServeConfig  # noqa: E402
 from abrec.serve.runner import ServiceThread  # noqa: E402
 
 TOKEN = "fuzz-admin-token"
-FUZZ_EXPERIMENTS = """
-[[experiment]]
-id = "ease-vs-popularity"
-status = "running"
-guardrails = ["exposures_per_unit"]
-variants = [
-  { name = "control", weight = 0.5, model = "popularity" },
-  { name = "treatment", weight = 0.5, model = "ease" },
-]
-"""
+FUZZ_EXPERIMENTS = experiment_toml(
+    "ease-vs-popularity",
+    [("control", 0.5, "popularity"), ("treatment", 0.5, "ease")],
+    status="running",
+    guardrails=["exposures_per_unit"],
+)
 EXAMPLES = int(os.environ.get("ABREC_FUZZ_EXAMPLES", "40"))
 
 
@@ -43,19 +45,9 @@ EXAMPLES = int(os.environ.get("ABREC_FUZZ_EXAMPLES", "40"))
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     bundle, _ = build_bundle(tmp / "bundle")
-    cfg_path = write_config(tmp, f"sqlite:///{tmp / 'events.db'}", bundle)
     # the ids used by the schema's examples, so example requests reach the deep paths
-    (tmp / "experiments.toml").write_text(FUZZ_EXPERIMENTS)
-    config = ServeConfig.from_toml(cfg_path)
-    old = os.environ.get("ABREC_ADMIN_TOKEN")
-    os.environ["ABREC_ADMIN_TOKEN"] = TOKEN
-    try:
-        thread = ServiceThread(config).start()
-    finally:
-        if old is None:
-            os.environ.pop("ABREC_ADMIN_TOKEN", None)
-        else:
-            os.environ["ABREC_ADMIN_TOKEN"] = old
+    cfg_path = write_config(tmp, f"sqlite:///{tmp / 'events.db'}", bundle, FUZZ_EXPERIMENTS)
+    thread = start_service(ServeConfig.from_toml(cfg_path), TOKEN)
     yield thread
     thread.stop()
 
@@ -74,7 +66,7 @@ schema = schemathesis.openapi.from_dict(create_app(ServeConfig(bundle=Path("unus
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_server_errors(case: schemathesis.Case, live: ServiceThread) -> None:
+def test_no_server_errors(case: Case, live: ServiceThread) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"} if "/admin/" in case.path else None
     case.call_and_validate(
         base_url=live.url, headers=headers, checks=[not_a_server_error], timeout=30

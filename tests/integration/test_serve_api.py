@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from test_serve_support import (
     PG_URL,
     build_bundle,
     postgres_available,
+    start_service,
     unique_prefix,
     write_config,
 )
@@ -57,15 +57,7 @@ def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         url = f"sqlite:///{tmp / 'events.db'}"
     cfg_path = write_config(tmp, url, bundle, table_prefix=prefix)
     config = ServeConfig.from_toml(cfg_path)
-    old = os.environ.get("ABREC_ADMIN_TOKEN")
-    os.environ["ABREC_ADMIN_TOKEN"] = TOKEN
-    try:
-        thread = ServiceThread(config).start()
-    finally:
-        if old is None:
-            os.environ.pop("ABREC_ADMIN_TOKEN", None)
-        else:
-            os.environ["ABREC_ADMIN_TOKEN"] = old
+    thread = start_service(config, TOKEN)
     store = EventStore.from_url(url, table_prefix=prefix)
     with httpx.Client(base_url=thread.url, timeout=30) as client:
         yield Svc(thread.url, client, store, inter, config, thread)

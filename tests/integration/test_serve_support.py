@@ -8,6 +8,7 @@ from their item history (`_score_history`), so the history path is exercised.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -20,6 +21,8 @@ import scipy.sparse as sp
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
+from abrec.serve.config import ADMIN_TOKEN_ENV, ServeConfig
+from abrec.serve.runner import ServiceThread, database_problem
 
 N_USERS = 60
 N_ITEMS = 40
@@ -94,29 +97,38 @@ def build_bundle(path: Path) -> tuple[Path, Interactions]:
     return path, inter
 
 
-EXPERIMENTS_TOML = """
-[[experiment]]
-id = "exp1"
-status = "running"
-primary_metric = "ctr"
-guardrails = ["exposures_per_unit"]
-variants = [
-  { name = "control", weight = 0.5, model = "cooc" },
-  { name = "treatment", weight = 0.5, model = "cooc_b" },
-]
-
-[[experiment]]
-id = "draft1"
-variants = [
-  { name = "a", weight = 1, model = "cooc" },
-  { name = "b", weight = 1, model = "cooc_b" },
-]
-"""
+def experiment_toml(
+    exp_id: str, variants: list[tuple[str, float, str]], **fields: str | list[str]
+) -> str:
+    """One `[[experiment]]` TOML table; variants are (name, weight, model)."""
+    lines = ["[[experiment]]", f"id = {json.dumps(exp_id)}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+    lines.append("variants = [")
+    lines += [
+        f"  {{ name = {json.dumps(n)}, weight = {w}, model = {json.dumps(m)} }},"
+        for n, w, m in variants
+    ]
+    return "\n".join([*lines, "]", ""])
 
 
-def write_config(tmp: Path, store_url: str, bundle: Path, **extra: Any) -> Path:
+EXPERIMENTS_TOML = (
+    experiment_toml(
+        "exp1",
+        [("control", 0.5, "cooc"), ("treatment", 0.5, "cooc_b")],
+        status="running",
+        primary_metric="ctr",
+        guardrails=["exposures_per_unit"],
+    )
+    + "\n"
+    + experiment_toml("draft1", [("a", 1, "cooc"), ("b", 1, "cooc_b")])
+)
+
+
+def write_config(
+    tmp: Path, store_url: str, bundle: Path, experiments: str = EXPERIMENTS_TOML, **extra: Any
+) -> Path:
     """Write serve.toml + experiments.toml under `tmp`; returns the serve.toml path."""
-    (tmp / "experiments.toml").write_text(EXPERIMENTS_TOML)
+    (tmp / "experiments.toml").write_text(experiments)
     lines = [
         f'store_url = "{store_url}"',
         f'bundle = "{bundle}"',
@@ -140,15 +152,20 @@ def postgres_available() -> bool:
             pass
     except OSError:
         return False
-    try:
-        import psycopg
+    return database_problem(PG_URL) is None
 
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
-        ):
-            return True
-    except Exception:
-        return False
+
+def start_service(config: ServeConfig, admin_token: str) -> ServiceThread:
+    """Start a `ServiceThread` whose admin routes accept `admin_token` (env restored after)."""
+    old = os.environ.get(ADMIN_TOKEN_ENV)
+    os.environ[ADMIN_TOKEN_ENV] = admin_token
+    try:
+        return ServiceThread(config).start()
+    finally:
+        if old is None:
+            os.environ.pop(ADMIN_TOKEN_ENV, None)
+        else:
+            os.environ[ADMIN_TOKEN_ENV] = old
 
 
 def free_port() -> int:

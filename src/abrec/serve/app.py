@@ -462,25 +462,25 @@ def create_app(config: ServeConfig) -> FastAPI:
             spec = s.registry.get(experiment_id)
         return _spec_json(spec)
 
-    @app.post(
-        "/v1/admin/experiments/{experiment_id}/start",
-        dependencies=admin,
-        responses=admin_err,
-        tags=["admin"],
-    )
-    async def start_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
-        """Start assigning units (draft or stopped → running)."""
-        return await _transition(s, experiment_id, "start")
+    def _add_transition(action: str, doc: str) -> None:
+        """Register POST /v1/admin/experiments/{id}/<action> (operation `<action>_experiment`)."""
 
-    @app.post(
-        "/v1/admin/experiments/{experiment_id}/stop",
-        dependencies=admin,
-        responses=admin_err,
-        tags=["admin"],
+        async def handler(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
+            return await _transition(s, experiment_id, action)
+
+        handler.__name__ = handler.__qualname__ = f"{action}_experiment"
+        handler.__doc__ = doc
+        app.post(
+            f"/v1/admin/experiments/{{experiment_id}}/{action}",
+            dependencies=admin,
+            responses=admin_err,
+            tags=["admin"],
+        )(handler)
+
+    _add_transition("start", "Start assigning units (draft or stopped → running).")
+    _add_transition(
+        "stop", "Stop assigning units; recommendations fall back, results stay available."
     )
-    async def stop_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
-        """Stop assigning units; recommendations fall back, results stay available."""
-        return await _transition(s, experiment_id, "stop")
 
     @app.put(
         "/v1/admin/experiments/{experiment_id}/weights",

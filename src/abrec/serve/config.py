@@ -32,8 +32,8 @@ class ServeConfig(BaseModel):
     bundle: Path
     experiments: Path | None = None
     fallback_model: str | None = None
-    max_k: int = Field(100, ge=1, le=10_000)
-    max_events_per_request: int = Field(10_000, ge=1)
+    max_k: int = Field(default=100, ge=1, le=10_000)
+    max_events_per_request: int = Field(default=10_000, ge=1)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     table_prefix: str = "abrec_"
 

@@ -20,6 +20,26 @@ class ServiceError(AbrecError, RuntimeError):
     """The service thread failed to start or stop."""
 
 
+def database_problem(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the database at SQLAlchemy `url` cannot serve a `SELECT 1` (None when it can).
+
+    Meant for server databases (PostgreSQL); a SQLite URL creates its file when missing.
+    """
+    import sqlalchemy as sa
+
+    args = {"connect_timeout": max(1, round(timeout_s))} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any failure means the database is not usable
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first}"
+    finally:
+        engine.dispose()
+    return None
+
+
 class ServiceThread:
     """Context manager: `with ServiceThread(config) as svc: httpx.get(svc.url + "/healthz")`.
 
