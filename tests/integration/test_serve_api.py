@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from test_serve_support import (
 from abrec.data.types import Interactions
 from abrec.models.base import top_k
 from abrec.serve.config import ServeConfig
-from abrec.serve.runner import ServiceThread
+from abrec.serve.runner import ServiceThread, database_problem
 from abrec.store import EventStore
 
 TOKEN = "test-admin-token-123"
@@ -471,3 +472,12 @@ def test_startup_rejects_experiment_with_model_missing_from_bundle(tmp_path: Pat
     )
     with pytest.raises(ServiceError, match="not a model bundle"):
         ServiceThread(missing_bundle).start()
+
+
+def test_database_problem_reports_unreachable_servers(tmp_path: Path) -> None:
+    assert database_problem(f"sqlite:///{tmp_path / 'ok.db'}") is None
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    problem = database_problem(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", 1.0)
+    assert problem is not None and "OperationalError" in problem

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from abrec.errors import ConfigError
 from abrec.models.base import Recommender
 
-MODEL_KINDS: tuple[str, ...] = ("popularity", "itemknn", "als", "ease", "text_ease", "lm", "hybrid")
+_CLASSES: dict[str, str] = {
+    "popularity": "abrec.models.popularity:Popularity",
+    "itemknn": "abrec.models.knn:ItemKNN",
+    "als": "abrec.models.als:ALS",
+    "ease": "abrec.models.ease:EASE",
+    "text_ease": "abrec.models.ease:TextEASE",
+    "lm": "abrec.models.lm:EmbeddingSimilarity",
+    "hybrid": "abrec.models.hybrid:Hybrid",
+}
+"""Where each kind's class lives; imported on first use, so optional extras load lazily."""
+
+MODEL_KINDS: tuple[str, ...] = tuple(_CLASSES)
 """Every kind `build_model` knows; "text_ease", "lm" and "hybrid" use a language model."""
 
 LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid")
@@ -15,35 +27,11 @@ LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid")
 
 def model_class(kind: str) -> type[Recommender]:
     """The Recommender class registered under `kind`."""
-    if kind == "popularity":
-        from abrec.models.popularity import Popularity
-
-        return Popularity
-    if kind == "itemknn":
-        from abrec.models.knn import ItemKNN
-
-        return ItemKNN
-    if kind == "als":
-        from abrec.models.als import ALS
-
-        return ALS
-    if kind == "ease":
-        from abrec.models.ease import EASE
-
-        return EASE
-    if kind == "text_ease":
-        from abrec.models.ease import TextEASE
-
-        return TextEASE
-    if kind == "lm":
-        from abrec.models.lm import EmbeddingSimilarity
-
-        return EmbeddingSimilarity
-    if kind == "hybrid":
-        from abrec.models.hybrid import Hybrid
-
-        return Hybrid
-    raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if kind not in _CLASSES:
+        raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    module, _, qual = _CLASSES[kind].partition(":")
+    klass: type[Recommender] = getattr(importlib.import_module(module), qual)
+    return klass
 
 
 def build_model(kind: str, **params: Any) -> Recommender:
