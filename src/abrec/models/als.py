@@ -72,8 +72,9 @@ class ALS(Recommender):
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         from threadpoolctl import threadpool_limits  # installed with implicit
 
-        model = self._implicit_model()
+        # one BLAS thread (implicit warns otherwise and runs slower with a threadpool)
         with threadpool_limits(limits=1, user_api="blas"):
+            model = self._implicit_model()
             model.fit(self._require_train(), show_progress=False)
         self._U = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self._V = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -91,9 +92,9 @@ class ALS(Recommender):
         assert self._V is not None
         from threadpoolctl import threadpool_limits
 
-        model = self._implicit_model()
-        model.item_factors = self._V
         with threadpool_limits(limits=1, user_api="blas"):
+            model = self._implicit_model()
+            model.item_factors = self._V
             U = model.recalculate_user(np.arange(X.shape[0]), sp.csr_matrix(X, dtype=np.float32))
         return np.asarray(U, dtype=np.float32).reshape(X.shape[0], self.factors)
 
