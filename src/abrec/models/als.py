@@ -55,11 +55,7 @@ class ALS(Recommender):
 
     def _implicit_model(self) -> Any:
         """A CPU `implicit` ALS with this model's settings (single thread)."""
-        try:
-            from implicit.cpu.als import AlternatingLeastSquares
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError("ALS needs the 'implicit' package: pip install 'abrec[cf]'") from exc
-        return AlternatingLeastSquares(
+        return _als_class()(
             factors=self.factors,
             regularization=self.regularization,
             alpha=self.alpha,
@@ -72,7 +68,9 @@ class ALS(Recommender):
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         from threadpoolctl import threadpool_limits  # installed with implicit
 
-        # one BLAS thread (implicit warns otherwise and runs slower with a threadpool)
+        # one BLAS thread (implicit warns otherwise and runs slower with a threadpool);
+        # import implicit first so the limit also covers the BLAS it loads
+        _als_class()
         with threadpool_limits(limits=1, user_api="blas"):
             model = self._implicit_model()
             model.fit(self._require_train(), show_progress=False)
@@ -92,6 +90,7 @@ class ALS(Recommender):
         assert self._V is not None
         from threadpoolctl import threadpool_limits
 
+        _als_class()
         with threadpool_limits(limits=1, user_api="blas"):
             model = self._implicit_model()
             model.item_factors = self._V
@@ -110,3 +109,12 @@ class ALS(Recommender):
     def _set_state(self, state: dict[str, Any]) -> None:
         self._U = state["U"]
         self._V = state["V"]
+
+
+def _als_class() -> Any:
+    """implicit's CPU ALS class, with a clear error when the package is missing."""
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError("ALS needs the 'implicit' package: pip install 'abrec[cf]'") from exc
+    return AlternatingLeastSquares
