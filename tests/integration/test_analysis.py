@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from abrec.errors import ExperimentError
 from abrec.experiment.analysis import analyze
 from abrec.experiment.spec import ExperimentSpec
+from abrec.stats import RatioStats, SequentialResult, StatsError, sequential_ratio_test
 from abrec.store import Event, EventStore
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -278,3 +282,151 @@ def test_three_variants_and_holm_over_all_comparisons(store: EventStore) -> None
     json.dumps(res.to_dict(), allow_nan=False)
     notes = [n for c in res.comparisons for n in c.notes]
     assert any("exposures_per_unit: not tested" in n for n in notes)  # zero variance
+
+
+# --------------------------------------------------------------------------- sequential looks
+
+
+def _staggered(
+    seed: int, n_units: int, ctr: dict[str, float], exp: str = "recs"
+) -> tuple[list[Event], list[tuple[datetime, str, str, int, int]]]:
+    """Units entering over time (some at the same second), ids unrelated to entry order.
+
+    Returns the events and, per unit, (entry time, unit id, variant, exposures, clicks).
+    """
+    rng = np.random.default_rng(seed)
+    events: list[Event] = []
+    units: list[tuple[datetime, str, str, int, int]] = []
+    entry_s = np.sort(rng.integers(0, n_units // 2, size=n_units))  # ~2 units per second
+    for u in range(n_units):
+        unit = f"u{rng.integers(10**9):09d}-{u}"
+        variant = "control" if rng.random() < 0.5 else "lm"
+        entry = T0 + timedelta(seconds=int(entry_s[u]))
+        n_exp = 1 + int(rng.poisson(3))
+        n_click = int(rng.binomial(n_exp, ctr[variant] * rng.lognormal(0.0, 0.4) / 1.08))
+        for j in range(n_exp):
+            events.append(
+                Event(
+                    event_id=f"{unit}:e{j}",
+                    ts=entry + timedelta(seconds=3 * j),
+                    experiment=exp,
+                    variant=variant,
+                    unit_id=unit,
+                    type="exposure",
+                )
+            )
+        for j in range(n_click):
+            events.append(
+                Event(
+                    event_id=f"{unit}:c{j}",
+                    ts=entry + timedelta(seconds=3 * j + 1),
+                    experiment=exp,
+                    variant=variant,
+                    unit_id=unit,
+                    type="click",
+                )
+            )
+        units.append((entry, unit, variant, n_exp, n_click))
+    return events, units
+
+
+def _reference_looks(
+    units: list[tuple[datetime, str, str, int, int]], look_every: int, target_n: int
+) -> list[SequentialResult | None]:
+    """Each look's own sequential result, from prefixes built here (None when untestable)."""
+    ordered = sorted(units, key=lambda r: (r[0], r[1], r[2]))
+    variant = np.array([r[2] for r in ordered])
+    e = np.array([r[3] for r in ordered], dtype=float)
+    c = np.array([r[4] for r in ordered], dtype=float)
+    n = len(ordered)
+    looks: list[SequentialResult | None] = []
+    for end in [*range(look_every, n, look_every), n]:
+        arms = []
+        for name in ("control", "lm"):
+            sel = variant[:end] == name
+            arms.append(RatioStats.from_arrays(c[:end][sel], e[:end][sel]))
+        try:
+            looks.append(sequential_ratio_test(arms[0], arms[1], target_n=target_n, metric="ctr"))
+        except StatsError:
+            looks.append(None)
+    return looks
+
+
+@pytest.mark.parametrize("look_every", [37, 100])
+def test_sequential_ctr_is_the_running_result_over_entry_ordered_looks(
+    store: EventStore, look_every: int
+) -> None:
+    events, units = _staggered(5, 700, {"control": 0.10, "lm": 0.115})
+    store.append(events)
+    res = analyze(store, _spec(planned_units=2000), look_every=look_every)
+    seq = res.comparisons[0].sequential_ctr
+    assert seq is not None
+
+    looks = _reference_looks(units, look_every, target_n=2000)
+    tested = [r for r in looks if r is not None]
+    assert seq.looks == len(looks) == math.ceil(len(units) / look_every)
+    assert seq.looks_tested == len(tested) and seq.look_every == look_every
+    p_min = min(r.p_value for r in tested)
+    low = max(r.ci.low for r in tested)
+    high = min(r.ci.high for r in tested)
+    assert seq.p_value == pytest.approx(p_min, rel=1e-9)
+    assert (seq.ci.low, seq.ci.high) == pytest.approx((low, high), rel=1e-9)
+    assert seq.decision == ("reject" if p_min <= 0.05 else "continue")
+
+    # the estimate and the last-look values are those of all units
+    final = looks[-1]
+    assert final is not None and seq.last_look is not None
+    assert seq.estimate == pytest.approx(final.estimate, rel=1e-12)
+    assert seq.last_look.p_value == pytest.approx(final.p_value, rel=1e-9)
+    assert (seq.last_look.ci.low, seq.last_look.ci.high) == pytest.approx(
+        (final.ci.low, final.ci.high), rel=1e-9
+    )
+    assert (seq.n_control, seq.n_treatment) == (final.n_control, final.n_treatment)
+    # running minimum: never above the last look alone; here strictly below (data-dependent)
+    assert seq.p_value <= seq.last_look.p_value
+    assert seq.ci.low >= seq.last_look.ci.low and seq.ci.high <= seq.last_look.ci.high
+    assert seq.p_value < seq.last_look.p_value
+
+    # entry order matters: ordering units by id instead gives different looks
+    by_id = _reference_looks([(T0, u[1], *u[2:]) for u in units], look_every, 2000)
+    assert min(r.p_value for r in by_id if r is not None) != pytest.approx(p_min, rel=1e-6)
+
+    payload = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    sc = payload["comparisons"][0]["sequential_ctr"]
+    assert sc["looks"] == seq.looks and sc["look_every"] == look_every
+    assert sc["p_value"] == pytest.approx(p_min) and sc["last_look"]["looks"] == 1
+
+
+def test_look_schedule_from_spec_call_and_bad_values(store: EventStore) -> None:
+    events, units = _staggered(8, 250, {"control": 0.2, "lm": 0.2})
+    store.append(events)
+    for spec_every, call_every, expected in ((None, None, 3), (60, None, 5), (60, 250, 1)):
+        spec = _spec(sequential_look_every=spec_every)
+        seq = analyze(store, spec, look_every=call_every).comparisons[0].sequential_ctr
+        assert seq is not None and seq.looks == expected, (spec_every, call_every)
+    # one look at all units is exactly the single-look test
+    seq = analyze(store, _spec(), look_every=10_000).comparisons[0].sequential_ctr
+    (only,) = _reference_looks(units, 10_000, 10_000)
+    assert seq is not None and only is not None and seq.looks == 1
+    assert seq.p_value == pytest.approx(only.p_value, rel=1e-9)
+    assert seq.last_look is not None and seq.last_look.p_value == seq.p_value
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ExperimentError, match="look_every"):
+            analyze(store, _spec(), look_every=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        _spec(sequential_look_every=0)
+
+
+def test_untestable_early_looks_are_skipped(store: EventStore) -> None:
+    # the first 40 units never click: no variance, so those looks carry no evidence
+    events, units = _staggered(9, 200, {"control": 0.15, "lm": 0.25})
+    quiet = {u[1] for u in sorted(units)[:40]}
+    events = [ev for ev in events if not (ev.unit_id in quiet and ev.type == "click")]
+    units = [(*u[:4], 0 if u[1] in quiet else u[4]) for u in units]
+    store.append(events)
+    seq = analyze(store, _spec(), look_every=20).comparisons[0].sequential_ctr
+    looks = _reference_looks(units, 20, 10_000)
+    assert looks[0] is None and looks[1] is None and looks[-1] is not None
+    assert seq is not None and seq.looks == 10 and seq.looks_tested == 8
+    assert seq.p_value == pytest.approx(min(r.p_value for r in looks if r), rel=1e-9)
+    assert any("2 early looks" in n for n in seq.notes)

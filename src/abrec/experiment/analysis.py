@@ -1,23 +1,29 @@
 """Analysis of a stored experiment: per-variant metrics, SRM, effects with CIs, CUPED, guardrails.
 
 Everything is computed from per-variant sufficient statistics aggregated in SQL
-(:meth:`abrec.store.EventStore.variant_summary`); the statistics come from
-:mod:`abrec.stats`. Units are the experiment's ``unit_id`` values with at least one
-exposure; all metrics are "higher is better".
+(:meth:`abrec.store.EventStore.variant_summary`), except the sequential CTR test, which
+runs over looks at entry-ordered prefixes of the per-unit rows
+(:meth:`abrec.store.EventStore.unit_frame`); the statistics come from :mod:`abrec.stats`.
+Units are the experiment's ``unit_id`` values with at least one exposure; all metrics are
+"higher is better".
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from abrec.errors import ExperimentError
 from abrec.experiment.spec import ExperimentSpec
 from abrec.stats import (
     CupedStats,
     EffectResult,
     MeanStats,
     RatioStats,
+    SequentialMonitor,
     SequentialResult,
     SRMResult,
     StatsError,
@@ -28,11 +34,14 @@ from abrec.stats import (
     srm_test,
     welch_ttest,
 )
+from abrec.stats.errors import StatsInputError
 from abrec.stats.results import ToDictMixin
 from abrec.store.events import VariantSummary
 from abrec.store.sql import EventStore
 
 SRM_THRESHOLD = 0.001
+#: Units between two looks of the sequential CTR test when neither the call nor the spec says.
+DEFAULT_LOOK_EVERY = 100
 #: Guardrails checked when a spec names none.
 DEFAULT_GUARDRAILS: tuple[str, ...] = ("exposures_per_unit",)
 #: Fixed-horizon metrics tested for every treatment (Holm-corrected together).
@@ -86,6 +95,21 @@ class GuardrailResult(ToDictMixin):
 
 
 @dataclass(frozen=True)
+class RunningSequentialResult(SequentialResult):
+    """The sequential CTR test over looks at every ``look_every`` units in entry order.
+
+    ``estimate`` is the last look's; ``ci`` is the intersection of the confidence sequences
+    of all looks, ``p_value`` their running minimum and ``decision`` follows it. ``looks``
+    counts the scheduled looks, ``looks_tested`` those with enough data for the test, and
+    ``last_look`` is the last look's own result (all units, not intersected).
+    """
+
+    look_every: int = DEFAULT_LOOK_EVERY
+    looks_tested: int = 0
+    last_look: SequentialResult | None = None
+
+
+@dataclass(frozen=True)
 class Comparison(ToDictMixin):
     """One treatment against the control."""
 
@@ -93,7 +117,7 @@ class Comparison(ToDictMixin):
     control: str
     primary: MetricTest | None
     tests: tuple[MetricTest, ...]
-    sequential_ctr: SequentialResult | None
+    sequential_ctr: RunningSequentialResult | None
     cuped_clicks_per_unit: EffectResult | None
     guardrails: tuple[GuardrailResult, ...]
     notes: tuple[str, ...]
@@ -194,17 +218,126 @@ def _srm(
     return res, notes
 
 
+@dataclass(frozen=True)
+class EntryOrder:
+    """Exposed units of the analysed variants in entry order, and the look schedule.
+
+    Attributes:
+        variant, clicks, exposures: one entry per (variant, unit), sorted by the unit's
+            first event (``first_ts``), ties broken by unit id then variant.
+        ends: units entered at each look: every ``look_every`` units, plus all units.
+    """
+
+    variant: npt.NDArray[np.str_]
+    clicks: npt.NDArray[np.int64]
+    exposures: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    look_every: int
+
+    @property
+    def n_units(self) -> int:
+        """Units in the order (each look is a prefix of it)."""
+        return int(self.variant.size)
+
+
+def entry_order(store: EventStore, spec: ExperimentSpec, look_every: int) -> EntryOrder:
+    """Sort the experiment's exposed units by entry and place a look every ``look_every``."""
+    f = store.unit_frame(spec.id)
+    variant = f["variant"].astype(str)
+    keep = (f["exposures"] > 0) & np.isin(variant, spec.variant_names)
+    ts = f["first_ts"][keep]
+    ts_key = np.where(np.isnat(ts), np.iinfo(np.int64).max, ts.astype(np.int64))
+    unit = f["unit_id"][keep].astype(str)
+    order = np.lexsort((variant[keep], unit, ts_key))
+    n = int(order.size)
+    ends = np.arange(look_every, n, look_every, dtype=np.int64)
+    if n:
+        ends = np.append(ends, np.int64(n))
+    return EntryOrder(
+        variant=variant[keep][order],
+        clicks=f["clicks"][keep][order].astype(np.int64),
+        exposures=f["exposures"][keep][order].astype(np.int64),
+        ends=ends,
+        look_every=look_every,
+    )
+
+
+def prefix_ratio_stats(order: EntryOrder, variant: str) -> list[RatioStats]:
+    """CTR sufficient statistics of ``variant``'s units entered by each look (cumulative sums)."""
+    m = (order.variant == variant).astype(np.int64)
+    c, e = order.clicks * m, order.exposures * m
+    sums = np.cumsum(np.stack([m, c, c * c, e, e * e, c * e]), axis=1)[:, order.ends - 1]
+    return [
+        RatioStats(int(n), float(sc), float(scc), float(se), float(see), float(sce))
+        for n, sc, scc, se, see, sce in sums.T.tolist()
+    ]
+
+
+def sequential_ctr(
+    order: EntryOrder, control: str, treatment: str, *, alpha: float, target_n: int
+) -> RunningSequentialResult:
+    """Always-valid CTR test run over the scheduled looks: running-min p, intersected CI.
+
+    Looks where the test is undefined (fewer than 2 units in an arm, no variance yet)
+    are skipped; they carry no evidence and skipping looks keeps the guarantee.
+
+    Raises:
+        StatsError: when the last look (all units) cannot be tested.
+    """
+    if order.n_units == 0:
+        raise StatsInputError("no exposed units yet")
+    cs, ts = prefix_ratio_stats(order, control), prefix_ratio_stats(order, treatment)
+    monitor = SequentialMonitor(alpha=alpha, target_n=target_n, metric="ctr")
+    for c, t in zip(cs[:-1], ts[:-1], strict=True):
+        try:
+            monitor.update(c, t)
+        except (StatsError, ArithmeticError, ValueError):
+            continue
+    last = sequential_ratio_test(cs[-1], ts[-1], alpha=alpha, rho=monitor.rho, metric="ctr")
+    running = monitor.update(cs[-1], ts[-1])
+    notes = running.notes
+    skipped = order.ends.size - monitor.looks
+    if skipped:
+        notes = (*notes, f"{skipped} early looks had too few units or no variance; skipped")
+    base = {f.name: getattr(running, f.name) for f in dataclasses.fields(SequentialResult)}
+    base.update(looks=int(order.ends.size), notes=notes)
+    return RunningSequentialResult(
+        **base, look_every=order.look_every, looks_tested=monitor.looks, last_look=last
+    )
+
+
+def _look_every(spec: ExperimentSpec, look_every: int | None) -> int:
+    value = look_every if look_every is not None else spec.sequential_look_every
+    if value is None:
+        return DEFAULT_LOOK_EVERY
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ExperimentError(
+            f"look_every must be a positive whole number of units, got {value!r}; "
+            f"use e.g. {DEFAULT_LOOK_EVERY}"
+        )
+    return int(value)
+
+
 def analyze(
-    store: EventStore, spec: ExperimentSpec, *, alpha: float | None = None
+    store: EventStore,
+    spec: ExperimentSpec,
+    *,
+    alpha: float | None = None,
+    look_every: int | None = None,
 ) -> ExperimentResults:
     """Analyse an experiment from the events in ``store``; never raises for sparse data.
 
     Per treatment vs control: CTR (ratio of sums, delta method), clicks/conversions/
     exposures per unit (Welch), Holm-adjusted p-values across those tests and all
-    treatments, an always-valid sequential CI for CTR, CUPED on clicks per unit when
-    covariate events exist, and guardrails (a significant drop fails).
+    treatments, an always-valid sequential test of CTR over looks at every ``look_every``
+    units in entry order (default: the spec's ``sequential_look_every``, else 100), CUPED on
+    clicks per unit when covariate events exist, and guardrails (a significant drop fails).
+
+    Raises:
+        ExperimentError: when ``look_every`` is not a positive integer.
     """
     a = spec.alpha if alpha is None else float(alpha)
+    every = _look_every(spec, look_every)
     raw = store.variant_summary(spec.id)
     summaries = {n: raw.get(n, _empty(n)) for n in spec.variant_names}
     notes: list[str] = []
@@ -218,6 +351,7 @@ def analyze(
     control = summaries[spec.control or spec.variant_names[0]]
     treatments = [n for n in spec.variant_names if n != control.variant]
     guardrail_names = tuple(spec.guardrails) or DEFAULT_GUARDRAILS
+    order = entry_order(store, spec, every)
 
     # Fixed-horizon tests for every (treatment, metric), then Holm over the whole family.
     fixed: dict[tuple[str, str], EffectResult] = {}
@@ -241,14 +375,10 @@ def analyze(
             if (t, m) in fixed
         )
         primary = next((mt for mt in tests if mt.metric == spec.primary_metric), None)
-        seq: SequentialResult | None = None
+        seq: RunningSequentialResult | None = None
         try:
-            seq = sequential_ratio_test(
-                _ratio_stats(control),
-                _ratio_stats(ts),
-                alpha=a,
-                metric="ctr",
-                target_n=spec.planned_units or 10_000,
+            seq = sequential_ctr(
+                order, control.variant, t, alpha=a, target_n=spec.planned_units or 10_000
             )
         except (StatsError, ArithmeticError, ValueError) as exc:
             cmp_notes[t].append(f"sequential ctr: not tested ({exc})")

@@ -63,6 +63,12 @@ class ExperimentSpec(BaseModel):
         description="planned sample (units, all variants); tunes the sequential test "
         "(default 10,000)",
     )
+    sequential_look_every: int | None = Field(
+        default=None,
+        ge=1,
+        description="units (in entry order) between looks of the sequential CTR test; "
+        "the reported p-value is the minimum over looks (default 100)",
+    )
 
     @model_validator(mode="before")
     @classmethod
