@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from abrec.evaluation.protocol import EvaluationResult
     from abrec.models.base import Recommender
 
-LM_KINDS = frozenset({"lm", "hybrid", "text_ease"})
+LM_KINDS = frozenset({"lm", "hybrid", "text_ease", "ltr"})
 """Model kinds that read item texts through the shared encoder (see models.registry)."""
 PROTOCOLS = ("ml-small-temporal-v1", "temporal", "leave-last-one-out", "random")
 

@@ -16,13 +16,15 @@ _CLASSES: dict[str, str] = {
     "text_ease": "abrec.models.ease:TextEASE",
     "lm": "abrec.models.lm:EmbeddingSimilarity",
     "hybrid": "abrec.models.hybrid:Hybrid",
+    "ltr": "abrec.models.rerank:LTRReranker",
+    "ltr_cf": "abrec.models.rerank:CFReranker",
 }
 """Where each kind's class lives; imported on first use, so optional extras load lazily."""
 
 MODEL_KINDS: tuple[str, ...] = tuple(_CLASSES)
-"""Every kind `build_model` knows; "text_ease", "lm" and "hybrid" use a language model."""
+"""Every kind `build_model` knows; "text_ease", "lm", "hybrid" and "ltr" use a language model."""
 
-LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid")
+LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid", "ltr")
 
 
 def model_class(kind: str) -> type[Recommender]:

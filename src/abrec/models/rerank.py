@@ -1,0 +1,439 @@
+"""Learned re-ranker: logistic regression over EASE (+ language-model) candidates."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from abrec.data.types import Interactions, ItemCatalog
+from abrec.errors import ConfigError, DataError
+from abrec.models._util import check_positive
+from abrec.models.base import Recommender
+from abrec.models.ease import EASE, TextEASE
+from abrec.models.lm import EmbeddingSimilarity, Encoder, default_encoder, history_profiles
+
+CF_FEATURES: tuple[str, ...] = (
+    "ease",
+    "ease_z",
+    "ease_lrank",
+    "lpop",
+    "lrec",
+    "cold",
+    "lhist",
+    "cf_max5",
+    "cf_mean5",
+)
+"""Features of the collaborative-only re-ranker (`use_lm=False`)."""
+
+LM_FEATURES: tuple[str, ...] = (
+    *CF_FEATURES,
+    "tease",
+    "tease_z",
+    "tease_lrank",
+    "lm5",
+    "lm5_z",
+    "lm0",
+    "lm_lrank",
+    "emb_max5",
+    "emb_mean5",
+)
+"""Features of the language-model re-ranker (`use_lm=True`)."""
+
+N_LAST = 5  # most recent history items compared item-to-item
+RECENT_QUANTILE = 0.9  # "recent" popularity counts events after this quantile of train time
+_BLOCK = 256  # users scored per block (bounds memory: block x n_items dense arrays)
+
+
+class _MemoEncoder:
+    """Encoder wrapper that encodes the same text list once (the generators share it)."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self._texts: list[str] | None = None
+        self._emb: np.ndarray | None = None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self._emb is None or self._texts != list(texts):
+            self._texts = list(texts)
+            self._emb = np.asarray(self.inner.encode(list(texts)))
+        return self._emb
+
+
+def _last_items(train: Interactions, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's n most recent items (n_users x n, most recent first) and a validity mask."""
+    m = len(train)
+    ts = np.zeros(m) if train.timestamps is None else train.timestamps
+    order = np.lexsort((np.arange(m), ts, train.user_idx))
+    users = train.user_idx[order]
+    items = train.item_idx[order].astype(np.int64)
+    everyone = np.arange(train.n_users)
+    starts = np.searchsorted(users, everyone, side="left")
+    ends = np.searchsorted(users, everyone, side="right")
+    idx = ends[:, None] - 1 - np.arange(n)[None, :]
+    valid = idx >= starts[:, None]
+    last = items[np.clip(idx, 0, max(m - 1, 0))] if m else np.zeros((train.n_users, n), np.int64)
+    return np.where(valid, last, 0), valid
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Per-row rank (0 = best) of every column, ties by lower index."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :], axis=1)
+    return ranks
+
+
+def _zscore(scores: np.ndarray) -> np.ndarray:
+    mu = scores.mean(axis=1, keepdims=True)
+    sd = scores.std(axis=1, keepdims=True)
+    return (scores - mu) / (sd + 1e-9)
+
+
+def _masked_max_mean(sims: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Max and mean over axis 1 of (batch x N_LAST x n_items) where `valid` (batch x N_LAST).
+
+    Rows without a valid entry give 0.
+    """
+    v = valid[:, :, None]
+    count = valid.sum(axis=1)[:, None]
+    mx = np.where(v, sims, -np.inf).max(axis=1)
+    mean = np.where(v, sims, 0.0).sum(axis=1) / np.maximum(count, 1)
+    return np.where(count > 0, mx, 0.0), mean
+
+
+class _Generators:
+    """Candidate and feature generators fitted on one training set."""
+
+    def __init__(self, owner: LTRReranker) -> None:
+        self.use_lm = owner.use_lm
+        self.n_cf = owner.n_cf
+        self.n_lm = owner.n_lm
+        self.ease = EASE(owner.lambda_)
+        self.tease: TextEASE | None = None
+        self.lm: EmbeddingSimilarity | None = None
+        if self.use_lm:
+            self.tease = TextEASE(owner.lambda_, owner.beta, model=owner.model)
+            self.lm = EmbeddingSimilarity(model=owner.model, half_life=owner.half_life)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def fit(self, train: Interactions, items: ItemCatalog, encoder: Encoder | None) -> None:
+        self.ease.fit(train, items)
+        X = self.ease._require_train()
+        pop = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+        assert train.timestamps is not None
+        tcut = np.quantile(train.timestamps, RECENT_QUANTILE) if len(train) else 0
+        recent = train.item_idx[train.timestamps >= tcut]
+        last, valid = _last_items(train, N_LAST)
+        self.arrays = {
+            "pop": pop,
+            "recent": np.bincount(recent, minlength=train.n_items).astype(np.float64),
+            "hist": np.asarray(X.sum(axis=1)).ravel().astype(np.float64),
+            "last": last,
+            "last_valid": valid,
+        }
+        if self.use_lm:
+            assert self.tease is not None and self.lm is not None
+            self.tease._encoder = encoder
+            self.lm._encoder = encoder
+            self.tease.fit(train, items)
+            self.lm.fit(train, items)
+            assert self.lm.item_embeddings is not None
+            self.arrays["profiles0"] = history_profiles(train, self.lm.item_embeddings, None)
+
+    def models(self) -> dict[str, Recommender]:
+        out: dict[str, Recommender] = {"ease": self.ease}
+        if self.tease is not None and self.lm is not None:
+            out.update(tease=self.tease, lm=self.lm)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {f"arr.{k}": v for k, v in self.arrays.items()}
+        for prefix, model in self.models().items():
+            state.update({f"{prefix}.{k}": v for k, v in model._state().items()})
+        return state
+
+    def set_state(self, state: dict[str, Any], train: sp.csr_matrix, pop: np.ndarray) -> None:
+        self.arrays = {k[4:]: v for k, v in state.items() if k.startswith("arr.")}
+        for prefix, model in self.models().items():
+            model._train = train
+            model._popularity = pop
+            p = prefix + "."
+            model._set_state({k[len(p) :]: v for k, v in state.items() if k.startswith(p)})
+
+    def features(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates and their features for a block of users.
+
+        Returns:
+            rows (position in `users`), items, feature matrix (n_candidates x n_features),
+            and the EASE ranks (len(users) x n_items) used to order non-candidates.
+        """
+        X = self.ease._require_train()
+        seen = X[users].toarray() > 0
+        a = self.arrays
+        S_e = self.ease._score_known(users).astype(np.float64)
+        r_e = _ranks(np.where(seen, -np.inf, S_e))
+        cand = r_e < self.n_cf
+        lm_parts: dict[str, np.ndarray] = {}
+        if self.use_lm:
+            assert self.tease is not None and self.lm is not None
+            emb = self.lm.item_embeddings
+            assert emb is not None
+            S_t = self.tease._score_known(users).astype(np.float64)
+            L5 = self.lm._score_known(users).astype(np.float64)
+            L0 = (a["profiles0"][users] @ emb.T).astype(np.float64)
+            r_l = _ranks(np.where(seen, -np.inf, L5))
+            cand |= r_l < self.n_lm
+            sims = np.einsum("ukd,nd->ukn", emb[a["last"][users]], emb, optimize=True)
+            emax, emean = _masked_max_mean(sims, a["last_valid"][users])
+            del sims
+            lm_parts = {
+                "S_t": S_t,
+                "L5": L5,
+                "L0": L0,
+                "r_t": _ranks(np.where(seen, -np.inf, S_t)),
+                "r_l": r_l,
+                "emax": emax,
+                "emean": emean,
+            }
+        cand &= ~seen
+        uu, ii = np.nonzero(cand)
+        # item-item cosine of co-occurrence between each candidate and the user's last items
+        pop = a["pop"]
+        Xn = sp.csc_matrix(X.multiply(1.0 / np.sqrt(np.maximum(pop, 1.0))[None, :]))
+        last, valid = a["last"][users], a["last_valid"][users]
+        cols = np.unique(last[valid])
+        C = np.asarray((Xn[:, cols].T @ Xn).todense(), dtype=np.float32)
+        csim = C[np.searchsorted(cols, last).clip(0, max(len(cols) - 1, 0))] if len(cols) else None
+        if csim is None:
+            cmax = cmean = np.zeros_like(S_e)
+        else:
+            cmax, cmean = _masked_max_mean(csim, valid)
+        hist = a["hist"][users]
+        f: dict[str, np.ndarray] = {
+            "ease": S_e[uu, ii],
+            "ease_z": _zscore(S_e)[uu, ii],
+            "ease_lrank": np.log1p(r_e[uu, ii]),
+            "lpop": np.log1p(pop[ii]),
+            "lrec": np.log1p(a["recent"][ii]),
+            "cold": (pop[ii] == 0).astype(np.float64),
+            "lhist": np.log1p(hist[uu]),
+            "cf_max5": cmax[uu, ii],
+            "cf_mean5": cmean[uu, ii],
+        }
+        if self.use_lm:
+            p = lm_parts
+            f.update(
+                tease=p["S_t"][uu, ii],
+                tease_z=_zscore(p["S_t"])[uu, ii],
+                tease_lrank=np.log1p(p["r_t"][uu, ii]),
+                lm5=p["L5"][uu, ii],
+                lm5_z=_zscore(p["L5"])[uu, ii],
+                lm0=p["L0"][uu, ii],
+                lm_lrank=np.log1p(p["r_l"][uu, ii]),
+                emb_max5=p["emax"][uu, ii],
+                emb_mean5=p["emean"][uu, ii],
+            )
+        names = LM_FEATURES if self.use_lm else CF_FEATURES
+        F = np.nan_to_num(np.column_stack([f[n] for n in names]).astype(np.float64))
+        return uu, ii, F, r_e
+
+
+class LTRReranker(Recommender):
+    """Pointwise learning-to-rank: logistic regression re-ranks EASE (+ LM) candidates.
+
+    `fit` carves a temporal validation split out of the training data it is given (the last
+    `validation_fraction` of each user's events), fits the feature generators (EASE, item
+    co-occurrence cosine to the last 5 items, popularity; with `use_lm` also TextEASE, the
+    recency-weighted embedding profile and embedding similarity to the last 5 items) on the
+    rest, and learns a standardised logistic regression that tells validation items rated
+    >= 4 (any validation interaction when there are no ratings) from the other candidates.
+    The generators are then refitted on the whole training data for scoring. Candidates are
+    each user's EASE top `n_cf` unseen items (plus the LM profile's top `n_lm` with `use_lm`);
+    they score the logistic decision value, every other item scores below every candidate
+    (ordered by EASE rank).
+
+    Args:
+        use_lm: add language-model candidates and features.
+        n_cf: EASE candidates per user.
+        n_lm: language-model candidates per user (with use_lm).
+        lambda_: L2 regularisation of EASE and TextEASE.
+        beta: TextEASE text-prior weight.
+        half_life: recency half-life (interactions) of the embedding profile.
+        validation_fraction: share of each user's latest training events used to learn weights.
+        C: inverse L2 strength of the logistic regression.
+        seed: random state of the solver.
+        model: encoder model for the default TextEncoder (None: bundled MiniLM).
+        encoder: optional encoder object with `.encode(texts)`; not persisted.
+    """
+
+    name: ClassVar[str] = "ltr"
+    RELEVANCE_THRESHOLD: ClassVar[float] = 4.0
+
+    def __init__(
+        self,
+        use_lm: bool = True,
+        n_cf: int = 200,
+        n_lm: int = 50,
+        lambda_: float = 500.0,
+        beta: float = 20.0,
+        half_life: float = 5.0,
+        validation_fraction: float = 0.2,
+        C: float = 1.0,
+        seed: int = 0,
+        model: str | None = None,
+        encoder: Encoder | None = None,
+    ) -> None:
+        super().__init__()
+        for key, val in (("n_cf", n_cf), ("n_lm", n_lm)):
+            if int(val) != val or val < (1 if key == "n_cf" else 0):
+                raise ConfigError(f"{key} must be a positive integer, got {val!r}")
+        check_positive("lambda_", lambda_)
+        check_positive("beta", beta, allow_zero=True)
+        check_positive("half_life", half_life)
+        check_positive("C", C)
+        if not 0.0 < validation_fraction < 1.0:
+            raise ConfigError(
+                f"validation_fraction must be strictly between 0 and 1, got {validation_fraction}"
+            )
+        self.use_lm = bool(use_lm)
+        self.n_cf = int(n_cf)
+        self.n_lm = int(n_lm)
+        self.lambda_ = float(lambda_)
+        self.beta = float(beta)
+        self.half_life = float(half_life)
+        self.validation_fraction = float(validation_fraction)
+        self.C = float(C)
+        self.seed = int(seed)
+        self.model = model
+        self._encoder = encoder
+        self._gen = _Generators(self)
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        self.coef_: np.ndarray | None = None
+        self.intercept_: float | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "use_lm": self.use_lm,
+            "n_cf": self.n_cf,
+            "n_lm": self.n_lm,
+            "lambda_": self.lambda_,
+            "beta": self.beta,
+            "half_life": self.half_life,
+            "validation_fraction": self.validation_fraction,
+            "C": self.C,
+            "seed": self.seed,
+            "model": self.model,
+        }
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return LM_FEATURES if self.use_lm else CF_FEATURES
+
+    def validation_data(
+        self, train: Interactions, items: ItemCatalog
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates (user, item), features and labels of the inner validation split of `train`.
+
+        Fits the generators on train minus the validation part (left fitted on it).
+        """
+        from abrec.data.splits import temporal_user_split
+
+        if train.timestamps is None:
+            raise DataError(
+                f"{self.name} carves a temporal validation split from train and needs "
+                "timestamps; load interactions with a timestamp column"
+            )
+        inner, val = temporal_user_split(train, self.validation_fraction)
+        if val.ratings is not None:
+            val = val.subset(val.ratings >= self.RELEVANCE_THRESHOLD)
+        rel = val.matrix.tocsr()
+        users = np.flatnonzero(np.diff(rel.indptr) > 0)
+        if len(users) == 0:
+            raise DataError(
+                f"{self.name}: no positive validation interaction (rating >= "
+                f"{self.RELEVANCE_THRESHOLD}) in the last {self.validation_fraction:.0%} of "
+                "any user's history; give users more history or use another model"
+            )
+        self._gen.fit(inner, items, self._encoder)
+        blocks = [users[s : s + _BLOCK] for s in range(0, len(users), _BLOCK)]
+        parts = [self._gen.features(b) for b in blocks]
+        uu = np.concatenate([b[p[0]] for b, p in zip(blocks, parts, strict=True)])
+        ii = np.concatenate([p[1] for p in parts])
+        F = np.concatenate([p[2] for p in parts])
+        y = np.asarray(rel[uu, ii]).ravel() > 0
+        return uu, ii, F, y
+
+    def _fit(self, train: Interactions, items: ItemCatalog) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        if self.use_lm and self._encoder is None:
+            self._encoder = default_encoder(self.model)
+        if self._encoder is not None and not isinstance(self._encoder, _MemoEncoder):
+            self._encoder = _MemoEncoder(self._encoder)
+        _, _, F, y = self.validation_data(train, items)
+        if y.all() or not y.any():
+            raise DataError(
+                f"{self.name}: validation candidates are all {'positive' if y.any() else 'negative'}"
+                "; the re-ranker needs both; raise n_cf or give users more history"
+            )
+        scaler = StandardScaler().fit(F)  # (near-)constant features get scale 1
+        lr = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed)
+        lr.fit(scaler.transform(F), y)
+        self.mean_ = np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
+        self.coef_ = lr.coef_[0].astype(np.float64)
+        self.intercept_ = float(lr.intercept_[0])
+        self._gen = _Generators(self)
+        self._gen.fit(train, items, self._encoder)
+
+    def decision_function(self, F: np.ndarray) -> np.ndarray:
+        """Logistic decision value (log-odds) x_std . w + b of feature rows F."""
+        assert self.mean_ is not None and self.scale_ is not None and self.coef_ is not None
+        return ((F - self.mean_) / self.scale_) @ self.coef_ + float(self.intercept_ or 0.0)
+
+    def _score_known(self, users: np.ndarray) -> np.ndarray:
+        self._require_train()
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        for s in range(0, len(users), _BLOCK):
+            block = users[s : s + _BLOCK]
+            uu, ii, F, r_e = self._gen.features(block)
+            d = self.decision_function(F)
+            floor = np.full(len(block), 0.0)
+            if len(d):
+                np.minimum.at(floor, uu, d)  # floor <= min candidate score of each row (and 0)
+            rest = floor[:, None] - 1.0 - r_e / max(self.n_items, 1)
+            rest[uu, ii] = d
+            out[s : s + len(block)] = rest
+        return out
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            **self._gen.state(),
+            "lr.mean": self.mean_,
+            "lr.scale": self.scale_,
+            "lr.coef": self.coef_,
+            "lr.intercept": np.array([self.intercept_]),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        train = self._require_train()
+        assert self._popularity is not None
+        self._gen = _Generators(self)
+        self._gen.set_state(state, train, self._popularity)
+        self.mean_ = state["lr.mean"]
+        self.scale_ = state["lr.scale"]
+        self.coef_ = state["lr.coef"]
+        self.intercept_ = float(state["lr.intercept"][0])
+
+
+class CFReranker(LTRReranker):
+    """`LTRReranker` without the language model (`use_lm=False` by default): kind "ltr_cf"."""
+
+    name: ClassVar[str] = "ltr_cf"
+
+    def __init__(self, use_lm: bool = False, **kwargs: Any) -> None:
+        super().__init__(use_lm=use_lm, **kwargs)

@@ -1,0 +1,176 @@
+"""Learned re-ranker (LTRReranker / kind "ltr", CFReranker / kind "ltr_cf")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_conformance import N_USERS, HashingEncoder, RecommenderConformance, synthetic_data
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from abrec.data.splits import temporal_user_split
+from abrec.data.types import Interactions
+from abrec.errors import ConfigError, DataError
+from abrec.models import LM_KINDS, build_model
+from abrec.models.base import Recommender
+from abrec.models.ease import EASE
+from abrec.models.rerank import CF_FEATURES, LM_FEATURES, CFReranker, LTRReranker
+
+
+class TestLTRReranker(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder())
+
+    def make_history_model(self) -> Recommender | None:
+        return None  # features use recency (last items, time-decayed profile): no set function
+
+
+class TestCFReranker(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return CFReranker(n_cf=10, lambda_=5.0)
+
+    def make_history_model(self) -> Recommender | None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Interactions, object]:
+    return synthetic_data()
+
+
+def _sklearn_reference(model: LTRReranker, F: np.ndarray, y: np.ndarray) -> np.ndarray:
+    scaler = StandardScaler().fit(F)
+    lr = LogisticRegression(C=model.C, max_iter=2000, random_state=model.seed)
+    lr.fit(scaler.transform(F), y)
+    return np.asarray(lr.decision_function(scaler.transform(F)))
+
+
+@pytest.mark.parametrize("use_lm", [False, True])
+def test_decision_function_equals_sklearn(data, use_lm: bool) -> None:
+    """Stored arrays reproduce sklearn's StandardScaler + LogisticRegression decision values."""
+    inter, items = data
+    model = LTRReranker(use_lm=use_lm, n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder())
+    model.fit(inter, items)
+    F, y = model.validation_data(inter, items)[2:]
+    assert F.shape[1] == len(LM_FEATURES if use_lm else CF_FEATURES)
+    assert y.any() and not y.all()
+    np.testing.assert_allclose(
+        model.decision_function(F), _sklearn_reference(model, F, y), rtol=1e-6, atol=1e-8
+    )
+
+
+def test_validation_split_comes_from_train_only(data) -> None:
+    """Labels are the train's last 20% per user rated >= 4; features come from the rest."""
+    inter, items = data
+    model = CFReranker(n_cf=10, lambda_=5.0)
+    uu, ii, F, y = model.validation_data(inter, items)
+    inner, val = temporal_user_split(inter, 0.2)
+    assert val.ratings is not None
+    pos = val.subset(val.ratings >= 4.0)
+    expected = set(zip(pos.user_idx.tolist(), pos.item_idx.tolist(), strict=True))
+    got = set(zip(uu[y].tolist(), ii[y].tolist(), strict=True))
+    assert got <= expected and len(got) > 0
+    assert set(uu.tolist()) == set(pos.user_idx.tolist())  # users with a positive only
+    # no candidate is an item of the user's inner history
+    assert not np.asarray(inner.matrix[uu, ii]).any()
+    # the first feature is the EASE score fitted on train minus validation
+    ease = EASE(5.0).fit(inner, items).score(np.unique(uu))
+    rows = np.searchsorted(np.unique(uu), uu)
+    np.testing.assert_allclose(F[:, 0], ease[rows, ii], rtol=1e-5, atol=1e-6)
+
+
+def test_candidates_are_the_ease_top_n_ranked_by_decision(data) -> None:
+    inter, items = data
+    model = CFReranker(n_cf=6, lambda_=5.0).fit(inter, items)
+    users = np.arange(N_USERS)
+    ease = EASE(5.0).fit(inter, items).score(users)
+    seen = inter.matrix.toarray() > 0
+    ease[seen] = -np.inf
+    top_ease = np.argsort(-ease, axis=1, kind="stable")[:, :6]
+    items_ltr, _ = model.recommend(users, k=6)
+    np.testing.assert_array_equal(np.sort(items_ltr, 1), np.sort(top_ease, 1))
+    # the learned score is the decision function of the candidate features
+    uu, ii, F, _ = model._gen.features(users)
+    s = model.score(users)
+    np.testing.assert_allclose(s[uu, ii], model.decision_function(F), rtol=1e-5, atol=1e-5)
+    # every non-candidate scores below every candidate of its row
+    cand = np.zeros_like(seen)
+    cand[uu, ii] = True
+    assert cand.sum(axis=1).min() == 6
+    assert (np.where(cand, s, np.inf).min(axis=1) > np.where(cand, -np.inf, s).max(axis=1)).all()
+
+
+def test_registry_kinds() -> None:
+    assert "ltr" in LM_KINDS and "ltr_cf" not in LM_KINDS
+    ltr = build_model("ltr", encoder=HashingEncoder())
+    cf = build_model("ltr_cf", n_cf=50)
+    assert isinstance(ltr, LTRReranker) and ltr.use_lm and ltr.name == "ltr"
+    assert isinstance(cf, CFReranker) and not cf.use_lm and cf.n_cf == 50
+
+
+def test_loaded_model_needs_no_encoder(data, tmp_path: Path) -> None:
+    inter, items = data
+    model = LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder()).fit(inter, items)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, LTRReranker) and loaded._encoder is None
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+
+
+def test_encoder_called_once_per_fit(data) -> None:
+    inter, items = data
+    enc = HashingEncoder()
+    LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=enc).fit(inter, items)
+    assert enc.calls == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"n_cf": 0}, {"n_lm": -1}, {"n_cf": 2.5}, {"validation_fraction": 1.0}, {"C": 0.0}],
+)
+def test_bad_params(params: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        CFReranker(**params)  # type: ignore[arg-type]
+
+
+def test_bad_data(data) -> None:
+    inter, items = data
+    no_time = Interactions(
+        user_idx=inter.user_idx,
+        item_idx=inter.item_idx,
+        user_ids=inter.user_ids,
+        item_ids=inter.item_ids,
+        ratings=inter.ratings,
+    )
+    with pytest.raises(DataError, match="timestamps"):
+        CFReranker(n_cf=5).fit(no_time, items)
+    assert inter.ratings is not None
+    all_low = Interactions(
+        user_idx=inter.user_idx,
+        item_idx=inter.item_idx,
+        user_ids=inter.user_ids,
+        item_ids=inter.item_ids,
+        ratings=np.ones_like(inter.ratings),
+        timestamps=inter.timestamps,
+    )
+    with pytest.raises(DataError, match="no positive validation"):
+        CFReranker(n_cf=5).fit(all_low, items)
+
+
+def test_without_ratings_every_validation_event_is_positive(data) -> None:
+    inter, items = data
+    unrated = Interactions(
+        user_idx=inter.user_idx,
+        item_idx=inter.item_idx,
+        user_ids=inter.user_ids,
+        item_ids=inter.item_ids,
+        timestamps=inter.timestamps,
+    )
+    uu, ii, _, y = CFReranker(n_cf=10, lambda_=5.0).validation_data(unrated, items)
+    _, val = temporal_user_split(unrated, 0.2)
+    expected = set(zip(val.user_idx.tolist(), val.item_idx.tolist(), strict=True))
+    assert set(zip(uu[y].tolist(), ii[y].tolist(), strict=True)) <= expected
+    assert y.sum() > int(0.5 * len(expected))
