@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from abrec.errors import ConfigError
+from abrec.models.registry import LM_KINDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from abrec.evaluation.protocol import EvaluationResult
     from abrec.models.base import Recommender
 
-LM_KINDS = frozenset({"lm", "hybrid", "text_ease", "ltr"})
 """Model kinds that read item texts through the shared encoder (see models.registry)."""
 PROTOCOLS = ("ml-small-temporal-v1", "temporal", "leave-last-one-out", "random")
 
