@@ -68,6 +68,7 @@ def _sql_counts(db: Path, experiment: str) -> dict[str, dict[str, int]]:
 def _check_run(out: Path) -> dict[str, Any]:
     report, results = out / "report.html", out / "results.json"
     assert report.is_file() and results.is_file()
+    assert not (out / "bundle").exists()  # served models are dropped unless --keep-bundle
     data = json.loads(results.read_text())
     page = report.read_text()
     assert "http://" not in page and "https://" not in page

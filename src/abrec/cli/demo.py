@@ -33,6 +33,9 @@ def demo(
         None, "--config", "-c", help="Offline TOML config (default: the built-in demo config)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the decision, no progress."),
+    keep_bundle: bool = typer.Option(
+        False, "--keep-bundle", help="Keep the served models (about 650 MB) in the run folder."
+    ),
 ) -> None:
     """Evaluate offline, serve, A/B test with simulated users, decide, write report.html."""
     from rich.console import Console
@@ -60,6 +63,7 @@ def demo(
         treatment_model=treatment,
         sessions_mean=sessions,
         concurrency=concurrency,
+        keep_bundle=keep_bundle,
     )
     try:
         run_demo(opts, console=console)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class DemoOptions:
     concurrency: int = 6
     poll_s: float = 2.0
     min_units: int = 100
+    keep_bundle: bool = False
     click_model: ClickModel = field(default_factory=ClickModel)
 
 
@@ -256,6 +258,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     t1 = time.perf_counter()
     online = _run_online(run_dir, spec, users, sim_cfg, opts, con)
     timings["online_s"] = time.perf_counter() - t1
+    if not opts.keep_bundle:
+        # the served models are ~650 MB of dense EASE weights; the resolved config and
+        # the seed reproduce them, so the run folder keeps them only when asked to
+        shutil.rmtree(run_dir / "bundle", ignore_errors=True)
 
     # 4. decision + report ----------------------------------------------------------------
     analysis = online["analysis"]
