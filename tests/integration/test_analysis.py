@@ -15,7 +15,14 @@ from statsmodels.stats.multitest import multipletests
 from abrec.errors import ExperimentError
 from abrec.experiment.analysis import analyze
 from abrec.experiment.spec import ExperimentSpec
-from abrec.stats import RatioStats, SequentialResult, StatsError, sequential_ratio_test
+from abrec.stats import (
+    MeanStats,
+    RatioStats,
+    SequentialResult,
+    StatsError,
+    sequential_ratio_test,
+    sequential_test,
+)
 from abrec.store import Event, EventStore
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -179,12 +186,15 @@ def test_analysis_matches_independent_statistics(
     assert seq.ci.low < ctr.absolute.low and seq.ci.high > ctr.absolute.high
     assert seq.p_value >= ctr.p_value
 
-    # guardrail: exposures per unit fails only when its CI lies wholly below 0
+    # guardrail: the fixed-horizon Welch CI is kept for information; the verdict uses the
+    # always-valid CI, which is wider
     (guard,) = cmp.guardrails
     lo, hi = stats.ttest_ind(t["e"], c["e"], equal_var=False).confidence_interval(1 - 0.05)
-    assert guard.metric == "exposures_per_unit"
-    assert (guard.low, guard.high) == pytest.approx((lo, hi), rel=1e-6)
-    assert guard.passed == (hi >= 0)
+    assert guard.metric == "exposures_per_unit" and guard.fixed_horizon is not None
+    assert (guard.fixed_horizon.low, guard.fixed_horizon.high) == pytest.approx((lo, hi), rel=1e-6)
+    assert guard.estimate == pytest.approx(t["e"].mean() - c["e"].mean(), rel=1e-9)
+    assert guard.low < lo and guard.high > hi
+    assert guard.passed == (guard.high >= 0)
 
     # JSON-ready
     payload = json.loads(json.dumps(res.to_dict(), allow_nan=False))
@@ -430,3 +440,140 @@ def test_untestable_early_looks_are_skipped(store: EventStore) -> None:
     assert seq is not None and seq.looks == 10 and seq.looks_tested == 8
     assert seq.p_value == pytest.approx(min(r.p_value for r in looks if r), rel=1e-9)
     assert any("2 early looks" in n for n in seq.notes)
+
+
+# --------------------------------------------------------------------------- guardrails
+
+
+def _reference_guardrail(
+    variant: np.ndarray, values: np.ndarray, look_every: int, target_n: int
+) -> tuple[float, float, float, int]:
+    """Always-valid guardrail CI built here: numpy prefixes, one test per look, intersection.
+
+    Returns (low, high, running-min p, looks tested).
+    """
+    n = len(values)
+    low, high, p, tested = -math.inf, math.inf, 1.0, 0
+    for end in [*range(look_every, n, look_every), n]:
+        v, x = variant[:end], values[:end].astype(float)
+        arms = [x[v == name] for name in ("control", "lm")]
+        try:
+            r = sequential_test(
+                MeanStats(arms[0].size, arms[0].sum(), (arms[0] ** 2).sum()),
+                MeanStats(arms[1].size, arms[1].sum(), (arms[1] ** 2).sum()),
+                target_n=target_n,
+            )
+        except StatsError:
+            continue
+        low, high, p, tested = (
+            max(low, r.ci.low),
+            min(high, r.ci.high),
+            min(p, r.p_value),
+            tested + 1,
+        )
+    return low, high, p, tested
+
+
+def _entering(rows: list[tuple[str, int]], exp: str = "recs") -> list[Event]:
+    """Exposure events of units entering one per second, in the order of ``rows``."""
+    return [
+        Event(
+            event_id=f"g{i}:{j}",
+            ts=T0 + timedelta(seconds=i, milliseconds=j),
+            experiment=exp,
+            variant=variant,
+            unit_id=f"unit-{(7919 * i) % 100_003:06d}",  # ids unrelated to entry order
+            type="exposure",
+        )
+        for i, (variant, n_exp) in enumerate(rows)
+        for j in range(n_exp)
+    ]
+
+
+def test_guardrail_verdict_is_the_always_valid_running_ci(store: EventStore) -> None:
+    events, units = _staggered(21, 600, {"control": 0.1, "lm": 0.1})
+    store.append(events)
+    res = analyze(store, _spec(planned_units=1500), look_every=37)
+    (guard,) = res.comparisons[0].guardrails
+    ordered = sorted(units, key=lambda r: (r[0], r[1], r[2]))
+    variant = np.array([r[2] for r in ordered])
+    e = np.array([r[3] for r in ordered], dtype=float)
+    low, high, p_min, tested = _reference_guardrail(variant, e, 37, target_n=1500)
+    assert (guard.low, guard.high) == pytest.approx((low, high), rel=1e-9)
+    assert guard.p_value == pytest.approx(p_min, rel=1e-9)
+    assert guard.looks == math.ceil(600 / 37) and guard.looks_tested == tested
+    assert guard.estimate == pytest.approx(
+        e[variant == "lm"].mean() - e[variant == "control"].mean(), rel=1e-9
+    )
+    assert guard.passed == (high >= 0) and guard.passed  # no real effect here
+    payload = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    g = payload["comparisons"][0]["guardrails"][0]
+    assert g["passed"] is True and g["fixed_horizon"]["p_value"] == pytest.approx(
+        stats.ttest_ind(e[variant == "lm"], e[variant == "control"], equal_var=False).pvalue,
+        rel=1e-6,
+    )
+
+
+def test_guardrail_with_a_large_drop_fails(store: EventStore) -> None:
+    control = np.tile([2, 3, 4, 5, 6], 40)
+    treatment = np.tile([1, 1, 2, 3, 4], 40)  # 1.8 fewer exposures per unit
+    rows = [
+        r
+        for c, t in zip(control, treatment, strict=True)
+        for r in (("control", int(c)), ("lm", int(t)))
+    ]
+    store.append(_entering(rows))
+    (guard,) = analyze(store, _spec(), look_every=50).comparisons[0].guardrails
+    variant = np.array([r[0] for r in rows])
+    values = np.array([r[1] for r in rows])
+    low, high, p_min, _ = _reference_guardrail(variant, values, 50, target_n=10_000)
+    assert high < 0 and (guard.low, guard.high) == pytest.approx((low, high), rel=1e-9)
+    assert not guard.passed and guard.p_value == pytest.approx(p_min, rel=1e-9) and p_min < 0.05
+    assert guard.estimate == pytest.approx(-1.8)
+
+
+def test_fixed_horizon_drop_at_an_early_stop_does_not_fail_the_guardrail(
+    store: EventStore,
+) -> None:
+    # a modest drop: the fixed-horizon Welch CI lies below 0, the always-valid one does not
+    control = np.tile([2, 3, 4, 5, 6], 40)
+    treatment = control.copy()
+    treatment[::2] -= 1
+    rows = [
+        r
+        for c, t in zip(control, treatment, strict=True)
+        for r in (("control", int(c)), ("lm", int(t)))
+    ]
+    store.append(_entering(rows))
+    fixed_ci = stats.ttest_ind(treatment, control, equal_var=False).confidence_interval(0.95)
+    variant = np.array([r[0] for r in rows])
+    low, high, _, _ = _reference_guardrail(variant, np.array([r[1] for r in rows]), 50, 10_000)
+    assert fixed_ci.high < 0 <= high  # the situation this test is about
+
+    res = analyze(store, _spec(), look_every=50)
+    (guard,) = res.comparisons[0].guardrails
+    assert guard.fixed_horizon is not None
+    assert guard.fixed_horizon.high == pytest.approx(fixed_ci.high, rel=1e-6)
+    assert guard.fixed_horizon.high < 0  # the old rule would have failed it
+    assert (guard.low, guard.high) == pytest.approx((low, high), rel=1e-9)
+    assert guard.passed
+    welch = next(mt for mt in res.comparisons[0].tests if mt.metric == "exposures_per_unit")
+    assert welch.result.absolute.high < 0  # the fixed-horizon test itself is unchanged
+
+
+def test_guardrails_on_every_tested_metric(store: EventStore) -> None:
+    events, units = _staggered(22, 400, {"control": 0.1, "lm": 0.1})
+    store.append(events)
+    spec = _spec(guardrails=["ctr", "clicks_per_unit", "exposures_per_unit"])
+    res = analyze(store, spec, look_every=50)
+    cmp = res.comparisons[0]
+    guards = {g.metric: g for g in cmp.guardrails}
+    assert set(guards) == {"ctr", "clicks_per_unit", "exposures_per_unit"}
+    seq = cmp.sequential_ctr
+    assert seq is not None and (guards["ctr"].low, guards["ctr"].high) == (seq.ci.low, seq.ci.high)
+    ordered = sorted(units, key=lambda r: (r[0], r[1], r[2]))
+    variant = np.array([r[2] for r in ordered])
+    clicks = np.array([r[4] for r in ordered])
+    low, high, _, _ = _reference_guardrail(variant, clicks, 50, 10_000)
+    g = guards["clicks_per_unit"]
+    assert (g.low, g.high) == pytest.approx((low, high), rel=1e-9)

@@ -1,9 +1,10 @@
 """Analysis of a stored experiment: per-variant metrics, SRM, effects with CIs, CUPED, guardrails.
 
 Everything is computed from per-variant sufficient statistics aggregated in SQL
-(:meth:`abrec.store.EventStore.variant_summary`), except the sequential CTR test, which
-runs over looks at entry-ordered prefixes of the per-unit rows
-(:meth:`abrec.store.EventStore.unit_frame`); the statistics come from :mod:`abrec.stats`.
+(:meth:`abrec.store.EventStore.variant_summary`), except the sequential CTR test and the
+guardrails, which run always-valid tests over looks at entry-ordered prefixes of the
+per-unit rows (:meth:`abrec.store.EventStore.unit_frame`), so they stay valid when the
+experiment is stopped at a data-dependent time; the statistics come from :mod:`abrec.stats`.
 Units are the experiment's ``unit_id`` values with at least one exposure; all metrics are
 "higher is better".
 """
@@ -11,6 +12,8 @@ Units are the experiment's ``unit_id`` values with at least one exposure; all me
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +34,7 @@ from abrec.stats import (
     holm,
     ratio_test,
     sequential_ratio_test,
+    sequential_test,
     srm_test,
     welch_ttest,
 )
@@ -82,8 +86,25 @@ class MetricTest(ToDictMixin):
 
 
 @dataclass(frozen=True)
+class FixedHorizonCI(ToDictMixin):
+    """A fixed-horizon (Welch / delta-method) CI, valid only at a horizon fixed in advance."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
 class GuardrailResult(ToDictMixin):
-    """A guardrail fails when its CI shows a significant drop (upper bound below 0)."""
+    """A guardrail fails when its always-valid CI lies entirely below 0 (a significant drop).
+
+    ``low``/``high`` are the running intersection of the confidence sequences over the
+    looks (valid at any data-dependent stopping time) and ``p_value`` the running minimum
+    of the always-valid p-values; ``estimate`` and ``relative`` use all units.
+    ``fixed_horizon`` holds the fixed-horizon CI for information only: it is not valid
+    after peeking and does not decide ``passed``.
+    """
 
     metric: str
     estimate: float
@@ -92,6 +113,10 @@ class GuardrailResult(ToDictMixin):
     relative: float
     p_value: float
     passed: bool
+    method: str = "always-valid confidence sequence"
+    looks: int = 0
+    looks_tested: int = 0
+    fixed_horizon: FixedHorizonCI | None = None
 
 
 @dataclass(frozen=True)
@@ -223,8 +248,8 @@ class EntryOrder:
     """Exposed units of the analysed variants in entry order, and the look schedule.
 
     Attributes:
-        variant, clicks, exposures: one entry per (variant, unit), sorted by the unit's
-            first event (``first_ts``), ties broken by unit id then variant.
+        variant, clicks, exposures, conversions: one entry per (variant, unit), sorted by
+            the unit's first event (``first_ts``), ties broken by unit id then variant.
         ends: units entered at each look: every ``look_every`` units, plus all units.
     """
 
@@ -233,6 +258,9 @@ class EntryOrder:
     exposures: npt.NDArray[np.int64]
     ends: npt.NDArray[np.int64]
     look_every: int
+    conversions: npt.NDArray[np.int64] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
 
     @property
     def n_units(self) -> int:
@@ -259,6 +287,7 @@ def entry_order(store: EventStore, spec: ExperimentSpec, look_every: int) -> Ent
         exposures=f["exposures"][keep][order].astype(np.int64),
         ends=ends,
         look_every=look_every,
+        conversions=f["conversions"][keep][order].astype(np.int64),
     )
 
 
@@ -271,6 +300,62 @@ def prefix_ratio_stats(order: EntryOrder, variant: str) -> list[RatioStats]:
         RatioStats(int(n), float(sc), float(scc), float(se), float(see), float(sce))
         for n, sc, scc, se, see, sce in sums.T.tolist()
     ]
+
+
+def prefix_mean_stats(order: EntryOrder, variant: str, metric: str) -> list[MeanStats]:
+    """Per-unit mean statistics of ``metric`` for ``variant``'s units entered by each look.
+
+    Raises:
+        ExperimentError: when ``metric`` is not a per-unit mean metric.
+    """
+    columns = {
+        "clicks_per_unit": order.clicks,
+        "conversions_per_unit": order.conversions,
+        "exposures_per_unit": order.exposures,
+    }
+    if metric not in columns:
+        raise ExperimentError(
+            f"{metric!r} is not a per-unit mean metric; use one of {sorted(columns)}"
+        )
+    m = (order.variant == variant).astype(np.int64)
+    x = columns[metric] * m
+    sums = np.cumsum(np.stack([m, x, x * x]), axis=1)[:, order.ends - 1]
+    return [MeanStats(int(n), float(s), float(ss)) for n, s, ss in sums.T.tolist()]
+
+
+def _running(
+    order: EntryOrder,
+    cs: Sequence[MeanStats | RatioStats],
+    ts: Sequence[MeanStats | RatioStats],
+    *,
+    alpha: float,
+    target_n: int,
+    metric: str,
+) -> RunningSequentialResult:
+    """Run a :class:`SequentialMonitor` over the looks' prefixes (untestable looks skipped)."""
+    monitor = SequentialMonitor(alpha=alpha, target_n=target_n, metric=metric)
+    for c, t in zip(cs[:-1], ts[:-1], strict=True):
+        try:
+            monitor.update(c, t)
+        except (StatsError, ArithmeticError, ValueError):
+            continue
+    c_all, t_all = cs[-1], ts[-1]
+    if isinstance(c_all, RatioStats) and isinstance(t_all, RatioStats):
+        last = sequential_ratio_test(c_all, t_all, alpha=alpha, rho=monitor.rho, metric=metric)
+    elif isinstance(c_all, MeanStats) and isinstance(t_all, MeanStats):
+        last = sequential_test(c_all, t_all, alpha=alpha, rho=monitor.rho, metric=metric)
+    else:  # pragma: no cover - callers pass matching kinds
+        raise StatsInputError("control and treatment must both be MeanStats or RatioStats")
+    running = monitor.update(c_all, t_all)
+    notes = running.notes
+    skipped = order.ends.size - monitor.looks
+    if skipped:
+        notes = (*notes, f"{skipped} early looks had too few units or no variance; skipped")
+    base = {f.name: getattr(running, f.name) for f in dataclasses.fields(SequentialResult)}
+    base.update(looks=int(order.ends.size), notes=notes)
+    return RunningSequentialResult(
+        **base, look_every=order.look_every, looks_tested=monitor.looks, last_look=last
+    )
 
 
 def sequential_ctr(
@@ -287,22 +372,59 @@ def sequential_ctr(
     if order.n_units == 0:
         raise StatsInputError("no exposed units yet")
     cs, ts = prefix_ratio_stats(order, control), prefix_ratio_stats(order, treatment)
-    monitor = SequentialMonitor(alpha=alpha, target_n=target_n, metric="ctr")
-    for c, t in zip(cs[:-1], ts[:-1], strict=True):
-        try:
-            monitor.update(c, t)
-        except (StatsError, ArithmeticError, ValueError):
-            continue
-    last = sequential_ratio_test(cs[-1], ts[-1], alpha=alpha, rho=monitor.rho, metric="ctr")
-    running = monitor.update(cs[-1], ts[-1])
-    notes = running.notes
-    skipped = order.ends.size - monitor.looks
-    if skipped:
-        notes = (*notes, f"{skipped} early looks had too few units or no variance; skipped")
-    base = {f.name: getattr(running, f.name) for f in dataclasses.fields(SequentialResult)}
-    base.update(looks=int(order.ends.size), notes=notes)
-    return RunningSequentialResult(
-        **base, look_every=order.look_every, looks_tested=monitor.looks, last_look=last
+    return _running(order, cs, ts, alpha=alpha, target_n=target_n, metric="ctr")
+
+
+def sequential_metric(
+    order: EntryOrder,
+    control: str,
+    treatment: str,
+    metric: str,
+    *,
+    alpha: float,
+    target_n: int,
+) -> RunningSequentialResult:
+    """Always-valid test of any tested metric over the looks (CTR or a per-unit mean).
+
+    Per-unit means use :func:`abrec.stats.sequential_test` on :class:`MeanStats` prefixes;
+    the result is the running intersection of the confidence sequences over the looks.
+
+    Raises:
+        StatsError: when the last look (all units) cannot be tested.
+        ExperimentError: when ``metric`` is not one of :data:`TESTED_METRICS`.
+    """
+    if metric == "ctr":
+        return sequential_ctr(order, control, treatment, alpha=alpha, target_n=target_n)
+    if order.n_units == 0:
+        raise StatsInputError("no exposed units yet")
+    cs = prefix_mean_stats(order, control, metric)
+    ts = prefix_mean_stats(order, treatment, metric)
+    return _running(order, cs, ts, alpha=alpha, target_n=target_n, metric=metric)
+
+
+def _guardrail(
+    metric: str, seq: RunningSequentialResult, fixed: EffectResult | None
+) -> GuardrailResult:
+    """Judge a guardrail on its always-valid CI; keep the fixed-horizon CI for information."""
+    if fixed is not None:
+        relative = fixed.relative.estimate
+    else:
+        relative = seq.estimate / seq.control_mean if seq.control_mean else math.nan
+    return GuardrailResult(
+        metric=metric,
+        estimate=seq.estimate,
+        low=seq.ci.low,
+        high=seq.ci.high,
+        relative=relative,
+        p_value=seq.p_value,
+        passed=not seq.ci.high < 0,
+        looks=seq.looks,
+        looks_tested=seq.looks_tested,
+        fixed_horizon=None
+        if fixed is None
+        else FixedHorizonCI(
+            fixed.absolute.estimate, fixed.absolute.low, fixed.absolute.high, fixed.p_value
+        ),
     )
 
 
@@ -331,7 +453,8 @@ def analyze(
     exposures per unit (Welch), Holm-adjusted p-values across those tests and all
     treatments, an always-valid sequential test of CTR over looks at every ``look_every``
     units in entry order (default: the spec's ``sequential_look_every``, else 100), CUPED on
-    clicks per unit when covariate events exist, and guardrails (a significant drop fails).
+    clicks per unit when covariate events exist, and guardrails judged on the same looks with
+    always-valid CIs (a significant drop fails, even at a data-dependent stopping time).
 
     Raises:
         ExperimentError: when ``look_every`` is not a positive integer.
@@ -399,20 +522,21 @@ def analyze(
                 cmp_notes[t].append(f"CUPED: not tested ({exc})")
         guards = []
         for g in guardrail_names:
-            res = fixed.get((t, g))
-            if res is None:
+            try:
+                g_seq = seq if g == "ctr" and seq is not None else None
+                if g_seq is None:
+                    g_seq = sequential_metric(
+                        order,
+                        control.variant,
+                        t,
+                        g,
+                        alpha=a,
+                        target_n=spec.planned_units or 10_000,
+                    )
+            except (StatsError, ArithmeticError, ValueError) as exc:
+                cmp_notes[t].append(f"guardrail {g}: not judged ({exc})")
                 continue
-            guards.append(
-                GuardrailResult(
-                    metric=g,
-                    estimate=res.absolute.estimate,
-                    low=res.absolute.low,
-                    high=res.absolute.high,
-                    relative=res.relative.estimate,
-                    p_value=res.p_value,
-                    passed=not res.absolute.high < 0,
-                )
-            )
+            guards.append(_guardrail(g, g_seq, fixed.get((t, g))))
         comparisons.append(
             Comparison(
                 treatment=t,
