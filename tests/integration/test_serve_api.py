@@ -99,6 +99,15 @@ def ev(eid: str, **kw: object) -> dict[str, object]:
     return base
 
 
+def assigned(svc: Svc, unit: str, exp: str = "exp1") -> dict[str, object]:
+    """Event fields for a unit that /v1/recommend assigned in ``exp``."""
+    r = rec(svc, unit, exp=exp, k=1)
+    assert r.status_code == 200, r.text
+    variant = r.json()["variant"]
+    assert variant is not None
+    return {"experiment": exp, "unit_id": unit, "variant": variant}
+
+
 def test_health_and_ready(svc: Svc) -> None:
     assert svc.client.get("/healthz").json()["status"] == "ok"
     r = svc.client.get("/readyz")
@@ -246,7 +255,8 @@ def test_recommend_malformed_json_is_422(svc: Svc) -> None:
 
 
 def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
-    batch = [ev(f"valid-{i}", type="click" if i % 2 else "conversion") for i in range(10)]
+    unit = assigned(svc, "u1")
+    batch = [ev(f"valid-{i}", type="click" if i % 2 else "conversion", **unit) for i in range(10)]
     before = svc.store.count("exp1")
     r = svc.client.post("/v1/events", json={"events": batch})
     assert r.status_code == 200, r.text
@@ -258,17 +268,18 @@ def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
 
 def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
     now = datetime.now(UTC).isoformat()
+    u = assigned(svc, "u1")
     batch = [
-        ev("mixed-0", ts=now),
-        ev("mixed-1", ts="2024-01-01T00:00:00"),  # naive timestamp
-        ev("mixed-2", position=-1),
+        ev("mixed-0", ts=now, **u),
+        ev("mixed-1", ts="2024-01-01T00:00:00", **u),  # naive timestamp
+        ev("mixed-2", position=-1, **u),
         "not an object",
-        ev("mixed-4", value=1.5, type="covariate"),
-        ev("mixed-5", type="Click!"),
-        ev("mixed-6", unknown_field=1),
-        ev("mixed-7", item_id="a\x00b"),
-        ev("mixed-8", type="covariate"),  # covariate without value
-        ev("mixed-9"),
+        ev("mixed-4", value=1.5, type="covariate", **u),
+        ev("mixed-5", type="Click!", **u),
+        ev("mixed-6", unknown_field=1, **u),
+        ev("mixed-7", item_id="a\x00b", **u),
+        ev("mixed-8", type="covariate", **u),  # covariate without value
+        ev("mixed-9", **u),
     ]
     before = svc.store.count("exp1")
     r = svc.client.post("/v1/events", json={"events": batch})
@@ -279,6 +290,98 @@ def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
     assert all(e["message"] for e in body["errors"])
     assert "timezone" in body["errors"][0]["message"]
     assert svc.store.count("exp1") == before + 3
+
+
+def test_events_must_match_the_units_assignment(svc: Svc) -> None:
+    good = assigned(svc, "arm-good")
+    other = {"control": "treatment", "treatment": "control"}[str(good["variant"])]
+    batch = [
+        ev("arm-0", **good),  # correct click
+        ev("arm-1", **{**good, "variant": other}),  # wrong arm
+        ev("arm-2", **{**good, "unit_id": "arm-never-assigned"}),  # never exposed
+        ev("arm-3", **{**good, "type": "covariate", "value": 2.0}),  # correct covariate
+        ev("arm-4", **{**good, "variant": "no-such-variant"}),
+        ev("arm-5", **{**good, "type": "covariate", "value": 1.0, "variant": other}),
+        ev("arm-6", **{**good, "experiment": "not-registered"}),  # unchecked, stored as-is
+    ]
+    before = svc.store.count("exp1")
+    before_other = svc.store.count("not-registered")
+    r = svc.client.post("/v1/events", json={"events": batch})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert [e["index"] for e in body["errors"]] == [1, 2, 4, 5]
+    msgs = {e["index"]: e["message"] for e in body["errors"]}
+    assert f"assigned to variant {good['variant']!r}" in msgs[1]
+    assert repr(other) in msgs[1]
+    assert "never exposed" in msgs[2] and "arm-never-assigned" in msgs[2]
+    assert f"assigned to variant {good['variant']!r}" in msgs[4]
+    assert f"assigned to variant {good['variant']!r}" in msgs[5]
+    assert body["accepted"] == 3 and body["inserted"] == 3
+    assert svc.store.count("exp1") == before + 2
+    assert svc.store.count("not-registered") == before_other + 1
+    frame = svc.store.unit_frame("exp1")
+    rows = [i for i, u in enumerate(frame["unit_id"]) if u == "arm-good"]
+    assert [frame["variant"][i] for i in rows] == [good["variant"]]  # nothing on the other arm
+    assert frame["clicks"][rows[0]] == 1 and frame["covariate"][rows[0]] == 2.0
+    assert "arm-never-assigned" not in set(frame["unit_id"])
+    # the unit's correct click alone is accepted; a wrong-arm batch alone stores nothing
+    ok = svc.client.post("/v1/events", json={"events": [ev("arm-7", **good)]})
+    assert ok.status_code == 200 and ok.json() == {"accepted": 1, "inserted": 1, "errors": []}
+    bad = svc.client.post(
+        "/v1/events", json={"events": [ev("arm-8", **{**good, "variant": other})]}
+    )
+    assert bad.status_code == 422 and bad.json()["accepted"] == 0
+    assert svc.store.count("exp1") == before + 3
+
+
+def test_events_checked_against_assignments_stored_by_another_instance(svc: Svc) -> None:
+    # an assignment written straight to the store (another replica) is found by the lookup
+    stored = svc.store.save_assignment("exp1", "arm-replica", "treatment")
+    unit = {"experiment": "exp1", "unit_id": "arm-replica"}
+    r = svc.client.post(
+        "/v1/events",
+        json={
+            "events": [
+                ev("arm-r0", variant=stored, **unit),
+                ev("arm-r1", variant="control", **unit),
+            ]
+        },
+    )
+    assert r.status_code == 422
+    assert [e["index"] for e in r.json()["errors"]] == [1]
+    assert "assigned to variant 'treatment'" in r.json()["errors"][0]["message"]
+
+
+def test_events_non_sticky_experiment_checked_against_hash_bucket(svc: Svc) -> None:
+    spec = {
+        "id": "loose1",
+        "sticky": False,
+        "variants": [{"name": "a", "model": "cooc"}, {"name": "b", "model": "cooc_b"}],
+    }
+    assert svc.client.post("/v1/admin/experiments", json=spec, headers=ADMIN).status_code == 201
+    # a draft has served nobody: every event is rejected
+    r = svc.client.post(
+        "/v1/events", json={"events": [ev("loose-d", experiment="loose1", variant="a")]}
+    )
+    assert r.status_code == 422 and "never exposed" in r.json()["errors"][0]["message"]
+    assert svc.client.post("/v1/admin/experiments/loose1/start", headers=ADMIN).status_code == 200
+    u = assigned(svc, "loose-unit", exp="loose1")
+    wrong = {"a": "b", "b": "a"}[str(u["variant"])]
+    batch = [ev("loose-0", **u), ev("loose-1", **{**u, "variant": wrong})]
+    r = svc.client.post("/v1/events", json={"events": batch})
+    assert r.status_code == 422
+    assert [e["index"] for e in r.json()["errors"]] == [1]
+    assert r.json()["accepted"] == 1
+    assert svc.store.get_assignment("loose1", "loose-unit") is None  # nothing stored
+
+
+def test_store_get_assignments_one_query_many_experiments(svc: Svc) -> None:
+    svc.store.save_assignment("ga1", "x", "a")
+    svc.store.save_assignment("ga1", "y", "b")
+    svc.store.save_assignment("ga2", "x", "c")
+    got = svc.store.get_assignments([("ga1", "x"), ("ga2", "x"), ("ga2", "y"), ("ga1", "x")])
+    assert got == {("ga1", "x"): "a", ("ga2", "x"): "c"}  # ("ga1","y") was not asked for
+    assert svc.store.get_assignments([]) == {}
 
 
 @pytest.mark.parametrize("body", [{"events": "x"}, {"evts": []}, [], {"events": [], "x": 1}])
@@ -391,8 +494,10 @@ def test_results_after_traffic(svc: Svc) -> None:
 
 
 def test_metrics_exposes_families(svc: Svc) -> None:
-    rec(svc, "u9")
-    svc.client.post("/v1/events", json={"events": [ev("metric-click-1")]})
+    r = svc.client.post(
+        "/v1/events", json={"events": [ev("metric-click-1", **assigned(svc, "u9"))]}
+    )
+    assert r.status_code == 200, r.text
     text = svc.client.get("/metrics").text
     assert re.search(r'abrec_request_latency_seconds_bucket\{.*route="/v1/recommend"', text)
     assert re.search(r'abrec_events_ingested_total\{type="click"\} [1-9]', text)

@@ -90,6 +90,17 @@ def batch_events(b: int) -> list[dict[str, object]]:
     ]
 
 
+def assign_units(url: str, prefix: str) -> None:
+    """Store each unit's assignment up front: /v1/events rejects events for another arm."""
+    store = EventStore.from_url(url, table_prefix=prefix)
+    try:
+        store.create_schema()
+        for k in range(50):  # unit{b % 50} gets variant by the parity of b (50 is even)
+            store.save_assignment("exp1", f"unit{k}", "control" if k % 2 else "treatment")
+    finally:
+        store.dispose()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 @pytest.mark.parametrize(
@@ -109,6 +120,7 @@ def test_sigterm_restart_keeps_every_acknowledged_event_once(
     prefix = unique_prefix("sig")
     bundle, _ = build_bundle(tmp_path / "bundle")
     cfg = write_config(tmp_path, url, bundle, table_prefix=prefix)
+    assign_units(url, prefix)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"

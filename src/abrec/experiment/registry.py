@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from abrec.errors import ExperimentError
@@ -170,3 +171,44 @@ class ExperimentRegistry:
             if len(self._sticky) > _CACHE_SIZE:
                 self._sticky.popitem(last=False)
         return stored
+
+    def assignments(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Variants already given to many (experiment, unit_id) pairs, with at most one store query.
+
+        Sticky experiments answer from the in-memory cache, then from one batched
+        store lookup for the misses; a unit never assigned is left out. Non-sticky
+        experiments store nothing, so their answer is the unit's hash bucket under
+        the current weights (left out outside coverage and while still a draft).
+        Unknown experiments are left out.
+        """
+        keys = list(dict.fromkeys(pairs))
+        out: dict[tuple[str, str], str] = {}
+        misses: list[tuple[str, str]] = []
+        with self._lock:
+            specs = dict(self._specs)
+            for key in keys:
+                spec = specs.get(key[0])
+                if spec is None or not key[1]:
+                    continue
+                if not spec.sticky:
+                    if spec.status != "draft":
+                        variant = self.bucket(key[0], key[1])
+                        if variant is not None:
+                            out[key] = variant
+                    continue
+                cached = self._sticky.get(key)
+                if cached is not None:
+                    self._sticky.move_to_end(key)
+                    out[key] = cached
+                else:
+                    misses.append(key)
+        if misses:
+            stored = self.store.get_assignments(misses)
+            with self._lock:
+                for key, variant in stored.items():
+                    out[key] = variant
+                    self._sticky[key] = variant
+                    self._sticky.move_to_end(key)
+                while len(self._sticky) > _CACHE_SIZE:
+                    self._sticky.popitem(last=False)
+        return out

@@ -7,6 +7,12 @@ Choices worth knowing:
   excludes the unit is answered by the fallback model with `variant: null`, and *no*
   exposure is logged: exposures only ever belong to an assigned (experiment, variant),
   so the analysis never sees traffic that was not randomised.
+- `/v1/events` rejects (per index, 422) an event of a registered experiment whose unit
+  was never assigned there or is assigned to another variant than the event names, so
+  no event is counted for the wrong arm; this holds for every type, covariates
+  included (the simulator sends them only after `/v1/recommend` gave a variant).
+  Assignments of the whole batch are read in one query. Events of experiments the
+  registry does not know are stored as they are (the service cannot check them).
 - Exposures and ingested events go through the `BatchWriter`; a response is sent only
   after its events are committed, so an acknowledged event is durable.
 """
@@ -129,6 +135,43 @@ def _event_problem(raw: Any) -> tuple[Event | None, str | None]:
     if event.position is not None and event.position > PG_INT_MAX:
         return None, f"position: must be at most {PG_INT_MAX}"
     return event, None
+
+
+def _arm_problems(
+    registry: ExperimentRegistry, events: Sequence[tuple[int, Event]]
+) -> dict[int, str]:
+    """Messages for events logged to an arm their unit is not assigned to, keyed by index.
+
+    Only experiments the registry knows are checked; their assignments are read with
+    one batched lookup. Events of other experiments are accepted as they are.
+    """
+    known: dict[str, ExperimentSpec] = {}
+    for _, e in events:
+        if e.experiment not in known:
+            try:
+                known[e.experiment] = registry.get(e.experiment)
+            except ExperimentError:
+                continue
+    pairs = [(e.experiment, e.unit_id) for _, e in events if e.experiment in known]
+    if not pairs:
+        return {}
+    assigned = registry.assignments(pairs)
+    out: dict[int, str] = {}
+    for i, e in events:
+        if e.experiment not in known:
+            continue
+        variant = assigned.get((e.experiment, e.unit_id))
+        if variant is None:
+            out[i] = (
+                f"unit {e.unit_id!r} was never exposed in experiment {e.experiment!r} (it has "
+                "no assignment); log events only for units that /v1/recommend gave a variant"
+            )
+        elif variant != e.variant:
+            out[i] = (
+                f"unit {e.unit_id!r} is assigned to variant {variant!r} in experiment "
+                f"{e.experiment!r}, not {e.variant!r}; log the variant /v1/recommend returned"
+            )
+    return out
 
 
 @dataclass
@@ -372,14 +415,23 @@ def create_app(config: ServeConfig) -> FastAPI:
                 f"{len(body.events)} events in one request; send at most "
                 f"{config.max_events_per_request} per request",
             )
-        valid: list[Event] = []
+        checked: list[tuple[int, Event]] = []
         errors: list[EventError] = []
         for i, raw in enumerate(body.events):
             event, message = _event_problem(raw)
             if event is None:
                 errors.append(EventError(index=i, message=message or "invalid event"))
             else:
-                valid.append(event)
+                checked.append((i, event))
+        valid: list[Event] = []
+        if checked:
+            arm_errors = await run_in_threadpool(_arm_problems, s.registry, checked)
+            for i, event in checked:
+                if i in arm_errors:
+                    errors.append(EventError(index=i, message=arm_errors[i]))
+                else:
+                    valid.append(event)
+            errors.sort(key=lambda e: e.index)
         inserted = await s.write(valid)
         by_type: dict[str, int] = {}
         for e in valid:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,6 +387,25 @@ class EventStore:
         with self._tx("read an assignment") as conn:
             v = conn.execute(q).scalar_one_or_none()
         return None if v is None else str(v)
+
+    def get_assignments(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Stored variants of many (experiment, unit_id) pairs in one query; absent pairs are left out."""
+        wanted: dict[str, set[str]] = {}
+        for experiment, unit_id in pairs:
+            wanted.setdefault(experiment, set()).add(unit_id)
+        if not wanted:
+            return {}
+        t = self.assignments
+        cond = sa.or_(
+            *(
+                sa.and_(t.c.experiment == exp, t.c.unit_id.in_(sorted(units)))
+                for exp, units in sorted(wanted.items())
+            )
+        )
+        q = sa.select(t.c.experiment, t.c.unit_id, t.c.variant).where(cond)
+        with self._tx("read assignments") as conn:
+            rows = conn.execute(q).all()
+        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
 
     def save_assignment(self, experiment: str, unit_id: str, variant: str) -> str:
         """Store a unit's variant unless one is stored already; return the stored variant."""
