@@ -358,7 +358,8 @@ def _guardrails(g: Sequence[Mapping[str, Any]]) -> str:
         for x in g
     ]
     return _section(
-        "Guardrails", _table(["comparison", "metric", "difference [95% CI]", "status"], rows)
+        "Guardrails",
+        _table(["comparison", "metric", "difference [always-valid 95% CI]", "status"], rows),
     )
 
 

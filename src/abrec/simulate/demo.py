@@ -735,7 +735,8 @@ def print_decision(con: Console, results: dict[str, Any]) -> None:
         status = "[green]pass[/]" if g.get("passed") else "[bold red]FAIL[/]"
         con.print(
             f"Guardrail {g.get('metric')}: {status} "
-            f"(difference {_f(g.get('estimate'))} [{_f(g.get('low'))}, {_f(g.get('high'))}])"
+            f"(difference {_f(g.get('estimate'))}, always-valid CI "
+            f"[{_f(g.get('low'))}, {_f(g.get('high'))}])"
         )
     for a in results.get("agreement") or []:
         con.print(
