@@ -48,6 +48,7 @@ def _load_worker(
     unit_ids: list[str],
     seed: int,
     out: Any,
+    variants: dict[str, str] | None = None,
 ) -> None:
     """Runs in its own process: fire requests, report latencies (s), errors and wall time.
 
@@ -71,7 +72,10 @@ def _load_worker(
                 {
                     "event_id": f"{run_tag}-{i}-{j}",
                     "experiment": "bench",
-                    "variant": "control" if i % 2 else "treatment",
+                    # the service rejects events for an arm the unit is not assigned to
+                    "variant": variants[units[i]]
+                    if variants
+                    else ("control" if i % 2 else "treatment"),
                     "unit_id": units[i],
                     "type": "click",
                     "item_id": str(j),
@@ -140,7 +144,12 @@ def _load_worker(
 
 
 def drive(
-    url: str, route: str, args: argparse.Namespace, unit_ids: list[str], seed: int
+    url: str,
+    route: str,
+    args: argparse.Namespace,
+    unit_ids: list[str],
+    seed: int,
+    variants: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Warm up, then run the load generator in a separate process; summarise its results."""
     ctx = mp.get_context("spawn")
@@ -149,7 +158,7 @@ def drive(
         q = ctx.Queue()
         p = ctx.Process(
             target=_load_worker,
-            args=(url, route, n, secs, args.concurrency, unit_ids, seed, q),
+            args=(url, route, n, secs, args.concurrency, unit_ids, seed, q, variants),
         )
         p.start()
         results.append(q.get(timeout=secs + 120))
@@ -221,6 +230,20 @@ def build_bundle(path: Path) -> tuple[Path, str]:
     return path, what
 
 
+def assign_all(url: str, prefix: str, units: list[str]) -> dict[str, str]:
+    """Each unit's (sticky, stored) variant in the bench experiment, as the service assigns."""
+    from abrec.experiment.registry import ExperimentRegistry
+    from abrec.store import EventStore
+
+    store = EventStore.from_url(url, table_prefix=prefix)
+    try:
+        reg = ExperimentRegistry(store)
+        got = {u: reg.assign("bench", u) for u in units}
+    finally:
+        store.dispose()
+    return {u: v for u, v in got.items() if v is not None}
+
+
 def fmt(name: str, ours: float, base: float, unit: str) -> str:
     return f"{name}: ours {ours:.1f} {unit}, baseline {base:.1f} {unit}, ratio {ours / base:.2f}"
 
@@ -267,8 +290,11 @@ def main() -> None:
             )
             try:
                 with ServiceThread(cfg) as svc:
-                    for route in ("/v1/recommend", "/v1/events"):
-                        rows.append((backend, route, drive(svc.url, route, args, units, 2)))
+                    route = "/v1/recommend"
+                    rows.append((backend, route, drive(svc.url, route, args, units, 2)))
+                    variants = assign_all(url, prefix, units)
+                    route = "/v1/events"
+                    rows.append((backend, route, drive(svc.url, route, args, units, 2, variants)))
             finally:
                 if backend == "postgres":
                     store = EventStore.from_url(url, table_prefix=prefix)
