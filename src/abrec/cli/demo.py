@@ -40,8 +40,8 @@ def demo(
     """Evaluate offline, serve, A/B test with simulated users, decide, write report.html."""
     from rich.console import Console
 
+    from abrec.demo import DemoOptions, parse_click_model, run_demo
     from abrec.errors import AbrecError
-    from abrec.simulate.demo import DemoOptions, parse_click_model, run_demo
 
     console = Console()
     if not console.is_terminal and console.width < 120:

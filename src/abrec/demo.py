@@ -196,7 +196,7 @@ def demo_config(path: Path | None) -> RunConfig:
 
     if path is not None:
         return pipeline.load_config(path)
-    return pipeline.parse_config(DEMO_CONFIG, "abrec.simulate.demo.DEMO_CONFIG")
+    return pipeline.parse_config(DEMO_CONFIG, "abrec.demo.DEMO_CONFIG")
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -212,6 +212,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     run_dir = Path(opts.output) if opts.output is not None else pipeline.default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = demo_config(opts.config)
+    # compare offline against the model the control arm serves, so the report can put
+    # the offline difference next to the online lift for the same pair of models
+    cfg = cfg.model_copy(
+        update={"evaluation": cfg.evaluation.model_copy(update={"baseline": opts.control_model})}
+    )
     names = [m.name for m in cfg.models]
     for needed in {opts.control_model, opts.treatment_model}:
         if needed not in names:

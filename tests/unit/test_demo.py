@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from abrec.demo import Monitor, decide, online_section
 from abrec.experiment.analysis import analyze
 from abrec.experiment.spec import ExperimentSpec
 from abrec.simulate import experiment_spec
-from abrec.simulate.demo import Monitor, decide, online_section
 from abrec.store import Event, EventStore
 
 
@@ -196,8 +196,8 @@ def test_planned_units_tunes_the_sequential_test(tmp_path: Path) -> None:
 
 
 def test_parse_click_model() -> None:
+    from abrec.demo import parse_click_model
     from abrec.errors import ConfigError
-    from abrec.simulate.demo import parse_click_model
 
     cm = parse_click_model(["eta=1.5", "noise=0"])
     assert cm.eta == 1.5 and cm.noise == 0.0 and cm.a_max == parse_click_model([]).a_max
