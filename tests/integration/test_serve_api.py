@@ -247,6 +247,14 @@ def test_recommend_bad_bodies_are_422(svc: Svc, body: object) -> None:
     assert r.status_code == 422, r.text
 
 
+@pytest.mark.parametrize("unit_id", ["a\u00a0b", "a\x85b", "a\u2028b"])
+def test_recommend_unprintable_unit_id_is_422_and_assigns_nobody(svc: Svc, unit_id: str) -> None:
+    # ids the exposure events would refuse must be refused up front (was a 500 after assigning)
+    r = svc.client.post("/v1/recommend", json={"unit_id": unit_id, "experiment": "exp1", "k": 3})
+    assert r.status_code == 422, r.text
+    assert svc.store.get_assignment("exp1", unit_id) is None
+
+
 def test_recommend_malformed_json_is_422(svc: Svc) -> None:
     r = svc.client.post(
         "/v1/recommend", content=b"{not json", headers={"content-type": "application/json"}

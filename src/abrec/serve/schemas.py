@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from abrec.store.events import printable_id
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-"""Ids are non-empty printable strings (no control characters)."""
+"""Ids are non-empty printable strings (no control characters; the full rule is
+`abrec.store.events.printable_id`, which exposures must also pass)."""
 
 
 class RecommendContext(BaseModel):
@@ -40,6 +43,8 @@ class RecommendRequest(BaseModel):
     experiment: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
     k: int = Field(default=10, ge=1, description="Number of items (1..max_k of the service config)")
     context: RecommendContext | None = None
+
+    _printable = field_validator("unit_id", "experiment")(printable_id)
 
 
 class RecommendedItem(BaseModel):

@@ -16,6 +16,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def printable_id(s: str) -> str:
+    """The one rule for ids (event, experiment, variant, unit): printable characters only."""
+    if not s.isprintable():
+        raise ValueError("must contain only printable characters")
+    return s
+
+
 class Event(BaseModel):
     """One append-only event; ``event_id`` is the client's idempotency key.
 
@@ -53,9 +60,7 @@ class Event(BaseModel):
     @field_validator("event_id", "experiment", "variant", "unit_id")
     @classmethod
     def _printable(cls, s: str) -> str:
-        if not s.isprintable():
-            raise ValueError("must contain only printable characters")
-        return s
+        return printable_id(s)
 
     @model_validator(mode="after")
     def _covariate_value(self) -> Self:
