@@ -128,12 +128,17 @@ class Monitor:
         clicks = sum(int(v.get("clicks") or 0) for v in variants)
         comps = analysis.get("comparisons") or []
         seq = comps[0].get("sequential_ctr") if comps else None
+        # one look = the test on all units at this moment (`last_look`); the server's own
+        # running value already intersects over unit prefixes of *this* snapshot, and
+        # intersecting those again across snapshots would mix two families of looks
+        if seq and seq.get("last_look"):
+            seq = seq["last_look"]
         if not seq or seq.get("ci") is None or seq.get("p_value") is None:
             return None
         ci = seq["ci"]
         low = ci.get("low") if ci.get("low") is not None else -math.inf
         high = ci.get("high") if ci.get("high") is not None else math.inf
-        # an intersection of always-valid intervals is itself always valid
+        # running intersection of the per-look always-valid intervals and minimum p
         self.low, self.high = max(self.low, float(low)), min(self.high, float(high))
         self.p_value = min(self.p_value, float(seq["p_value"]))
         look = Look(

@@ -60,6 +60,16 @@ def test_monitor_intersects_intervals_and_keeps_min_p() -> None:
     assert m.low == 0.005
 
 
+def test_monitor_uses_each_polls_last_look() -> None:
+    m = Monitor(alpha=0.05)
+    payload = _payload(0.02, 0.001, 0.05, 0.01)  # the server's running (intersected) value
+    seq = payload["comparisons"][0]["sequential_ctr"]
+    seq["last_look"] = {"estimate": 0.01, "ci": {"low": -0.02, "high": 0.04}, "p_value": 0.3}
+    look = m.update(payload, 1.0)
+    assert look is not None and look.estimate == 0.01
+    assert (m.low, m.high, m.p_value) == (-0.02, 0.04, 0.3) and not m.rejected
+
+
 def test_decide_rules() -> None:
     m = Monitor(alpha=0.05)
     m.update(_payload(0.03, 0.005, 0.06, 0.01), 1.0)

@@ -352,14 +352,15 @@ class EventStore:
             sa.literal(payload, sa.Text),
             sa.literal(datetime.now(UTC), sa.DateTime(timezone=True)),
         ).where(t.c.id == exp_id)
-        stmt = t.insert().from_select(["id", "version", "spec", "saved_at"], next_version)
+        stmt = (
+            t.insert()
+            .from_select(["id", "version", "spec", "saved_at"], next_version)
+            .returning(t.c.version)  # this insert's version, not a concurrent writer's
+        )
         for attempt in range(8):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(stmt)
-                    version = conn.execute(
-                        sa.select(sa.func.max(t.c.version)).where(t.c.id == exp_id)
-                    ).scalar_one()
+                    version = conn.execute(stmt).scalar_one()
                 return int(version)
             except sa.exc.IntegrityError:  # a concurrent save took this version; retry
                 time.sleep(0.01 * (attempt + 1))
