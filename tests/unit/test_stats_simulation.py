@@ -154,6 +154,7 @@ def test_monitor_matches_vectorised_and_keeps_running_min() -> None:
         assert r.ci.low == pytest.approx(max(lows))
         assert r.ci.high == pytest.approx(min(highs))
         assert r.looks == len(ps)
+        assert mon.last_look == one  # the look on its own, not intersected
     assert mon.last is not None and mon.last.decision == "reject"  # true effect 0.15 sd
     with pytest.raises(st.StatsInputError, match="cumulative"):
         mon.update(st.MeanStats.from_array(xc[:100]), st.MeanStats.from_array(xt[:100]))

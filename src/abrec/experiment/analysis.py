@@ -33,8 +33,6 @@ from abrec.stats import (
     cuped_test,
     holm,
     ratio_test,
-    sequential_ratio_test,
-    sequential_test,
     srm_test,
     welch_ttest,
 )
@@ -339,14 +337,9 @@ def _running(
             monitor.update(c, t)
         except (StatsError, ArithmeticError, ValueError):
             continue
-    c_all, t_all = cs[-1], ts[-1]
-    if isinstance(c_all, RatioStats) and isinstance(t_all, RatioStats):
-        last = sequential_ratio_test(c_all, t_all, alpha=alpha, rho=monitor.rho, metric=metric)
-    elif isinstance(c_all, MeanStats) and isinstance(t_all, MeanStats):
-        last = sequential_test(c_all, t_all, alpha=alpha, rho=monitor.rho, metric=metric)
-    else:  # pragma: no cover - callers pass matching kinds
-        raise StatsInputError("control and treatment must both be MeanStats or RatioStats")
-    running = monitor.update(c_all, t_all)
+    running = monitor.update(cs[-1], ts[-1])
+    last = monitor.last_look
+    assert last is not None  # update() just recorded it
     notes = running.notes
     skipped = order.ends.size - monitor.looks
     if skipped:

@@ -184,6 +184,7 @@ class SequentialMonitor:
         self._high = math.inf
         self._n = 0
         self.last: SequentialResult | None = None
+        self.last_look: SequentialResult | None = None  # the latest look on its own
 
     def update(
         self, control: MeanStats | RatioStats, treatment: MeanStats | RatioStats
@@ -206,6 +207,7 @@ class SequentialMonitor:
             raise StatsInputError("control and treatment must both be MeanStats or RatioStats.")
         self._n = n
         self.looks += 1
+        self.last_look = now
         self._p = min(self._p, now.p_value)
         self._low = max(self._low, now.ci.low)
         self._high = min(self._high, now.ci.high)
