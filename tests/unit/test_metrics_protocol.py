@@ -15,6 +15,7 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
 from abrec.evaluation import metrics as M
 from abrec.evaluation.protocol import evaluate_models
+from abrec.evaluation.significance import bootstrap_ci
 from abrec.models.base import Recommender
 
 
@@ -160,6 +161,13 @@ def test_summary_ci_and_comparisons(setup: Any) -> None:
     assert set(c["model"]) == {"random2", "oracle"}
     orc = c[(c.model == "oracle") & (c.metric == "ndcg@10") & (c.slice == "all")].iloc[0]
     assert orc["p_ttest"] < 1e-6 and orc["p_permutation"] <= 2 / 401 and orc["lift"] > 1
+    # the difference's CI is the paired bootstrap of per-user differences, same seed
+    pu = res.per_user[res.per_user.slice == "all"]
+    per = {m: pu[pu.model == m].set_index("user_idx")["ndcg@10"] for m in ("oracle", "random")}
+    paired = (per["oracle"] - per["random"].loc[per["oracle"].index]).to_numpy()
+    ref = bootstrap_ci(paired, n_boot=400, level=0.95, seed=4)
+    assert (orc["diff_low"], orc["diff_high"]) == pytest.approx((ref.low[0], ref.high[0]))
+    assert 0 < orc["diff_low"] <= orc["diff"] <= orc["diff_high"]
     for sl, metric in [("all", "ndcg@10"), ("all", "auc"), ("cold", "recall@10")]:
         grp = c[(c.slice == sl) & (c.metric == metric)]
         assert len(grp) == 2

@@ -39,7 +39,8 @@ class EvaluationResult:
             and one column per metric (NaN where a metric does not apply to the slice).
         summary: one row per (slice, model, metric): `mean`, `ci_low`, `ci_high`, `n_users`
             (catalogue coverage is a single number: its CI bounds are NaN).
-        comparisons: one row per (slice, metric, model != baseline): means, `diff`, `lift`
+        comparisons: one row per (slice, metric, model != baseline): means, `diff` with its
+            paired bootstrap CI (`diff_low`, `diff_high`), `lift`
             (relative difference), raw and Holm-corrected p-values of the three tests.
     """
 
@@ -80,7 +81,16 @@ class EvaluationResult:
         if unknown:
             raise ConfigError(f"unknown model(s) {unknown}; evaluated models are {names}")
         cols = [m for m in self.metrics if m in self.per_user.columns]
-        return _compare(self.per_user, cols, chosen, baseline, self.n_permutations, self.seed)
+        return _compare(
+            self.per_user,
+            cols,
+            chosen,
+            baseline,
+            n_permutations=self.n_permutations,
+            n_bootstrap=self.n_bootstrap,
+            level=self.level,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested summary: models -> slice -> metric -> {mean, ci_low, ci_high, n}."""
@@ -243,7 +253,16 @@ def evaluate_models(
         c for c in per_user.columns if c not in ("slice", "model", "user_idx", "user_id")
     ]
     summary = _summarise(per_user, metric_cols, coverage, n_bootstrap, level, seed)
-    comparisons = _compare(per_user, metric_cols, names, base, n_permutations, seed)
+    comparisons = _compare(
+        per_user,
+        metric_cols,
+        names,
+        base,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        level=level,
+        seed=seed,
+    )
     info = {
         "n_users": int(n_users),
         "n_items": int(n_items),
@@ -318,9 +337,13 @@ def _compare(
     metric_cols: list[str],
     names: list[str],
     baseline: str,
+    *,
     n_permutations: int,
+    n_bootstrap: int,
+    level: float,
     seed: int,
 ) -> pd.DataFrame:
+    """Paired tests of each model against `baseline`, with a bootstrap CI of the difference."""
     rows: list[dict[str, Any]] = []
     others = [n for n in names if n != baseline]
     for slice_name in SLICES:
@@ -338,6 +361,7 @@ def _compare(
             tt = S.paired_ttest(a, b)
             wx = S.wilcoxon_signed_rank(a, b)
             pm = S.permutation_test(a, b, n_permutations=n_permutations, seed=seed)
+            ci = S.bootstrap_ci(a - b, n_boot=n_bootstrap, level=level, seed=seed)
             ma, mb = a.mean(axis=0), b.mean(axis=0)
             for j, metric in enumerate(cols):
                 rows.append(
@@ -350,6 +374,8 @@ def _compare(
                         "mean_model": float(ma[j]),
                         "mean_baseline": float(mb[j]),
                         "diff": float(ma[j] - mb[j]),
+                        "diff_low": float(ci.low[j]),
+                        "diff_high": float(ci.high[j]),
                         "lift": float(ma[j] / mb[j] - 1.0) if mb[j] != 0 else np.nan,
                         "p_ttest": float(tt.p_value[j]),
                         "p_wilcoxon": float(wx.p_value[j]),
@@ -358,7 +384,7 @@ def _compare(
                 )
     cols_out = [
         "slice", "metric", "model", "baseline", "n_users", "mean_model", "mean_baseline",
-        "diff", "lift", *(f"p_{t}" for t in TESTS), *(f"p_{t}_holm" for t in TESTS),
+        "diff", "diff_low", "diff_high", "lift", *(f"p_{t}" for t in TESTS), *(f"p_{t}_holm" for t in TESTS),
     ]  # fmt: skip
     df = pd.DataFrame(rows, columns=cols_out[: -len(TESTS)])
     for t in TESTS:
