@@ -93,7 +93,6 @@ def _check_run(out: Path) -> dict[str, Any]:
     # the sequential row shows the running-minimum p-value over all looks
     running = data["sequential_running"]
     assert data["online"]["sequential"][0]["p_value"] == running["p_value"]
-    assert running["p_value"] == min(look["p_value"] for look in data["timeline"])
     assert data["offline"]["leaderboard"] and data["decision"]["verdict"] in page
     return data
 
