@@ -1,4 +1,4 @@
-"""Pipeline config validation, resolved-config round trip and a small end-to-end run."""
+"""Offline run: config validation, resolved-config round trip and a small end-to-end run."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abrec import pipeline
 from abrec.errors import ConfigError
+from abrec.offline import config, present, run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "movielens.toml"
 
@@ -25,14 +25,14 @@ def _cfg(**over: object) -> dict[str, object]:
 
 
 def test_example_config_is_valid() -> None:
-    cfg = pipeline.load_config(EXAMPLE)
+    cfg = config.load_config(EXAMPLE)
     assert cfg.baseline == "popularity"
     assert cfg.protocol.name == "ml-small-temporal-v1"
     assert [m.kind for m in cfg.models][:4] == ["popularity", "itemknn", "als", "ease"]
 
 
 def test_defaults_and_baseline_default() -> None:
-    cfg = pipeline.parse_config(_cfg())
+    cfg = config.parse_config(_cfg())
     assert cfg.baseline == "pop"
     assert cfg.evaluation.ks == [5, 10, 20]
     assert cfg.dataset.kind == "movielens"
@@ -62,24 +62,36 @@ def test_defaults_and_baseline_default() -> None:
 )
 def test_bad_configs_raise_config_error(data: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
-        pipeline.parse_config(data)
+        config.parse_config(data)
     assert needle in str(info.value)
 
 
 def test_toml_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
-        pipeline.load_config(tmp_path / "missing.toml")
+        config.load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        pipeline.load_config(bad)
+        config.load_config(bad)
 
 
 def test_resolved_config_round_trip() -> None:
-    cfg = pipeline.load_config(EXAMPLE)
-    text = pipeline.config_to_toml(cfg)
-    again = pipeline.parse_config(tomllib.loads(text))
+    cfg = config.load_config(EXAMPLE)
+    text = config.config_to_toml(cfg)
+    again = config.parse_config(tomllib.loads(text))
     assert again == cfg
+
+
+def test_resolved_config_round_trips_awkward_values() -> None:
+    """Quotes, backslashes, unicode, nested tables and lists survive the TOML writer."""
+    models = [
+        {"name": 'q"uo\\te ü', "kind": "ease", "params": {"lambda_": 0.1, "tags": ["a", "b"]}},
+        {"name": "h", "kind": "hybrid", "params": {"cf": "ease", "cf_params": {"lambda_": 5.0}}},
+    ]
+    cfg = config.parse_config({"name": "x = [1]", "models": models})
+    text = config.config_to_toml(cfg)
+    assert config.parse_config(tomllib.loads(text)) == cfg
+    assert "encoder.model" not in text and "baseline" not in text  # None values are omitted
 
 
 def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
@@ -89,7 +101,7 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
         '[dataset]\nkind = "generic"\ninteractions = "data/i.csv"\nitems = "data/m.csv"\n'
         '[[models]]\nname = "p"\nkind = "popularity"\n'
     )
-    cfg = pipeline.load_config(f)
+    cfg = config.load_config(f)
     assert cfg.dataset.interactions == str(tmp_path / "data" / "i.csv")
 
 
@@ -117,7 +129,7 @@ def _generic_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
     pytest.importorskip("abrec.models.registry")
     ip, mp = _generic_files(tmp_path)
-    cfg = pipeline.parse_config(
+    cfg = config.parse_config(
         {
             "seed": 3,
             "dataset": {"kind": "generic", "interactions": str(ip), "items": str(mp)},
@@ -134,7 +146,7 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
             ],
         }
     )
-    out = pipeline.run(cfg, tmp_path / "run", quiet=True, save_models_dir=tmp_path / "bundle")
+    out = run.run(cfg, tmp_path / "run", quiet=True, save_models_dir=tmp_path / "bundle")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["comparisons.csv", "config.resolved.toml", "per_user.parquet", "summary.json"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -146,19 +158,19 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
     per_user = pd.read_parquet(tmp_path / "run" / "per_user.parquet")
     assert set(per_user["slice"]) <= {"all", "cold"}
     assert len(per_user[per_user["slice"] == "all"]) == 2 * len(out.split.scored_users)
-    again = pipeline.load_config(tmp_path / "run" / "config.resolved.toml")
+    again = config.load_config(tmp_path / "run" / "config.resolved.toml")
     assert again == cfg
     import io
 
     from rich.console import Console
 
     buf = io.StringIO()
-    pipeline.print_leaderboard(out, Console(file=buf, width=120))
+    present.print_leaderboard(out, Console(file=buf, width=120))
     text = buf.getvalue()
     assert "Leaderboard" in text and "Cold-item slice" in text and "pop*" in text
     ease_nd = out.result.value("ease", "ndcg@10")
     assert f"{ease_nd:.3f}" in text
-    rows = pipeline.leaderboard_rows(out.result, ["ndcg@10"], "all", "permutation")
+    rows = present.leaderboard_rows(out.result, ["ndcg@10"], "all", "permutation")
     assert [r["model"] for r in rows] == sorted(
         ["pop", "ease"], key=lambda m: -out.result.value(m, "ndcg@10")
     )
@@ -174,14 +186,14 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
 
 def test_unknown_model_kind_is_config_error(tmp_path: Path) -> None:
     pytest.importorskip("abrec.models.registry")
-    cfg = pipeline.parse_config({"models": [{"name": "x", "kind": "no-such-kind"}]})
+    cfg = config.parse_config({"models": [{"name": "x", "kind": "no-such-kind"}]})
     with pytest.raises(ConfigError, match="no-such-kind"):
-        pipeline.build_models(cfg)
-    cfg = pipeline.parse_config(
+        run.build_models(cfg)
+    cfg = config.parse_config(
         {"models": [{"name": "x", "kind": "ease", "params": {"no_such_param": 1}}]}
     )
     with pytest.raises(ConfigError, match="'x'"):
-        pipeline.build_models(cfg)
+        run.build_models(cfg)
 
 
 def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
@@ -190,7 +202,7 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
     from abrec.models.popularity import Popularity
 
     ip, mp = _generic_files(tmp_path)
-    cfg = pipeline.parse_config(
+    cfg = config.parse_config(
         {
             "dataset": {"kind": "generic", "interactions": str(ip), "items": str(mp)},
             "protocol": {"name": "temporal"},
@@ -201,8 +213,8 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
             ],
         }
     )
-    inter, items = pipeline.load_data(cfg.dataset)
-    split = pipeline.make_split(cfg, inter)
+    inter, items = run.load_data(cfg.dataset)
+    split = run.make_split(cfg, inter)
     # stand-ins with known order: "txt" is EASE, "knn" popularity, "pop" popularity
     models = {
         "pop": Popularity().fit(split.train, items),
@@ -210,7 +222,7 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
         "txt": EASE(lambda_=10.0).fit(split.train, items),
     }
     res = evaluate_models(models, split, ks=(10,), n_bootstrap=100, n_permutations=200)
-    rows = pipeline.lm_vs_cf(cfg, res)
+    rows = run.lm_vs_cf(cfg, res)
     assert [r["slice"] for r in rows] == ["all", "cold"]
     assert all(r["model"] == "txt" and r["metric"] == "ndcg@10" for r in rows)
     assert rows[0]["baseline"] in {"pop", "knn"}

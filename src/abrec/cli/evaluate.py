@@ -26,22 +26,22 @@ def evaluate(
     from rich.console import Console
     from rich.markup import escape
 
-    from abrec import pipeline
     from abrec.errors import AbrecError
+    from abrec.offline.config import load_config
+    from abrec.offline.present import print_leaderboard
+    from abrec.offline.run import run
 
     out_console = Console()
     err_console = Console(stderr=True)
     try:
-        cfg = pipeline.load_config(config)
-        result = pipeline.run(
-            cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models
-        )
+        cfg = load_config(config)
+        result = run(cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models)
     except AbrecError as exc:
         err_console.print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(code=2) from None
-    pipeline.print_leaderboard(result, out_console)
+    print_leaderboard(result, out_console)
     if result.run_dir is not None:
         out_console.print(f"Run folder: {result.run_dir}")
     if save_models is not None:

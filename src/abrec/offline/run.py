@@ -1,0 +1,359 @@
+"""The offline run: data -> split -> encoder -> models -> evaluation -> run folder.
+
+Shared wiring for `abrec evaluate` and `abrec demo`. Every run writes `per_user.parquet`,
+`summary.json`, `comparisons.csv` and `config.resolved.toml` into its run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from abrec.errors import ConfigError
+from abrec.jsonsafe import json_safe
+from abrec.models.registry import LM_KINDS
+from abrec.offline.config import (
+    DatasetConfig,
+    EncoderConfig,
+    ModelConfig,
+    RunConfig,
+    config_to_toml,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from abrec.data.splits import ProtocolSplit
+    from abrec.data.types import Interactions, ItemCatalog
+    from abrec.embed.encoder import TextEncoder
+    from abrec.evaluation.protocol import EvaluationResult
+    from abrec.models.base import Recommender
+
+
+# --------------------------------------------------------------------------- building blocks
+def load_data(cfg: DatasetConfig) -> tuple[Interactions, ItemCatalog]:
+    """Load the configured dataset."""
+    if cfg.kind == "movielens":
+        from abrec.data.movielens import movielens_dataset
+
+        return movielens_dataset(cfg.path, n_tags=cfg.n_tags)
+    from abrec.data.generic import load_interactions
+
+    assert cfg.interactions is not None and cfg.items is not None
+    return load_interactions(cfg.interactions, cfg.items, text_columns=cfg.text_columns)
+
+
+def make_split(cfg: RunConfig, inter: Interactions) -> ProtocolSplit:
+    """Split interactions by the configured protocol."""
+    from abrec.data import splits
+
+    p = cfg.protocol
+    if p.name == splits.PROTOCOL_NAME:
+        return splits.ml_small_temporal_v1(inter)
+    if p.name == "temporal":
+        train, test = splits.temporal_user_split(inter, p.test_fraction)
+    elif p.name == "leave-last-one-out":
+        train, test = splits.leave_last_one_out(inter)
+    else:
+        seed = cfg.seed if p.seed is None else p.seed
+        train, test = splits.random_split(inter, p.test_fraction, seed=seed)
+    if test.ratings is None:
+        # implicit data: every held-out event is relevant
+        test = type(test)(
+            test.user_idx, test.item_idx, test.user_ids, test.item_ids,
+            ratings=np.ones(len(test), dtype=np.float32), timestamps=test.timestamps,
+        )  # fmt: skip
+        threshold = 1.0
+    else:
+        threshold = p.relevance_threshold
+    return splits.protocol_split(train, test, threshold=threshold, name=p.name)
+
+
+def build_encoder(cfg: EncoderConfig, show_progress: bool = True) -> TextEncoder:
+    """The shared text encoder (its on-disk cache makes repeated encodes free)."""
+    from abrec.embed.encoder import TextEncoder
+
+    return TextEncoder(
+        cfg.model,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        cache_dir=cfg.cache_dir,
+        show_progress=show_progress,
+        use_cache=cfg.use_cache,
+    )
+
+
+def needs_encoder(kind: str) -> bool:
+    """Whether models of this registry kind read item texts through the shared encoder."""
+    return kind in LM_KINDS
+
+
+def build_model(m: ModelConfig, encoder: Any | None = None) -> Recommender:
+    """One configured model through `abrec.models.registry.build_model` (errors name it)."""
+    from abrec.models import registry
+
+    params = dict(m.params)
+    if needs_encoder(m.kind) and encoder is not None and "encoder" not in params:
+        params["encoder"] = encoder
+    try:
+        return registry.build_model(m.kind, **params)
+    except ConfigError as exc:
+        raise ConfigError(f"models {m.name!r} (kind {m.kind!r}): {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"models {m.name!r} (kind {m.kind!r}): bad params {sorted(m.params)}: {exc}"
+        ) from None
+
+
+def build_models(cfg: RunConfig, encoder: Any | None = None) -> dict[str, Recommender]:
+    """Instantiate every configured model, keyed by its display name."""
+    return {m.name: build_model(m, encoder) for m in cfg.models}
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class RunOutput:
+    """Everything a run produced (in memory and on disk)."""
+
+    config: RunConfig
+    result: EvaluationResult
+    models: dict[str, Recommender]
+    split: ProtocolSplit
+    run_dir: Path | None
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    lm_vs_cf: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_run_dir(root: str | Path = "runs") -> Path:
+    """`runs/<UTC timestamp>/` (a suffix is added if that folder exists)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(root) / stamp
+    n = 1
+    while path.exists():
+        path = Path(root) / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = time.perf_counter() - start
+
+
+def _progress(console: Console, quiet: bool) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _fit_all(
+    models: Mapping[str, Recommender],
+    split: ProtocolSplit,
+    items: ItemCatalog,
+    progress: Progress,
+    timings: dict[str, float],
+) -> None:
+    task = progress.add_task("training models", total=len(models))
+    for name, model in models.items():
+        progress.update(task, description=f"training {name}")
+        with _timed(timings, f"fit_{name}_s"):
+            model.fit(split.train, items)
+        progress.advance(task)
+    progress.update(task, description="training models")
+
+
+def _evaluate(
+    cfg: RunConfig,
+    models: Mapping[str, Recommender],
+    split: ProtocolSplit,
+    item_emb: np.ndarray | None,
+    progress: Progress,
+) -> EvaluationResult:
+    from abrec.evaluation.protocol import evaluate_models
+
+    task = progress.add_task("evaluating", total=len(split.scored_users) * len(models))
+    done: dict[str, int] = {}
+
+    def on_batch(model: str, users_done: int, total: int) -> None:
+        prev = done.get(model, 0)
+        done[model] = users_done
+        progress.update(task, advance=users_done - prev, description=f"evaluating {model}")
+
+    ev = cfg.evaluation
+    return evaluate_models(
+        dict(models),
+        split,
+        ks=ev.ks,
+        item_embeddings=item_emb if ev.diversity else None,
+        baseline=cfg.baseline,
+        n_bootstrap=ev.n_bootstrap,
+        n_permutations=ev.n_permutations,
+        level=ev.confidence,
+        seed=cfg.seed,
+        batch_size=ev.batch_size,
+        compute_auc=ev.auc,
+        progress=on_batch,
+    )
+
+
+def run(
+    cfg: RunConfig,
+    output_dir: str | Path | None = None,
+    *,
+    write: bool = True,
+    quiet: bool = False,
+    console: Console | None = None,
+    save_models_dir: str | Path | None = None,
+) -> RunOutput:
+    """Load data, split, encode, fit every model, evaluate and write the run folder."""
+    from rich.console import Console
+
+    con = console or Console(stderr=True, quiet=quiet)
+    step = (lambda msg: None) if quiet else (lambda msg: con.print(f"[bold cyan]>[/] {msg}"))
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    step(f"loading dataset ({cfg.dataset.kind})")
+    with _timed(timings, "load_split_s"):
+        inter, items = load_data(cfg.dataset)
+        split = make_split(cfg, inter)
+    step(
+        f"protocol {split.name}: {len(split.train):,} train / {len(split.test):,} test rows, "
+        f"{len(split.scored_users):,} scored users, {int(np.asarray(split.cold_items).sum()):,} "
+        "cold items"
+    )
+    encoder = None
+    if cfg.evaluation.diversity or any(needs_encoder(m.kind) for m in cfg.models):
+        encoder = build_encoder(cfg.encoder, show_progress=not quiet)
+    item_emb: np.ndarray | None = None
+    if encoder is not None:
+        step(f"encoding {len(items):,} item texts with {encoder.name}")
+        with _timed(timings, "encode_s"):
+            item_emb = np.asarray(encoder.encode([str(x) for x in items.text]), dtype=np.float32)
+    models = build_models(cfg, encoder)
+    with _progress(con, quiet) as progress:
+        _fit_all(models, split, items, progress, timings)
+        with _timed(timings, "evaluate_s"):
+            result = _evaluate(cfg, models, split, item_emb, progress)
+    timings["total_s"] = time.perf_counter() - t0
+    result.info.update({f"time_{k}": v for k, v in timings.items()})
+
+    out = RunOutput(cfg, result, models, split, None, timings=timings)
+    out.lm_vs_cf = lm_vs_cf(cfg, result)
+    if write:
+        out.run_dir = Path(output_dir) if output_dir is not None else default_run_dir()
+        out.files = write_run(out.run_dir, cfg, result, out.lm_vs_cf)
+    if save_models_dir is not None:
+        out.files["models"] = save_models(models, split.train, save_models_dir)
+    return out
+
+
+def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
+    """Best language-model model vs best other model on the primary metric, per slice.
+
+    "Best" is by mean of the primary metric within each slice; each row carries both
+    means, the difference and the three paired tests (Holm over this single comparison
+    is the raw p-value). Empty when the run lacks either kind of model.
+    """
+    metric = cfg.evaluation.primary_metric
+    lm = [m.name for m in cfg.models if needs_encoder(m.kind)]
+    cf = [m.name for m in cfg.models if not needs_encoder(m.kind)]
+    if not lm or not cf:
+        return []
+    rows: list[dict[str, Any]] = []
+    for slice_ in ("all", "cold"):
+        have = set(result.summary[result.summary["slice"] == slice_]["model"])
+        lm_s, cf_s = [n for n in lm if n in have], [n for n in cf if n in have]
+        if not lm_s or not cf_s:
+            continue
+        best_lm = max(lm_s, key=lambda n: result.value(n, metric, slice_))
+        best_cf = max(cf_s, key=lambda n: result.value(n, metric, slice_))
+        comp = result.compare(best_cf, [best_lm])
+        hit = comp[(comp["metric"] == metric) & (comp["slice"] == slice_)]
+        rows.extend(
+            {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            for r in hit.to_dict("records")
+        )
+    return rows
+
+
+def write_run(
+    run_dir: str | Path,
+    cfg: RunConfig,
+    result: EvaluationResult,
+    head_to_head: list[dict[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """Write `per_user.parquet`, `summary.json`, `comparisons.csv`, `config.resolved.toml`."""
+    d = Path(run_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {d}: {exc}; pass --output DIR") from None
+    files = {
+        "per_user": d / "per_user.parquet",
+        "summary": d / "summary.json",
+        "comparisons": d / "comparisons.csv",
+        "config": d / "config.resolved.toml",
+    }
+    per_user = result.per_user.copy()
+    if per_user["user_id"].dtype == object:
+        per_user["user_id"] = per_user["user_id"].astype(str)
+    per_user.to_parquet(files["per_user"], index=False)
+    summary = result.to_dict()
+    summary["run"] = {
+        "name": cfg.name,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "primary_metric": cfg.evaluation.primary_metric,
+        "primary_test": cfg.evaluation.primary_test,
+        "models": {m.name: {"kind": m.kind, "params": m.params} for m in cfg.models},
+    }
+    summary["lm_vs_cf"] = json_safe(head_to_head or [])
+    files["summary"].write_text(json.dumps(summary, indent=2, allow_nan=False, default=str))
+    result.comparisons.to_csv(files["comparisons"], index=False)
+    files["config"].write_text(config_to_toml(cfg))
+    return files
+
+
+def save_models(models: Mapping[str, Recommender], train: Interactions, path: str | Path) -> Path:
+    """Save fitted models as a `ModelBundle` the HTTP service can load."""
+    from abrec.models.bundle import ModelBundle
+
+    bundle = ModelBundle(models=dict(models), user_ids=train.user_ids, item_ids=train.item_ids)
+    return bundle.save(path)
+
+
+__all__ = [
+    "RunOutput",
+    "build_encoder",
+    "build_model",
+    "build_models",
+    "default_run_dir",
+    "lm_vs_cf",
+    "load_data",
+    "make_split",
+    "needs_encoder",
+    "run",
+    "save_models",
+    "write_run",
+]
