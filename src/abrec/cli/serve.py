@@ -17,16 +17,23 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
-    """Serve recommendations, experiments and event ingestion over HTTP."""
+    """Serve recommendations, experiments and event ingestion over HTTP.
+
+    Admin routes accept `Authorization: Bearer <token>` with the token taken from the
+    ABREC_ADMIN_TOKEN environment variable; without it they answer 401.
+    """
+    import os
+
     import uvicorn
 
     from abrec.errors import ConfigError
     from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
-    from abrec.serve.config import ServeConfig
+    from abrec.serve.config import ServeConfig, admin_token_from_env
 
     try:
         cfg = ServeConfig.from_toml(config)
+        cfg = cfg.model_copy(update={"admin_token": admin_token_from_env(os.environ)})
         # cheap checks first, so a typo gives one clear line instead of a startup traceback
         if not (cfg.bundle / "bundle.json").is_file():
             raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,8 +11,8 @@ import scipy.sparse as sp
 from abrec.data.types import Interactions
 from abrec.errors import DataError
 
-PROTOCOL_NAME = "ml-small-temporal-v1"
-RELEVANCE_THRESHOLD = 4.0
+PROTOCOL_NAME: Final = "ml-small-temporal-v1"
+RELEVANCE_THRESHOLD: Final = 4.0
 
 
 def _check_fraction(test_fraction: float) -> None:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from abrec.data.splits import PROTOCOL_NAME, RELEVANCE_THRESHOLD
 from abrec.errors import ConfigError, format_validation_error
 
+ProtocolName = Literal["ml-small-temporal-v1", "temporal", "leave-last-one-out", "random"]
+
 #: Metric names accepted in `evaluation.primary_metric` (as `<metric>@k`).
 PRIMARY_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "novelty", "diversity")
 
@@ -47,9 +49,7 @@ class DatasetConfig(_Strict):
 class ProtocolConfig(_Strict):
     """How train/test are split and which test events are relevant."""
 
-    name: Literal["ml-small-temporal-v1", "temporal", "leave-last-one-out", "random"] = (
-        PROTOCOL_NAME
-    )
+    name: ProtocolName = PROTOCOL_NAME
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     relevance_threshold: float = RELEVANCE_THRESHOLD
     seed: int | None = Field(default=None, description="random split seed (default: run seed)")

@@ -116,8 +116,8 @@ def _more_table(out: RunOutput, k: str) -> Table:
     from rich.table import Table
 
     res, ev = out.result, out.config.evaluation
-    wanted = (f"map@{k}", f"mrr@{k}", f"hit_rate@{k}", "auc", f"coverage@{k}")
-    wanted += (f"novelty@{k}", f"diversity@{k}")
+    wanted = [f"{m}@{k}" for m in ("map", "mrr", "hit_rate")] + ["auc"]
+    wanted += [f"{m}@{k}" for m in ("coverage", "novelty", "diversity")]
     present = set(res.metrics) | set(res.summary["metric"])
     extra = [m for m in wanted if m in present]
     rows = leaderboard_rows(res, [ev.primary_metric, *extra], "all", ev.primary_test)

@@ -1,15 +1,21 @@
-"""Service configuration: a pydantic model read from a TOML file."""
+"""Service configuration: a pydantic model read from a TOML file, plus the admin token.
+
+The admin token is part of the configuration (`ServeConfig.admin_token`, a `SecretStr`
+that never shows in a repr or a log) and is handed to `create_app` with the rest of it.
+It is not read from the TOML file (secrets do not belong in config files): `abrec serve`
+takes it from the `ABREC_ADMIN_TOKEN` environment variable (`admin_token_from_env`).
+"""
 
 from __future__ import annotations
 
-import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from abrec.errors import ConfigError
+from abrec.errors import ConfigError, format_validation_error
 
 ADMIN_TOKEN_ENV = "ABREC_ADMIN_TOKEN"
 
@@ -24,7 +30,7 @@ class BatchConfig(BaseModel):
 
 
 class ServeConfig(BaseModel):
-    """Everything `abrec serve` needs: store, model bundle, experiments, limits."""
+    """Everything `abrec serve` needs: store, model bundle, experiments, limits, admin token."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +42,11 @@ class ServeConfig(BaseModel):
     max_events_per_request: int = Field(default=10_000, ge=1)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     table_prefix: str = "abrec_"
+    admin_token: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        description="bearer token of the admin routes; None disables them (401)",
+    )
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ServeConfig:
@@ -50,6 +61,11 @@ class ServeConfig(BaseModel):
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
         raw = raw.get("serve", raw)
+        if "admin_token" in raw:
+            raise ConfigError(
+                f"{path}: admin_token does not belong in a config file; "
+                f"set the {ADMIN_TOKEN_ENV} environment variable of `abrec serve` instead"
+            )
         base = path.resolve().parent
         for key in ("bundle", "experiments"):
             if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
@@ -66,10 +82,14 @@ class ServeConfig(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: invalid service config:\n{exc}") from exc
+            detail = format_validation_error(exc, sep="\n  - ", what="(top level)")
+            raise ConfigError(f"{path}: invalid service config:\n  - {detail}") from None
 
-    @staticmethod
-    def admin_token() -> str | None:
-        """The admin bearer token from `ABREC_ADMIN_TOKEN` (None disables admin routes)."""
-        token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
-        return token or None
+
+def admin_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
+    """The admin token in `ABREC_ADMIN_TOKEN` of `environ` (None when unset or blank)."""
+    token = environ.get(ADMIN_TOKEN_ENV, "").strip()
+    return SecretStr(token) if token else None
+
+
+__all__ = ["ADMIN_TOKEN_ENV", "BatchConfig", "ServeConfig", "admin_token_from_env"]

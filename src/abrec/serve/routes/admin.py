@@ -1,0 +1,136 @@
+"""Admin routes under `/v1/admin/experiments`: list, create, start, stop, set weights.
+
+Every route needs `Authorization: Bearer <token>`, the token being
+`ServeConfig.admin_token`; without a configured token they all answer 401.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from abrec.errors import ExperimentError
+from abrec.experiment.spec import ExperimentSpec
+from abrec.serve.config import ADMIN_TOKEN_ENV
+from abrec.serve.schemas import Problem, WeightsRequest
+from abrec.serve.services import Config, ExperimentId, Services, Svc, spec_or_404
+
+_bearer = HTTPBearer(auto_error=False, description=ADMIN_TOKEN_ENV)
+
+
+def require_admin(
+    config: Config,
+    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries `Authorization: Bearer <admin token>`."""
+    token = config.admin_token.get_secret_value() if config.admin_token is not None else None
+    ok = (
+        token is not None
+        and cred is not None
+        and cred.scheme.lower() == "bearer"
+        and secrets.compare_digest(cred.credentials.encode(), token.encode())
+    )
+    if not ok:
+        raise HTTPException(
+            401,
+            f"admin routes need 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'"
+            + ("" if token else f" ({ADMIN_TOKEN_ENV} is not set on the server)"),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem},
+    404: {"model": Problem},
+    409: {"model": Problem},
+}
+_ERRORS_422: dict[int | str, dict[str, Any]] = {**_ERRORS, 422: {"model": Problem}}
+
+router = APIRouter(
+    prefix="/v1/admin/experiments", tags=["admin"], dependencies=[Depends(require_admin)]
+)
+
+_SPEC_EXAMPLES: dict[str, Any] = {
+    "ab": {
+        "summary": "A/B test of two bundle models",
+        "value": {
+            "id": "ease-vs-popularity-2",
+            "variants": [
+                {"name": "control", "weight": 0.5, "model": "popularity"},
+                {"name": "treatment", "weight": 0.5, "model": "ease"},
+            ],
+            "primary_metric": "ctr",
+            "guardrails": ["exposures_per_unit"],
+        },
+    }
+}
+
+
+def _spec_json(spec: ExperimentSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
+
+
+def _latest(s: Services, experiment_id: str, changed: object) -> dict[str, Any]:
+    """The changed spec a registry call returned, else the registry's latest version."""
+    spec = changed if isinstance(changed, ExperimentSpec) else s.registry.get(experiment_id)
+    return _spec_json(spec)
+
+
+@router.get("", responses=_ERRORS)
+async def list_experiments(s: Svc) -> list[dict[str, Any]]:
+    """All experiments (latest version of each)."""
+    specs = await run_in_threadpool(s.registry.list)
+    return [_spec_json(x) for x in specs]
+
+
+@router.post("", status_code=201, responses=_ERRORS_422)
+async def create_experiment(
+    spec: Annotated[ExperimentSpec, Body(openapi_examples=_SPEC_EXAMPLES)], s: Svc
+) -> dict[str, Any]:
+    """Create an experiment; every variant's model must be in the loaded bundle."""
+    missing = sorted({v.model for v in spec.variants if not s.engine.has_model(v.model)})
+    if missing:
+        raise HTTPException(
+            422, f"model(s) {missing} are not in the bundle; use one of {s.engine.model_names}"
+        )
+    try:
+        created = await run_in_threadpool(s.registry.create, spec)
+    except ExperimentError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return _spec_json(created if isinstance(created, ExperimentSpec) else spec)
+
+
+async def _transition(s: Services, experiment_id: str, action: str) -> dict[str, Any]:
+    spec_or_404(s, experiment_id)
+    try:
+        changed = await run_in_threadpool(getattr(s.registry, action), experiment_id)
+    except ExperimentError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return _latest(s, experiment_id, changed)
+
+
+@router.post("/{experiment_id}/start", responses=_ERRORS)
+async def start_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
+    """Start assigning units (draft or stopped → running)."""
+    return await _transition(s, experiment_id, "start")
+
+
+@router.post("/{experiment_id}/stop", responses=_ERRORS)
+async def stop_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
+    """Stop assigning units; recommendations fall back, results stay available."""
+    return await _transition(s, experiment_id, "stop")
+
+
+@router.put("/{experiment_id}/weights", responses=_ERRORS_422)
+async def set_weights(experiment_id: ExperimentId, body: WeightsRequest, s: Svc) -> dict[str, Any]:
+    """Change traffic weights; sticky experiments keep already-assigned units."""
+    spec_or_404(s, experiment_id)
+    try:
+        changed = await run_in_threadpool(s.registry.set_weights, experiment_id, body.weights)
+    except ExperimentError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return _latest(s, experiment_id, changed)

@@ -1,0 +1,33 @@
+"""Public reads of an experiment: `GET /v1/experiments/{id}/results` (the live analysis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+
+from abrec.errors import AbrecError, StoreError
+from abrec.serve.schemas import Problem
+from abrec.serve.services import ExperimentId, Svc, spec_or_404
+
+router = APIRouter(tags=["results"])
+
+
+@router.get(
+    "/v1/experiments/{experiment_id}/results",
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+)
+async def results(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
+    """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential)."""
+    from abrec.experiment.analysis import analyze
+
+    spec = spec_or_404(s, experiment_id)
+    try:
+        res = await run_in_threadpool(analyze, s.store, spec)
+    except StoreError:
+        raise
+    except (AbrecError, ValueError) as exc:
+        raise HTTPException(409, f"cannot analyse {experiment_id!r} yet: {exc}") from exc
+    out: dict[str, Any] = res.to_dict()
+    return out
