@@ -14,8 +14,7 @@ from abrec.data.splits import protocol_split
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
 from abrec.evaluation import metrics as M
-from abrec.evaluation.protocol import evaluate_models
-from abrec.evaluation.significance import bootstrap_ci
+from abrec.evaluation.protocol import evaluate_models, mean_cis
 from abrec.models.base import Recommender
 
 
@@ -165,7 +164,7 @@ def test_summary_ci_and_comparisons(setup: Any) -> None:
     pu = res.per_user[res.per_user.slice == "all"]
     per = {m: pu[pu.model == m].set_index("user_idx")["ndcg@10"] for m in ("oracle", "random")}
     paired = (per["oracle"] - per["random"].loc[per["oracle"].index]).to_numpy()
-    ref = bootstrap_ci(paired, n_boot=400, level=0.95, seed=4)
+    ref = mean_cis(paired, n_boot=400, level=0.95, seed=4)
     assert (orc["diff_low"], orc["diff_high"]) == pytest.approx((ref.low[0], ref.high[0]))
     assert 0 < orc["diff_low"] <= orc["diff"] <= orc["diff_high"]
     for sl, metric in [("all", "ndcg@10"), ("all", "auc"), ("cold", "recall@10")]:

@@ -11,6 +11,7 @@ from statsmodels.stats.multitest import multipletests
 
 from abrec.errors import DataError
 from abrec.evaluation import significance as S
+from abrec.evaluation.protocol import mean_cis
 
 
 def test_paired_ttest_matches_scipy() -> None:
@@ -100,34 +101,42 @@ def test_holm_passes_nan() -> None:
     np.testing.assert_allclose(out, [0.02, np.nan, 0.04], equal_nan=True)
 
 
-def test_bootstrap_close_to_scipy_percentile() -> None:
+def test_mean_cis_close_to_scipy_percentile() -> None:
     rng = np.random.default_rng(5)
     x = rng.exponential(size=400)
-    got = S.bootstrap_ci(x, n_boot=4000, seed=1)
+    got = mean_cis(x, n_boot=4000, level=0.95, seed=1)
     ref = sps.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=2)
     se = x.std() / np.sqrt(len(x))
     assert got.mean[0] == pytest.approx(x.mean())
     assert abs(got.low[0] - ref.confidence_interval.low) < 0.15 * se
     assert abs(got.high[0] - ref.confidence_interval.high) < 0.15 * se
+    ninety = mean_cis(x, n_boot=4000, level=0.90, seed=1)
+    assert got.low[0] < ninety.low[0] < ninety.high[0] < got.high[0]
 
 
-def test_bootstrap_coverage_simulation() -> None:
+def test_mean_cis_coverage_simulation() -> None:
     # 300 datasets (as columns) of n=100 normal draws with true mean 0: coverage ~ 0.95.
     rng = np.random.default_rng(6)
     x = rng.normal(size=(100, 300))
-    ci = S.bootstrap_ci(x, n_boot=1000, seed=2)
+    ci = mean_cis(x, n_boot=1000, level=0.95, seed=2)
     cover = float(((ci.low <= 0) & (ci.high >= 0)).mean())
     assert abs(cover - 0.95) < 4 * np.sqrt(0.95 * 0.05 / 300) + 0.01
 
 
-def test_bootstrap_nan_columns_and_determinism() -> None:
-    x = np.array([[1.0, np.nan], [2.0, 4.0], [3.0, 6.0], [4.0, np.nan]])
-    ci = S.bootstrap_ci(x, n_boot=500, seed=3)
-    np.testing.assert_allclose(ci.mean, [2.5, 5.0])
-    np.testing.assert_array_equal(ci.n, [4, 2])
+def test_mean_cis_nan_columns_single_values_and_determinism() -> None:
+    x = np.array(
+        [[1.0, np.nan, np.nan], [2.0, 4.0, 7.0], [3.0, 6.0, np.nan], [4.0, np.nan, np.nan]]
+    )
+    ci = mean_cis(x, n_boot=500, level=0.95, seed=3)
+    np.testing.assert_allclose(ci.mean, [2.5, 5.0, 7.0])
+    np.testing.assert_array_equal(ci.n, [4, 2, 1])
+    assert 1.0 <= ci.low[0] < ci.high[0] <= 4.0
     assert 4.0 <= ci.low[1] <= ci.high[1] <= 6.0
-    ci2 = S.bootstrap_ci(x, n_boot=500, seed=3)
+    assert ci.low[2] == ci.high[2] == 7.0
+    ci2 = mean_cis(x, n_boot=500, level=0.95, seed=3)
     np.testing.assert_array_equal(ci.low, ci2.low)
+    with pytest.raises(DataError, match="no values"):
+        mean_cis(np.full((3, 1), np.nan), n_boot=500, level=0.95, seed=0)
 
 
 def test_bad_inputs() -> None:
@@ -135,5 +144,5 @@ def test_bad_inputs() -> None:
         S.paired_ttest(np.zeros(3), np.zeros(4))
     with pytest.raises(DataError, match="NaN"):
         S.permutation_test(np.array([1.0, np.nan]), np.zeros(2))
-    with pytest.raises(DataError, match="level"):
-        S.bootstrap_ci(np.ones(3), level=1.5)
+    with pytest.raises(ValueError, match="confidence"):
+        mean_cis(np.arange(3.0), n_boot=500, level=1.5, seed=0)

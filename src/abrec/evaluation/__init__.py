@@ -9,11 +9,9 @@ from abrec.evaluation.metrics import (
     novelty_at_k,
     ranking_metrics,
 )
-from abrec.evaluation.protocol import EvaluationResult, evaluate_models
+from abrec.evaluation.protocol import EvaluationResult, MeanCIs, evaluate_models, mean_cis
 from abrec.evaluation.significance import (
-    BootstrapCI,
     PairedTest,
-    bootstrap_ci,
     holm,
     paired_ttest,
     permutation_test,
@@ -22,16 +20,16 @@ from abrec.evaluation.significance import (
 
 __all__ = [
     "RANKING_METRICS",
-    "BootstrapCI",
     "EvaluationResult",
+    "MeanCIs",
     "PairedTest",
     "auc_scores",
-    "bootstrap_ci",
     "catalog_coverage",
     "evaluate_models",
     "hit_matrix",
     "holm",
     "intra_list_diversity",
+    "mean_cis",
     "novelty_at_k",
     "paired_ttest",
     "permutation_test",

@@ -21,8 +21,9 @@ from abrec.data.splits import ProtocolSplit
 from abrec.errors import ConfigError, DataError
 from abrec.evaluation import metrics as M
 from abrec.evaluation import significance as S
+from abrec.jsonsafe import json_safe
 from abrec.models.base import Recommender, top_k
-from abrec.stats.results import json_safe
+from abrec.stats.bootstrap import bootstrap
 
 SLICES: tuple[str, ...] = ("all", "cold")
 TESTS: tuple[str, ...] = ("ttest", "wilcoxon", "permutation")
@@ -192,6 +193,10 @@ def evaluate_models(
         raise ConfigError(f"ks must be positive integers, got {ks}")
     if batch_size < 1:
         raise ConfigError("batch_size must be positive")
+    if n_bootstrap < 100:
+        raise ConfigError(f"n_bootstrap must be at least 100, got {n_bootstrap}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must be strictly between 0 and 1, got {level}")
     train = split.train.matrix.tocsr()
     n_users, n_items = train.shape
     if item_embeddings is not None and np.asarray(item_embeddings).shape[0] != n_items:
@@ -288,6 +293,40 @@ def evaluate_models(
     )
 
 
+@dataclass(frozen=True)
+class MeanCIs:
+    """Per metric column: mean, percentile bootstrap CI of the mean, and users counted."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    n: np.ndarray
+
+
+def mean_cis(values: np.ndarray, *, n_boot: int, level: float, seed: int) -> MeanCIs:
+    """Percentile bootstrap CI of each column's mean with `abrec.stats.bootstrap`.
+
+    NaN entries (users a metric does not apply to) are left out of their column. Every
+    column is resampled with the same seed, so columns without NaN resample the same users.
+    A column with a single value has the degenerate interval [value, value].
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    k = x.shape[1]
+    out = MeanCIs(np.empty(k), np.empty(k), np.empty(k), np.empty(k, dtype=np.int64))
+    for j in range(k):
+        col = x[~np.isnan(x[:, j]), j]
+        if col.size == 0:
+            raise DataError(f"column {j} has no values to bootstrap")
+        out.n[j], out.mean[j] = col.size, col.mean()
+        if col.size == 1:
+            out.low[j] = out.high[j] = col[0]
+            continue
+        ci = bootstrap(col, np.mean, n_resamples=n_boot, confidence=level, seed=seed).interval
+        out.low[j], out.high[j] = ci.low, ci.high
+    return out
+
+
 def _summarise(
     per_user: pd.DataFrame,
     metric_cols: list[str],
@@ -301,7 +340,7 @@ def _summarise(
         cols = [c for c in metric_cols if grp[c].notna().any()]
         if grp.empty or not cols:
             continue
-        ci = S.bootstrap_ci(grp[cols].to_numpy(), n_boot=n_bootstrap, level=level, seed=seed)
+        ci = mean_cis(grp[cols].to_numpy(), n_boot=n_bootstrap, level=level, seed=seed)
         for j, metric in enumerate(cols):
             rows.append(
                 {
@@ -361,7 +400,7 @@ def _compare(
             tt = S.paired_ttest(a, b)
             wx = S.wilcoxon_signed_rank(a, b)
             pm = S.permutation_test(a, b, n_permutations=n_permutations, seed=seed)
-            ci = S.bootstrap_ci(a - b, n_boot=n_bootstrap, level=level, seed=seed)
+            ci = mean_cis(a - b, n_boot=n_bootstrap, level=level, seed=seed)
             ma, mb = a.mean(axis=0), b.mean(axis=0)
             for j, metric in enumerate(cols):
                 rows.append(

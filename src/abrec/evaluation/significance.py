@@ -1,4 +1,4 @@
-"""Bootstrap CIs and paired significance tests over per-user metric values.
+"""Paired significance tests over per-user metric values (CIs: `abrec.stats.bootstrap`).
 
 Every function is vectorised over metrics: pass an ``[n_users]`` array or an
 ``[n_users, n_metrics]`` matrix and get one result per metric column. Randomised
@@ -16,18 +16,6 @@ from abrec.errors import DataError
 from abrec.stats.multiple import holm as stats_holm
 
 _MAX_CELLS = 20_000_000  # bound on resamples x users held in memory at once
-
-
-@dataclass(frozen=True)
-class BootstrapCI:
-    """Percentile bootstrap CI of the mean, one entry per metric column."""
-
-    mean: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    n: np.ndarray
-    level: float
-    n_boot: int
 
 
 @dataclass(frozen=True)
@@ -66,38 +54,6 @@ def _paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _chunks(n_total: int, n_users: int) -> list[tuple[int, int]]:
     step = max(1, _MAX_CELLS // max(n_users, 1))
     return [(s, min(s + step, n_total)) for s in range(0, n_total, step)]
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> BootstrapCI:
-    """Percentile bootstrap CI of each column's mean, resampling users with replacement.
-
-    NaN entries (users not scored for a metric) are left out of that column's mean; the
-    same resampled users are used for every column.
-    """
-    x = _as_matrix(values)
-    if not 0.0 < level < 1.0:
-        raise DataError(f"level must be in (0, 1), got {level}")
-    if n_boot < 1:
-        raise DataError(f"n_boot must be positive, got {n_boot}")
-    n, _ = x.shape
-    valid = ~np.isnan(x)
-    counts = valid.sum(axis=0)
-    if n == 0 or (counts == 0).any():
-        raise DataError("bootstrap needs at least one non-NaN value per metric")
-    filled = np.where(valid, x, 0.0)
-    mask = valid.astype(np.float64)
-    rng = np.random.default_rng(seed)
-    boot = np.empty((n_boot, x.shape[1]), dtype=np.float64)
-    for start, stop in _chunks(n_boot, n):
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot[start:stop] = (w @ filled) / (w @ mask)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.nanquantile(boot, [alpha, 1.0 - alpha], axis=0)
-    mean = filled.sum(axis=0) / counts
-    return BootstrapCI(mean, low, high, counts, level, n_boot)
 
 
 def paired_ttest(a: np.ndarray, b: np.ndarray) -> PairedTest:
