@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import SecretStr
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
-from abrec.serve.config import ADMIN_TOKEN_ENV, ServeConfig
+from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread, database_problem
 
 N_USERS = 60
@@ -156,16 +157,8 @@ def postgres_available() -> bool:
 
 
 def start_service(config: ServeConfig, admin_token: str) -> ServiceThread:
-    """Start a `ServiceThread` whose admin routes accept `admin_token` (env restored after)."""
-    old = os.environ.get(ADMIN_TOKEN_ENV)
-    os.environ[ADMIN_TOKEN_ENV] = admin_token
-    try:
-        return ServiceThread(config).start()
-    finally:
-        if old is None:
-            os.environ.pop(ADMIN_TOKEN_ENV, None)
-        else:
-            os.environ[ADMIN_TOKEN_ENV] = old
+    """Start a `ServiceThread` whose admin routes accept `admin_token`."""
+    return ServiceThread(config.model_copy(update={"admin_token": SecretStr(admin_token)})).start()
 
 
 def free_port() -> int:
