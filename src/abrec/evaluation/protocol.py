@@ -158,6 +158,99 @@ def _user_metrics(
     return out
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """The scored users of a split and what they are judged against (all and cold slices)."""
+
+    train: sp.csr_matrix
+    users: np.ndarray
+    relevant: sp.csr_matrix
+    cold_relevant: sp.csr_matrix
+    cold_mask: np.ndarray
+    info_items: np.ndarray
+    kmax: int
+
+    @classmethod
+    def of(cls, split: ProtocolSplit, kmax: int) -> _Targets:
+        train = split.train.matrix.tocsr()
+        users = np.asarray(split.scored_users, dtype=np.int64)
+        if users.size == 0:
+            raise DataError(f"split {split.name!r} has no scored users (no relevant test items)")
+        cold_relevant = sp.csr_matrix(split.cold_relevant())[users]
+        counts = np.asarray(train.sum(axis=0)).ravel()
+        n_train_users = int((np.diff(train.indptr) > 0).sum())
+        return cls(
+            train=train,
+            users=users,
+            relevant=sp.csr_matrix(split.relevant)[users],
+            cold_relevant=cold_relevant,
+            cold_mask=np.diff(cold_relevant.indptr) > 0,
+            info_items=M.self_information(counts, n_train_users),
+            kmax=kmax,
+        )
+
+
+def _check_args(
+    models: Mapping[str, Recommender],
+    baseline: str | None,
+    ks: Sequence[int],
+    batch_size: int,
+    n_bootstrap: int,
+    level: float,
+) -> tuple[str, list[int]]:
+    """Validate `evaluate_models` arguments; return the baseline and the sorted cut-offs."""
+    if not models:
+        raise ConfigError("evaluate_models needs at least one model")
+    names = list(models)
+    base = names[0] if baseline is None else baseline
+    if base not in models:
+        raise ConfigError(f"baseline {base!r} is not one of the models {names}; pick one of them")
+    cutoffs = sorted({int(k) for k in ks})
+    if not cutoffs or cutoffs[0] < 1:
+        raise ConfigError(f"ks must be positive integers, got {cutoffs}")
+    if batch_size < 1:
+        raise ConfigError("batch_size must be positive")
+    if n_bootstrap < 100:
+        raise ConfigError(f"n_bootstrap must be at least 100, got {n_bootstrap}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must be strictly between 0 and 1, got {level}")
+    return base, cutoffs
+
+
+def _evaluate_model(
+    name: str,
+    model: Recommender,
+    t: _Targets,
+    ks: Sequence[int],
+    emb: np.ndarray | None,
+    *,
+    batch_size: int,
+    compute_auc: bool,
+    progress: ProgressFn | None,
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """Rank every scored user in batches; per-user metrics (all, cold slice) and the top lists."""
+    n = len(t.users)
+    topk = np.empty((n, t.kmax), dtype=np.int64)
+    auc_all = np.empty(n) if compute_auc else None
+    auc_cold = np.full(n, np.nan) if compute_auc else None
+    for start in range(0, n, batch_size):
+        sl = slice(start, start + batch_size)
+        seen = t.train[t.users[sl]]
+        scores, items = _rank_batch(model, t.users[sl], seen, t.kmax)
+        topk[sl] = items
+        if auc_all is not None and auc_cold is not None:
+            auc_all[sl] = M.auc_scores(scores, t.relevant[sl], seen)
+            auc_cold[sl] = M.auc_scores(scores, t.cold_relevant[sl], seen)
+        if progress is not None:
+            progress(name, min(start + batch_size, n), n)
+    per_all = _user_metrics(topk, t.relevant, auc_all, ks, t.info_items, emb)
+    cold_auc = None if auc_cold is None else auc_cold[t.cold_mask]
+    per_cold = _user_metrics(
+        topk[t.cold_mask], t.cold_relevant[t.cold_mask], cold_auc, ks, None, None
+    )
+    return [per_all, per_cold], topk
+
+
 def evaluate_models(
     models: Mapping[str, Recommender],
     split: ProtocolSplit,
@@ -182,71 +275,33 @@ def evaluate_models(
         baseline: model every other model is compared with (default: the first model).
         progress: called as ``progress(model, users_done, users_total)`` after each batch.
     """
-    if not models:
-        raise ConfigError("evaluate_models needs at least one model")
-    names = list(models)
-    base = names[0] if baseline is None else baseline
-    if base not in models:
-        raise ConfigError(f"baseline {base!r} is not one of the models {names}; pick one of them")
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ConfigError(f"ks must be positive integers, got {ks}")
-    if batch_size < 1:
-        raise ConfigError("batch_size must be positive")
-    if n_bootstrap < 100:
-        raise ConfigError(f"n_bootstrap must be at least 100, got {n_bootstrap}")
-    if not 0.0 < level < 1.0:
-        raise ConfigError(f"level must be strictly between 0 and 1, got {level}")
-    train = split.train.matrix.tocsr()
-    n_users, n_items = train.shape
+    base, ks = _check_args(models, baseline, ks, batch_size, n_bootstrap, level)
+    n_users, n_items = split.train.matrix.shape
     if item_embeddings is not None and np.asarray(item_embeddings).shape[0] != n_items:
         raise DataError(
             f"item_embeddings has {np.asarray(item_embeddings).shape[0]} rows for {n_items} items"
         )
-    users = np.asarray(split.scored_users, dtype=np.int64)
-    if users.size == 0:
-        raise DataError(f"split {split.name!r} has no scored users (no relevant test items)")
     kmax = min(max(ks), n_items)
     ks = [k for k in ks if k <= kmax]
-    relevant = sp.csr_matrix(split.relevant)[users]
-    cold_rel_users = sp.csr_matrix(split.cold_relevant())[users]
-    cold_mask = np.diff(cold_rel_users.indptr) > 0
-    cold_users = users[cold_mask]
-    cold_rel = cold_rel_users[cold_mask]
-    counts = np.asarray(train.sum(axis=0)).ravel()
-    n_train_users = int((np.diff(train.indptr) > 0).sum())
-    info_items = M.self_information(counts, n_train_users)
+    t = _Targets.of(split, kmax)
+    cold_users = t.users[t.cold_mask]
     emb = None if item_embeddings is None else np.asarray(item_embeddings, dtype=np.float64)
 
     frames: list[pd.DataFrame] = []
     coverage: dict[str, dict[str, float]] = {}
-    for name in names:
-        model = models[name]
-        topk = np.empty((len(users), kmax), dtype=np.int64)
-        auc_all = np.empty(len(users)) if compute_auc else None
-        auc_cold = np.full(len(users), np.nan) if compute_auc else None
-        for start in range(0, len(users), batch_size):
-            sl = slice(start, start + batch_size)
-            batch = users[sl]
-            seen = train[batch]
-            scores, items = _rank_batch(model, batch, seen, kmax)
-            topk[sl] = items
-            if auc_all is not None and auc_cold is not None:
-                auc_all[sl] = M.auc_scores(scores, relevant[sl], seen)
-                auc_cold[sl] = M.auc_scores(scores, cold_rel_users[sl], seen)
-            if progress is not None:
-                progress(name, min(start + batch_size, len(users)), len(users))
-        per_all = _user_metrics(topk, relevant, auc_all, ks, info_items, emb)
-        per_cold = _user_metrics(
-            topk[cold_mask],
-            cold_rel,
-            None if auc_cold is None else auc_cold[cold_mask],
+    for name, model in models.items():
+        (per_all, per_cold), topk = _evaluate_model(
+            name,
+            model,
+            t,
             ks,
-            None,
-            None,
+            emb,
+            batch_size=batch_size,
+            compute_auc=compute_auc,
+            progress=progress,
         )
         coverage[name] = {f"coverage@{k}": M.catalog_coverage(topk, n_items, k) for k in ks}
-        for slice_name, uidx, vals in (("all", users, per_all), ("cold", cold_users, per_cold)):
+        for slice_name, uidx, vals in (("all", t.users, per_all), ("cold", cold_users, per_cold)):
             df = pd.DataFrame(vals)
             df.insert(0, "user_id", split.train.user_ids[uidx])
             df.insert(0, "user_idx", uidx)
@@ -261,7 +316,7 @@ def evaluate_models(
     comparisons = _compare(
         per_user,
         metric_cols,
-        names,
+        list(models),
         base,
         n_permutations=n_permutations,
         n_bootstrap=n_bootstrap,
@@ -271,11 +326,11 @@ def evaluate_models(
     info = {
         "n_users": int(n_users),
         "n_items": int(n_items),
-        "n_scored_users": len(users),
+        "n_scored_users": len(t.users),
         "n_cold_scored_users": len(cold_users),
         "n_cold_items": int(np.asarray(split.cold_items).sum()),
         "cold_relevant_fraction": float(split.cold_relevant_fraction()),
-        "n_relevant": int(relevant.nnz),
+        "n_relevant": int(t.relevant.nnz),
     }
     return EvaluationResult(
         per_user=per_user,
