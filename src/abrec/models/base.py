@@ -98,6 +98,11 @@ class Recommender(ABC):
     ) -> None:
         if config is not None and params:
             raise ConfigError(f"{self.name}: pass either a config or keyword parameters")
+        if config is not None and not isinstance(config, RecommenderConfig | Mapping):
+            raise ConfigError(
+                f"{self.name}: the positional argument is a config ({self.config_class.__name__}"
+                f" or a mapping), got {config!r}; pass parameters by keyword"
+            )
         if isinstance(config, self.config_class):
             self.config = config
         else:
