@@ -212,7 +212,7 @@ class TestHybrid(RecommenderConformance):
     def test_defaults_are_the_tuned_text_ease_blend(self) -> None:
         model = Hybrid(encoder=HashingEncoder())
         assert model.params()["cf"] == "text_ease"
-        assert model.cf_model.params() == {"lambda_": 500.0, "beta": 20.0, "model": None}
+        assert model.params()["cf_params"] == {"lambda_": 500.0, "beta": 20.0}
         assert model.lm_model.config.half_life == 5.0
         assert Hybrid(cf="ease").config.cf_params == {"lambda_": 500.0}
 

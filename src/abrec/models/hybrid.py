@@ -62,7 +62,8 @@ class HybridConfig(RecommenderConfig):
     """Hybrid hyper-parameters (see `Hybrid`).
 
     `cf_params` is validated against the config class of the `cf` kind and stored complete
-    (defaults filled in), so a config round-trips through its JSON dump unchanged.
+    (defaults filled in, None values left out), so a config round-trips through its JSON or
+    TOML dump unchanged.
     """
 
     cf: str = "text_ease"
@@ -94,7 +95,9 @@ class HybridConfig(RecommenderConfig):
             return params
         sub = model_class(cf).config_class
         try:
-            return sub.model_validate(params).model_dump(mode="json")
+            # None values are left out (TOML has no null); they are the defaults of every
+            # collaborative kind's optional keys, so validation restores them
+            return sub.model_validate(params).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
             raise ValueError(format_validation_error(exc, what=cf)) from None
 
