@@ -345,3 +345,19 @@ def test_history_profiles_against_loop_reference() -> None:
     norms = np.linalg.norm(ref, axis=1, keepdims=True)
     ref = np.divide(ref, norms, out=np.zeros_like(ref), where=norms > 0)
     np.testing.assert_allclose(plain, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_hybrid_set_blend_reblends_without_refit() -> None:
+    inter, items = synthetic_data()
+    enc = HashingEncoder()
+    kw = {"cf": "ease", "cf_params": {"lambda_": 5.0}, "encoder": enc}
+    model = Hybrid(**kw).fit(inter, items)  # type: ignore[arg-type]
+    model.set_blend(lm_weight=0.7, cold_shift=-1.0)
+    fresh = Hybrid(**kw, lm_weight=0.7, cold_shift=-1.0).fit(inter, items)  # type: ignore[arg-type]
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(model.score(users), fresh.score(users))
+    assert model.get_config() == fresh.get_config()
+    with pytest.raises(ConfigError, match="not blend settings"):
+        model.set_blend(cold_neighbors=3)
+    with pytest.raises(ConfigError, match="lm_weight"):
+        model.set_blend(lm_weight=-1.0)

@@ -17,10 +17,10 @@ from pydantic import (
 )
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import format_validation_error
+from abrec.errors import ConfigError, format_validation_error
 from abrec.models._util import row_normalize
 from abrec.models.base import Recommender, top_k
-from abrec.models.config import RecommenderConfig
+from abrec.models.config import RecommenderConfig, validate_config
 from abrec.models.lm import EmbeddingSimilarity, EmbeddingSimilarityConfig, Encoder, default_encoder
 
 NOT_CF_KINDS = ("lm", "hybrid")
@@ -180,6 +180,27 @@ class Hybrid(Recommender):
             np.flatnonzero(warm),
             self.config.cold_neighbors,
         )
+
+    BLEND_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"lm_weight", "normalize", "cold_weight", "cold_shift"}
+    )
+    """Settings used only when blending scores: `set_blend` changes them without refitting."""
+
+    def set_blend(self, **settings: Any) -> Hybrid:
+        """Change blend settings (`BLEND_KEYS`) of a fitted or unfitted model, validated.
+
+        The components are untouched, so e.g. a grid over `lm_weight` needs one fit.
+        """
+        other = sorted(set(settings) - self.BLEND_KEYS)
+        if other:
+            raise ConfigError(
+                f"hybrid: {other} are not blend settings ({sorted(self.BLEND_KEYS)}); "
+                "build a new model to change them"
+            )
+        self.config = validate_config(
+            HybridConfig, {**self.config.model_dump(), **settings}, self.name
+        )
+        return self
 
     @property
     def supports_history(self) -> bool:
