@@ -8,7 +8,6 @@ in the top 10" must select the defaults shipped in `abrec.models.hybrid.Hybrid`.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 
 from abrec.data import protocol_split, temporal_user_split
 from abrec.evaluation.metrics import ndcg_at_k
-from abrec.models.hybrid import Hybrid
+from abrec.models.hybrid import Hybrid, HybridConfig
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +38,7 @@ def grid(ml_small, ml_small_split) -> dict[tuple[float, float, float], tuple[flo
         model = Hybrid(lm_params={"half_life": half_life}, encoder=encoder)
         model.fit(inner_train, ml_small.items)
         for w, shift in itertools.product(LM_WEIGHTS, COLD_SHIFTS):
-            model.lm_weight, model.cold_shift = w, shift
+            model.set_blend(lm_weight=w, cold_shift=shift)
             top, _ = model.recommend(users, k=10)
             full = float(ndcg_at_k(top, rel, 10).mean())
             cold = float(np.nanmean(ndcg_at_k(top, cold_rel, 10)))
@@ -51,8 +50,7 @@ def test_defaults_are_the_validation_choice(grid) -> None:
     eligible = {cfg: v for cfg, v in grid.items() if v[1] > 0}
     best = max(eligible, key=lambda cfg: eligible[cfg][0])
     print("validation choice", best, eligible[best])
-    defaults = inspect.signature(Hybrid.__init__).parameters
-    assert best[1] == defaults["lm_weight"].default
-    assert best[2] == defaults["cold_shift"].default
-    model = Hybrid(encoder=object())  # type: ignore[arg-type]
-    assert model.lm_model.half_life == best[0]
+    defaults = HybridConfig()
+    assert best[1] == defaults.lm_weight
+    assert best[2] == defaults.cold_shift
+    assert defaults.lm_params.half_life == best[0]

@@ -172,7 +172,37 @@ class RecommenderConformance:
 
     def test_params_are_json_and_rebuild(self, fitted: Recommender) -> None:
         params = json.loads(json.dumps(fitted.params()))
-        assert type(fitted)(**params).params() == fitted.params()
+        assert params == fitted.get_config().model_dump(mode="json")
+        assert type(fitted)(**params).get_config() == fitted.get_config()
+        assert type(fitted).from_config(fitted.get_config()).params() == fitted.params()
+
+    def test_scores_do_not_depend_on_the_batch(self, fitted: Recommender) -> None:
+        """A user's scores are bit-identical alone, first of 7, in the middle of 33, last of 64."""
+        rng = np.random.default_rng(11)
+        users = np.array([-1, *range(N_USERS)])
+        alone = {int(u): fitted.score(np.array([u]))[0] for u in users}
+        for size, pos in ((7, 0), (33, 16), (64, 63), (64, 0)):
+            for u in (0, 3, N_USERS - 1, -1):
+                batch = rng.choice(users, size)
+                batch[pos] = u
+                got = fitted.score(batch)
+                np.testing.assert_array_equal(got[pos], alone[u])
+                for r, v in enumerate(batch.tolist()):  # every other row too
+                    np.testing.assert_array_equal(got[r], alone[v])
+
+    def test_history_scores_do_not_depend_on_the_batch(self, fitted: Recommender) -> None:
+        """`score_history` rows too: alone, first of 7, middle of 33, last of 64, all equal."""
+        if not fitted.supports_history:
+            pytest.skip("model has no history scoring")
+        rng = np.random.default_rng(12)
+        pool = [rng.choice(N_ITEMS, rng.integers(0, 9), replace=False) for _ in range(20)]
+        alone = [fitted.score_history([h])[0] for h in pool]
+        for size, pos in ((7, 0), (33, 16), (64, 63)):
+            idx = rng.integers(0, len(pool), size)
+            idx[pos] = 0
+            got = fitted.score_history([pool[i] for i in idx])
+            for r, i in enumerate(idx.tolist()):
+                np.testing.assert_array_equal(got[r], alone[i])
 
     def test_learns_cluster_structure(self, fitted: Recommender) -> None:
         if not self.learns_structure:

@@ -16,13 +16,14 @@ from model_conformance import (
     synthetic_data,
 )
 
+from abrec.data.types import Interactions
 from abrec.errors import ConfigError, DataError
-from abrec.models import LM_KINDS, MODEL_KINDS, build_model
+from abrec.models import MODEL_KINDS, build_model, needs_encoder
 from abrec.models._util import recency_weights, row_normalize
-from abrec.models.base import Recommender, history_matrix
+from abrec.models.base import Recommender
 from abrec.models.ease import EASE, TextEASE
 from abrec.models.hybrid import Hybrid, text_neighbours
-from abrec.models.lm import EmbeddingSimilarity
+from abrec.models.lm import EmbeddingSimilarity, history_profiles
 
 
 class TestEmbeddingSimilarity(RecommenderConformance):
@@ -66,7 +67,7 @@ class TestEmbeddingSimilarity(RecommenderConformance):
     def test_loaded_model_needs_no_encoder(self, fitted: Recommender, tmp_path: Path) -> None:
         fitted.save(tmp_path / "lm")
         loaded = Recommender.load(tmp_path / "lm")
-        assert isinstance(loaded, EmbeddingSimilarity) and loaded._encoder is None
+        assert isinstance(loaded, EmbeddingSimilarity) and loaded.encoder is None
         np.testing.assert_array_equal(loaded.score(np.array([1])), fitted.score(np.array([1])))
 
     def test_bad_encoder_output(self) -> None:
@@ -134,8 +135,9 @@ class TestHybrid(RecommenderConformance):
         model = self.make_model().fit(inter, items)
         assert isinstance(model, Hybrid)
         hists = [np.array([0, 2, 9]), np.array([1, 5, 11, 13])]
-        X = history_matrix(hists, N_ITEMS)
-        expected = model._blend(model.cf_model._score_history(X), model.lm_model._score_history(X))
+        expected = model._blend(
+            model.cf_model.score_history(hists), model.lm_model.score_history(hists)
+        )
         np.testing.assert_array_equal(model.score_history(hists), expected)
         assert Hybrid(cf="als", encoder=HashingEncoder()).supports_history
 
@@ -189,6 +191,7 @@ class TestHybrid(RecommenderConformance):
         s = model.fit(inter, items).score(np.arange(N_USERS))
         assert np.isfinite(s).all()
         assert model.cf_model.params() == {"k": 5, "shrinkage": 0.0}
+        assert model.params()["cf_params"] == {"k": 5, "shrinkage": 0.0}  # stored complete
 
     def test_text_ease_component_shares_encoder(self, tmp_path: Path) -> None:
         inter, items = synthetic_data()
@@ -196,24 +199,38 @@ class TestHybrid(RecommenderConformance):
         model = Hybrid(cf="text_ease", cf_params={"lambda_": 5.0, "beta": 2.0}, encoder=enc)
         s = model.fit(inter, items).score(np.arange(N_USERS))
         assert np.isfinite(s).all() and enc.calls == 2
-        assert isinstance(model.cf_model, TextEASE) and model.cf_model.beta == 2.0
+        assert isinstance(model.cf_model, TextEASE) and model.cf_model.config.beta == 2.0
+        assert model.cf_model.encoder is enc and model.lm_model.encoder is enc
         model.save(tmp_path / "h")
         loaded = Recommender.load(tmp_path / "h")
         np.testing.assert_array_equal(loaded.score(np.arange(N_USERS)), s)
+        assert isinstance(loaded, Hybrid)
+        # the parts share the hybrid's training matrix (saved once)
+        assert loaded.cf_model.train_matrix is loaded.train_matrix
+        assert loaded.lm_model.train_matrix is loaded.train_matrix
 
     def test_defaults_are_the_tuned_text_ease_blend(self) -> None:
         model = Hybrid(encoder=HashingEncoder())
         assert model.params()["cf"] == "text_ease"
-        assert model.cf_model.params()["beta"] == 20.0 and model.lm_model.half_life == 5.0
-        assert Hybrid(cf="ease").cf_params == {}
+        assert model.params()["cf_params"] == {"lambda_": 500.0, "beta": 20.0}
+        assert model.lm_model.config.half_life == 5.0
+        assert Hybrid(cf="ease").config.cf_params == {"lambda_": 500.0}
 
     def test_bad_config(self) -> None:
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="normalize"):
             Hybrid(normalize="rank")
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="cf: must be a collaborative model kind"):
             Hybrid(cf="lm")
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match="cf: must be a collaborative"):
             Hybrid(cf="nope")
+        with pytest.raises(ConfigError, match=r"cf_params: .*lambda_"):
+            Hybrid(cf="ease", cf_params={"lambda_": "lots"})
+        with pytest.raises(ConfigError, match=r"cf_params: .*lam.*unknown key"):
+            Hybrid(cf="ease", cf_params={"lam": 3})
+        with pytest.raises(ConfigError, match=r"lm_params.half_life"):
+            Hybrid(lm_params={"half_life": -1})
+        with pytest.raises(ConfigError, match="cold_shift"):
+            Hybrid(cold_shift=float("nan"))
 
 
 def test_text_neighbours_rows_are_stochastic() -> None:
@@ -261,7 +278,7 @@ def test_recency_weights_hand_computed() -> None:
 
 def test_registry_builds_every_kind() -> None:
     for kind in MODEL_KINDS:
-        params = {"encoder": HashingEncoder()} if kind in LM_KINDS else {}
+        params = {"encoder": HashingEncoder()} if needs_encoder(kind) else {}
         model = build_model(kind, **params)
         assert isinstance(model, Recommender) and model.name == kind
     hyb = build_model("hybrid", cf="als", cf_params={"factors": 4}, encoder=HashingEncoder())
@@ -290,3 +307,57 @@ def test_text_ease_woodbury_path_matches_gram_path() -> None:
     np.fill_diagonal(ref, 0.0)
     assert model._B is not None
     np.testing.assert_allclose(model._B, ref, atol=1e-5)
+
+
+def test_history_profiles_against_loop_reference() -> None:
+    """Recency-weighted mean profiles (half-life in interactions), against a plain loop.
+
+    Repeated (user, item) events add their weights; users without history get zero rows.
+    """
+    rng = np.random.default_rng(3)
+    n_users, n_items, n = 40, 30, 400
+    users = rng.integers(0, n_users - 5, n)  # the last 5 users have no history
+    items = rng.integers(0, n_items, n)
+    ts = rng.integers(0, 50, n)  # many ties in time: input order breaks them
+    inter = Interactions(
+        user_idx=users,
+        item_idx=items,
+        user_ids=np.arange(n_users),
+        item_ids=np.arange(n_items),
+        timestamps=ts.astype(np.int64),
+    )
+    emb = rng.normal(size=(n_items, 8)).astype(np.float32)
+    got = history_profiles(inter, emb, half_life=3.0)
+    assert got.dtype == np.float32 and got.shape == (n_users, 8)
+    for u in range(n_users):
+        rows = np.flatnonzero(users == u)
+        if not len(rows):
+            assert not got[u].any()
+            continue
+        rows = sorted(rows, key=lambda r: (ts[r], r))  # time order, ties by input order
+        acc = np.zeros(8)
+        for age, r in enumerate(reversed(rows)):
+            acc += 0.5 ** (age / 3.0) * emb[items[r]]
+        np.testing.assert_allclose(got[u], acc / np.linalg.norm(acc), rtol=1e-4, atol=1e-6)
+    plain = history_profiles(inter, emb, half_life=None)
+    ref = np.zeros((n_users, 8))
+    np.add.at(ref, users, emb[items].astype(np.float64))
+    norms = np.linalg.norm(ref, axis=1, keepdims=True)
+    ref = np.divide(ref, norms, out=np.zeros_like(ref), where=norms > 0)
+    np.testing.assert_allclose(plain, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_hybrid_set_blend_reblends_without_refit() -> None:
+    inter, items = synthetic_data()
+    enc = HashingEncoder()
+    kw = {"cf": "ease", "cf_params": {"lambda_": 5.0}, "encoder": enc}
+    model = Hybrid(**kw).fit(inter, items)  # type: ignore[arg-type]
+    model.set_blend(lm_weight=0.7, cold_shift=-1.0)
+    fresh = Hybrid(**kw, lm_weight=0.7, cold_shift=-1.0).fit(inter, items)  # type: ignore[arg-type]
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(model.score(users), fresh.score(users))
+    assert model.get_config() == fresh.get_config()
+    with pytest.raises(ConfigError, match="not blend settings"):
+        model.set_blend(cold_neighbors=3)
+    with pytest.raises(ConfigError, match="lm_weight"):
+        model.set_blend(lm_weight=-1.0)

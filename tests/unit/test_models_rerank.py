@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from abrec.data.splits import temporal_user_split
 from abrec.data.types import Interactions
 from abrec.errors import ConfigError, DataError
-from abrec.models import LM_KINDS, build_model
+from abrec.models import build_model, needs_encoder
 from abrec.models.base import Recommender
 from abrec.models.ease import EASE
 from abrec.models.rerank import CF_FEATURES, LM_FEATURES, CFReranker, LTRReranker
@@ -42,7 +42,7 @@ def data() -> tuple[Interactions, object]:
 
 def _sklearn_reference(model: LTRReranker, F: np.ndarray, y: np.ndarray) -> np.ndarray:
     scaler = StandardScaler().fit(F)
-    lr = LogisticRegression(C=model.C, max_iter=2000, random_state=model.seed)
+    lr = LogisticRegression(C=model.config.C, max_iter=2000, random_state=model.config.seed)
     lr.fit(scaler.transform(F), y)
     return np.asarray(lr.decision_function(scaler.transform(F)))
 
@@ -76,7 +76,7 @@ def test_validation_split_comes_from_train_only(data) -> None:
     # no candidate is an item of the user's inner history
     assert not np.asarray(inner.matrix[uu, ii]).any()
     # the first feature is the EASE score fitted on train minus validation
-    ease = EASE(5.0).fit(inner, items).score(np.unique(uu))
+    ease = EASE(lambda_=5.0).fit(inner, items).score(np.unique(uu))
     rows = np.searchsorted(np.unique(uu), uu)
     np.testing.assert_allclose(F[:, 0], ease[rows, ii], rtol=1e-5, atol=1e-6)
 
@@ -85,14 +85,14 @@ def test_candidates_are_the_ease_top_n_ranked_by_decision(data) -> None:
     inter, items = data
     model = CFReranker(n_cf=6, lambda_=5.0).fit(inter, items)
     users = np.arange(N_USERS)
-    ease = EASE(5.0).fit(inter, items).score(users)
+    ease = EASE(lambda_=5.0).fit(inter, items).score(users)
     seen = inter.matrix.toarray() > 0
     ease[seen] = -np.inf
     top_ease = np.argsort(-ease, axis=1, kind="stable")[:, :6]
     items_ltr, _ = model.recommend(users, k=6)
     np.testing.assert_array_equal(np.sort(items_ltr, 1), np.sort(top_ease, 1))
     # the learned score is the decision function of the candidate features
-    uu, ii, F, _ = model._gen.features(users)
+    uu, ii, F, _ = model.features(users)
     s = model.score(users)
     np.testing.assert_allclose(s[uu, ii], model.decision_function(F), rtol=1e-5, atol=1e-5)
     # every non-candidate scores below every candidate of its row
@@ -103,11 +103,11 @@ def test_candidates_are_the_ease_top_n_ranked_by_decision(data) -> None:
 
 
 def test_registry_kinds() -> None:
-    assert "ltr" in LM_KINDS and "ltr_cf" not in LM_KINDS
+    assert needs_encoder("ltr") and not needs_encoder("ltr_cf")
     ltr = build_model("ltr", encoder=HashingEncoder())
     cf = build_model("ltr_cf", n_cf=50)
-    assert isinstance(ltr, LTRReranker) and ltr.use_lm and ltr.name == "ltr"
-    assert isinstance(cf, CFReranker) and not cf.use_lm and cf.n_cf == 50
+    assert isinstance(ltr, LTRReranker) and ltr.config.use_lm and ltr.name == "ltr"
+    assert isinstance(cf, CFReranker) and not cf.config.use_lm and cf.config.n_cf == 50
 
 
 def test_loaded_model_needs_no_encoder(data, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_loaded_model_needs_no_encoder(data, tmp_path: Path) -> None:
     model = LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder()).fit(inter, items)
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
-    assert isinstance(loaded, LTRReranker) and loaded._encoder is None
+    assert isinstance(loaded, LTRReranker) and loaded.encoder is None
     users = np.arange(N_USERS)
     np.testing.assert_array_equal(loaded.score(users), model.score(users))
 
@@ -129,11 +129,21 @@ def test_encoder_called_once_per_fit(data) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"n_cf": 0}, {"n_lm": -1}, {"n_cf": 2.5}, {"validation_fraction": 1.0}, {"C": 0.0}],
+    [
+        {"n_cf": 0},
+        {"n_lm": -1},
+        {"n_cf": 2.5},
+        {"validation_fraction": 1.0},
+        {"C": 0.0},
+        {"lambda_": "lots"},
+        {"beta": float("inf")},
+    ],
 )
 def test_bad_params(params: dict[str, float]) -> None:
-    with pytest.raises(ConfigError):
-        CFReranker(**params)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=f"^bad parameters for model kind 'ltr_cf': {next(iter(params))}: "
+    ):
+        CFReranker(**params)
 
 
 def test_bad_data(data) -> None:
@@ -174,3 +184,11 @@ def test_without_ratings_every_validation_event_is_positive(data) -> None:
     expected = set(zip(val.user_idx.tolist(), val.item_idx.tolist(), strict=True))
     assert set(zip(uu[y].tolist(), ii[y].tolist(), strict=True)) <= expected
     assert y.sum() > int(0.5 * len(expected))
+
+
+def test_relevance_threshold_is_the_protocol_one() -> None:
+    """The validation labels use the evaluation protocol's threshold (one definition)."""
+    import abrec.models.rerank as rerank
+
+    assert not hasattr(rerank.LTRReranker, "RELEVANCE_THRESHOLD")
+    assert "RELEVANCE_THRESHOLD = " not in Path(rerank.__file__).read_text()

@@ -128,9 +128,3 @@ class ItemCatalog:
 
     def __len__(self) -> int:
         return len(self.item_ids)
-
-    def item_index(self, external_ids: np.ndarray | list[object]) -> np.ndarray:
-        """Dense indices for external item ids; -1 for unknown items."""
-        return np.asarray(
-            pd.Index(self.item_ids).get_indexer(np.asarray(external_ids)), dtype=np.int64
-        )

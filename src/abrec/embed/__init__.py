@@ -1,11 +1,10 @@
-"""Language-model representations: text encoders, embedding cache, user profiles.
+"""Language-model representations: text encoders and their embedding cache.
 
 torch / sentence-transformers are imported only when a model is first used.
 """
 
 from abrec.embed.cache import EmbeddingCache, default_embedding_cache_dir, text_keys
 from abrec.embed.encoder import DEFAULT_MODEL_NAME, TextEncoder, default_model_path, encode_items
-from abrec.embed.profiles import interaction_weights, user_profiles
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -14,7 +13,5 @@ __all__ = [
     "default_embedding_cache_dir",
     "default_model_path",
     "encode_items",
-    "interaction_weights",
     "text_keys",
-    "user_profiles",
 ]

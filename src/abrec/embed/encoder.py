@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -255,17 +254,3 @@ def encode_items(catalog: Any, encoder: TextEncoder | None = None) -> np.ndarray
     """Embeddings of an `ItemCatalog`'s texts (rows aligned with its items)."""
     enc = encoder or TextEncoder()
     return enc.encode([str(t) for t in catalog.text])
-
-
-def config_summary(encoder: TextEncoder) -> str:
-    """JSON description of an encoder, for run folders."""
-    return json.dumps(
-        {
-            "model": encoder.name,
-            "identity": encoder.identity,
-            "kind": encoder.kind,
-            "batch_size": encoder.batch_size,
-            "device": encoder.device,
-            "normalize": encoder.normalize,
-        }
-    )

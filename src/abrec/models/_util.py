@@ -10,17 +10,57 @@ import scipy.sparse as sp
 from abrec.errors import ConfigError
 
 
-def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    """Raise ConfigError unless `value` is a finite positive (or non-negative) number."""
-    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
 def active_items(train: sp.csr_matrix) -> np.ndarray:
     """Indices of item columns with at least one training interaction."""
     return np.flatnonzero(np.diff(train.tocsc().indptr) > 0)
+
+
+_ALIGN = 64  # bytes: every row is handed to BLAS from the same alignment
+
+
+def _aligned(n: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """An uninitialised 1-D array of n elements starting on a 64-byte boundary."""
+    raw = np.empty(n * dtype.itemsize + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + n * dtype.itemsize].view(dtype)
+
+
+def rows_times(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B.T computed one row of A at a time, so a row's result never depends on the others.
+
+    A single matrix product (gemm) over a batch picks its BLAS kernel, blocking and summation
+    order from the batch shape and a row's position in it, so the same user can get scores one
+    float step apart in different batches. Here every row is one matrix-vector product with
+    the same shape, strides and alignment, hence bit-identical whatever else is in `A`.
+
+    Args:
+        A: (n, d) rows (e.g. user profiles or factors).
+        B: (m, d) rows (e.g. item embeddings or factors).
+    Returns:
+        (n, m) array in the common dtype of A and B.
+    """
+    dtype = np.result_type(A, B)
+    Bc = np.ascontiguousarray(B, dtype=dtype)
+    out = np.empty((A.shape[0], Bc.shape[0]), dtype=dtype)
+    row = _aligned(Bc.shape[1], dtype)
+    res = _aligned(Bc.shape[0], dtype)
+    for i in range(A.shape[0]):
+        row[:] = A[i]
+        np.matmul(Bc, row, out=res)
+        out[i] = res
+    return out
+
+
+def weighted_sum(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Z @ w for a tall Z with few columns, summed column by column in a fixed order.
+
+    Unlike a BLAS matrix-vector product, each row's value does not depend on the row's position
+    or on the number of rows.
+    """
+    out = np.zeros(Z.shape[0], dtype=np.result_type(Z, w))
+    for j in range(Z.shape[1]):
+        out += Z[:, j] * w[j]
+    return out
 
 
 def scatter_columns(values: np.ndarray, cols: np.ndarray, n_items: int) -> np.ndarray:
@@ -74,8 +114,3 @@ def row_normalize(scores: np.ndarray, method: str, mask: np.ndarray | None = Non
     else:
         raise ConfigError(f"normalize must be 'zscore' or 'minmax', got {method!r}")
     return out.astype(np.float32)
-
-
-def jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    """Convert numpy scalars in params to plain Python values."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}

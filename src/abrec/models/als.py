@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
-from abrec.models._util import check_positive
+from abrec.models._util import rows_times
 from abrec.models.base import Recommender
+from abrec.models.config import RecommenderConfig
+
+
+class ALSConfig(RecommenderConfig):
+    """ALS hyper-parameters (see `implicit.cpu.als.AlternatingLeastSquares`)."""
+
+    factors: PositiveInt = 64
+    regularization: NonNegativeFloat = 0.05
+    iterations: PositiveInt = 15
+    alpha: PositiveFloat = 1.0
+    seed: NonNegativeInt = 0
 
 
 class ALS(Recommender):
@@ -20,47 +33,25 @@ class ALS(Recommender):
     """
 
     name: ClassVar[str] = "als"
+    config_class: ClassVar[type[RecommenderConfig]] = ALSConfig
+    config: ALSConfig
 
     def __init__(
-        self,
-        factors: int = 64,
-        regularization: float = 0.05,
-        iterations: int = 15,
-        alpha: float = 1.0,
-        seed: int = 0,
+        self, config: ALSConfig | Mapping[str, Any] | None = None, /, **params: Any
     ) -> None:
-        super().__init__()
-        if int(factors) != factors or factors < 1:
-            raise ConfigError(f"factors must be a positive integer, got {factors!r}")
-        if int(iterations) != iterations or iterations < 1:
-            raise ConfigError(f"iterations must be a positive integer, got {iterations!r}")
-        check_positive("regularization", regularization, allow_zero=True)
-        check_positive("alpha", alpha)
-        self.factors = int(factors)
-        self.regularization = float(regularization)
-        self.iterations = int(iterations)
-        self.alpha = float(alpha)
-        self.seed = int(seed)
+        super().__init__(config, **params)
         self._U: np.ndarray | None = None
         self._V: np.ndarray | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "factors": self.factors,
-            "regularization": self.regularization,
-            "iterations": self.iterations,
-            "alpha": self.alpha,
-            "seed": self.seed,
-        }
-
     def _implicit_model(self) -> Any:
         """A CPU `implicit` ALS with this model's settings (single thread)."""
+        cfg = self.config
         return _als_class()(
-            factors=self.factors,
-            regularization=self.regularization,
-            alpha=self.alpha,
-            iterations=self.iterations,
-            random_state=self.seed,
+            factors=cfg.factors,
+            regularization=cfg.regularization,
+            alpha=cfg.alpha,
+            iterations=cfg.iterations,
+            random_state=cfg.seed,
             num_threads=1,
             calculate_training_loss=False,
         )
@@ -79,7 +70,7 @@ class ALS(Recommender):
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._U is not None and self._V is not None
-        return self._U[users] @ self._V.T
+        return rows_times(self._U[users], self._V)
 
     def fold_in(self, X: sp.csr_matrix) -> np.ndarray:
         """User factors for binary history rows X: one exact ALS user step against fixed items.
@@ -95,13 +86,13 @@ class ALS(Recommender):
             model = self._implicit_model()
             model.item_factors = self._V
             U = model.recalculate_user(np.arange(X.shape[0]), sp.csr_matrix(X, dtype=np.float32))
-        return np.asarray(U, dtype=np.float32).reshape(X.shape[0], self.factors)
+        return np.asarray(U, dtype=np.float32).reshape(X.shape[0], self.config.factors)
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Fold-in scores: not equal to `score` of a known user with the same items, whose
         factors come from the (conjugate-gradient) training iterations, not one exact step."""
         assert self._V is not None
-        return self.fold_in(X) @ self._V.T
+        return rows_times(self.fold_in(X), self._V)
 
     def _state(self) -> dict[str, Any]:
         return {"U": self._U, "V": self._V}

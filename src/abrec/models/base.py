@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import DataError, NotFittedError
+from abrec.errors import ConfigError, DataError, NotFittedError
+from abrec.models.config import RecommenderConfig, validate_config
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,16 +75,52 @@ class Recommender(ABC):
     Subclasses implement `_fit` and `_score_known`; the base handles unknown users,
     seen-item exclusion, top-k and persistence (numpy arrays + JSON params).
 
+    Hyper-parameters live in one validated pydantic config (`config_class`): build a model
+    with `Model(**params)`, `Model(config)` or `Model.from_config(config)`, read it back with
+    `get_config()`; `params()` is its JSON dump. Composite models reach their parts only
+    through the public methods (`fit`, `score`, `score_history`, `get_state`, `set_state`).
+
     Optional capability: a model that can score users known only by the items they
     interacted with (anonymous visitors, users newer than the model) implements
     `_score_history`; `supports_history` is then true and `score_history` works.
+
+    Contract: a user's scores are bit-identical whatever other users share the batch.
     """
 
     name: ClassVar[str] = "recommender"
+    config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
+    """The pydantic class of this model's hyper-parameters."""
+    needs_encoder: ClassVar[bool] = False
+    """Whether the model reads item texts through a text encoder (accepts `encoder=`)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, config: RecommenderConfig | Mapping[str, Any] | None = None, /, **params: Any
+    ) -> None:
+        if config is not None and params:
+            raise ConfigError(f"{self.name}: pass either a config or keyword parameters")
+        if config is not None and not isinstance(config, RecommenderConfig | Mapping):
+            raise ConfigError(
+                f"{self.name}: the positional argument is a config ({self.config_class.__name__}"
+                f" or a mapping), got {config!r}; pass parameters by keyword"
+            )
+        if isinstance(config, self.config_class):
+            self.config = config
+        else:
+            if isinstance(config, RecommenderConfig):
+                config = config.model_dump()
+            self.config = validate_config(self.config_class, config or params, self.name)
         self._train: sp.csr_matrix | None = None
         self._popularity: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, config: RecommenderConfig | Mapping[str, Any], **runtime: Any) -> Self:
+        """A new, unfitted model from its config; `runtime` holds non-persisted objects
+        (e.g. `encoder=` for models with `needs_encoder`)."""
+        return cls(config, **runtime)
+
+    def get_config(self) -> RecommenderConfig:
+        """The validated hyper-parameters this model was built with."""
+        return self.config
 
     # --- to implement -------------------------------------------------------------
     @abstractmethod
@@ -102,8 +139,8 @@ class Recommender(ABC):
         raise NotImplementedError(f"{self.name} cannot score users from an item history")
 
     def params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-serialisable) used by save/load."""
-        return {}
+        """Constructor parameters (JSON-serialisable) used by save/load: the config's dump."""
+        return self.config.model_dump(mode="json")
 
     def _state(self) -> dict[str, Any]:
         """Learned arrays (numpy or scipy.sparse) to persist; override to add more."""
@@ -113,6 +150,23 @@ class Recommender(ABC):
         """Restore what `_state` returned."""
         return None
 
+    def get_state(self) -> dict[str, Any]:
+        """Everything learned (training matrix, popularity and the model's own arrays).
+
+        `set_state` on a model built with the same config restores it exactly; composite
+        models persist their parts through this pair.
+        """
+        own = self._state()
+        return {"__train__": self._require_train(), "__popularity__": self._popularity, **own}
+
+    def set_state(self, state: Mapping[str, Any]) -> Self:
+        """Restore what `get_state` returned (the model is then fitted)."""
+        rest = dict(state)
+        self._train = rest.pop("__train__")
+        self._popularity = rest.pop("__popularity__")
+        self._set_state(rest)
+        return self
+
     # --- shared behaviour ---------------------------------------------------------
     def fit(self, train: Interactions, items: ItemCatalog) -> Self:
         """Fit on training interactions; items align with train columns."""
@@ -120,7 +174,9 @@ class Recommender(ABC):
             raise ValueError(
                 f"train has {train.n_items} item columns but the catalog has {len(items)} items"
             )
-        self._train = train.matrix.tocsr().astype(np.float32)
+        # no copy when the cached matrix already is float32 CSR: composite models' parts
+        # then share one training matrix (also in a saved state)
+        self._train = train.matrix.tocsr().astype(np.float32, copy=False)
         self._popularity = np.asarray(self._train.sum(axis=0)).ravel().astype(np.float32)
         self._fit(train, items)
         return self
@@ -136,6 +192,11 @@ class Recommender(ABC):
     @property
     def n_items(self) -> int:
         return self._require_train().shape[1]
+
+    @property
+    def train_matrix(self) -> sp.csr_matrix:
+        """The binary float32 user x item training matrix the model was fitted on."""
+        return self._require_train()
 
     def _require_train(self) -> sp.csr_matrix:
         if self._train is None:
@@ -205,8 +266,8 @@ class Recommender(ABC):
 
     # --- persistence --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write params, training matrix and learned state into directory `path`."""
-        train = self._require_train()
+        """Write params (`model.json`) and the learned state (`state.pkl`) into directory `path`."""
+        state = self.get_state()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -214,7 +275,6 @@ class Recommender(ABC):
             "params": self.params(),
         }
         (path / "model.json").write_text(json.dumps(meta, indent=2))
-        state = {"__train__": train, "__popularity__": self._popularity, **self._state()}
         with open(path / "state.pkl", "wb") as fh:
             pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
         return path
@@ -232,8 +292,4 @@ class Recommender(ABC):
             raise TypeError(f"{meta['class']} is not a Recommender")
         obj = klass(**meta["params"])
         with open(path / "state.pkl", "rb") as fh:
-            state = pickle.load(fh)
-        obj._train = state.pop("__train__")
-        obj._popularity = state.pop("__popularity__")
-        obj._set_state(state)
-        return obj
+            return obj.set_state(pickle.load(fh))

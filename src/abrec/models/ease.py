@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import NonNegativeFloat, PositiveFloat
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.models._util import active_items, check_positive, scatter_columns
+from abrec.models._util import active_items, scatter_columns
 from abrec.models.base import Recommender
+from abrec.models.config import RecommenderConfig
 from abrec.models.lm import Encoder, encode_catalog
 
 
@@ -47,6 +50,12 @@ def ease_weights(A: np.ndarray | sp.spmatrix, lambda_: float) -> np.ndarray:
     return _b_from_p(P)
 
 
+class EASEConfig(RecommenderConfig):
+    """EASE hyper-parameters: `lambda_` is the L2 regularisation of the item-item weights."""
+
+    lambda_: PositiveFloat = 500.0
+
+
 class EASE(Recommender):
     """B = I - P diagMat(1 / diag(P)), P = (X^T X + lambda I)^-1, over items seen in training.
 
@@ -54,25 +63,25 @@ class EASE(Recommender):
     """
 
     name: ClassVar[str] = "ease"
+    config_class: ClassVar[type[RecommenderConfig]] = EASEConfig
+    config: EASEConfig
 
-    def __init__(self, lambda_: float = 500.0) -> None:
-        super().__init__()
-        check_positive("lambda_", lambda_)
-        self.lambda_ = float(lambda_)
+    def __init__(
+        self, config: EASEConfig | Mapping[str, Any] | None = None, /, **params: Any
+    ) -> None:
+        super().__init__(config, **params)
         self._items: np.ndarray | None = None
         self._B: np.ndarray | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"lambda_": self.lambda_}
-
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         self._items = active_items(self._require_train())
-        self._B = ease_weights(self._require_train()[:, self._items], self.lambda_)
+        self._B = ease_weights(self._require_train()[:, self._items], self.config.lambda_)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         return self._score_history(self._require_train()[users])
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Sparse history rows times dense B (scipy): each row is summed on its own."""
         assert self._B is not None and self._items is not None
         return scatter_columns(np.asarray(X[:, self._items] @ self._B), self._items, self.n_items)
 
@@ -84,6 +93,19 @@ class EASE(Recommender):
         self._B = state["B"]
 
 
+class TextEASEConfig(EASEConfig):
+    """TextEASE hyper-parameters.
+
+    Attributes:
+        lambda_: L2 regularisation, as in EASE.
+        beta: weight of the text prior (0 gives EASE over all items).
+        model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM).
+    """
+
+    beta: NonNegativeFloat = 20.0
+    model: str | None = None
+
+
 class TextEASE(EASE):
     """EASE whose Gram matrix gets a language-model prior: X^T X + beta * E~ E~^T.
 
@@ -93,32 +115,29 @@ class TextEASE(EASE):
     seen in training, gets weights, so cold items are scored through their text.
 
     Args:
-        lambda_: L2 regularisation, as in EASE.
-        beta: weight of the text prior (0 gives EASE over all items).
-        model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM).
+        config: a `TextEASEConfig` (or its fields as keyword parameters).
         encoder: optional encoder object with `.encode(texts)`; not persisted.
     """
 
     name: ClassVar[str] = "text_ease"
+    config_class: ClassVar[type[RecommenderConfig]] = TextEASEConfig
+    config: TextEASEConfig
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(
         self,
-        lambda_: float = 500.0,
-        beta: float = 20.0,
-        model: str | None = None,
+        config: TextEASEConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         encoder: Encoder | None = None,
+        **params: Any,
     ) -> None:
-        super().__init__(lambda_=lambda_)
-        check_positive("beta", beta, allow_zero=True)
-        self.beta = float(beta)
-        self.model = model
-        self._encoder = encoder
-
-    def params(self) -> dict[str, Any]:
-        return {"lambda_": self.lambda_, "beta": self.beta, "model": self.model}
+        super().__init__(config, **params)
+        self.encoder = encoder
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
-        emb = encode_catalog(items, self._encoder, self.model).astype(np.float64)
+        cfg = self.config
+        emb = encode_catalog(items, self.encoder, cfg.model).astype(np.float64)
         emb -= emb.mean(axis=0)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         emb /= np.where(norms > 0, norms, 1.0)
@@ -126,8 +145,8 @@ class TextEASE(EASE):
         X = self._require_train()
         if X.shape[0] + emb.shape[1] < X.shape[1]:
             # X^T X + beta E~ E~^T is the Gram matrix of X stacked on sqrt(beta) E~^T.
-            A = np.vstack([X.toarray(), np.sqrt(self.beta) * emb.T])
-            self._B = ease_weights(A, self.lambda_)
+            A = np.vstack([X.toarray(), np.sqrt(cfg.beta) * emb.T])
+            self._B = ease_weights(A, cfg.lambda_)
         else:
-            G = (X.T @ X).toarray() + self.beta * (emb @ emb.T)
-            self._B = ease_from_gram(G, self.lambda_)
+            G = (X.T @ X).toarray() + cfg.beta * (emb @ emb.T)
+            self._B = ease_from_gram(G, cfg.lambda_)

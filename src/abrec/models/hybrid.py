@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import ConfigError
-from abrec.models._util import check_positive, row_normalize
+from abrec.errors import ConfigError, format_validation_error
+from abrec.models._util import row_normalize
 from abrec.models.base import Recommender, top_k
-from abrec.models.ease import TextEASE
-from abrec.models.lm import EmbeddingSimilarity, Encoder, default_encoder
+from abrec.models.config import RecommenderConfig, validate_config
+from abrec.models.lm import EmbeddingSimilarity, EmbeddingSimilarityConfig, Encoder, default_encoder
 
-NORMALIZATIONS = ("zscore", "minmax")
-DEFAULT_CF_PARAMS: dict[str, dict[str, Any]] = {"text_ease": {"lambda_": 500.0, "beta": 20.0}}
-DEFAULT_LM_PARAMS: dict[str, Any] = {"half_life": 5.0}
+NOT_CF_KINDS = ("lm", "hybrid")
+"""Registry kinds that cannot be the collaborative component."""
 
 
 def text_neighbours(
@@ -50,6 +58,50 @@ def text_neighbours(
     return (sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ T).tocsr().astype(np.float32)
 
 
+class HybridConfig(RecommenderConfig):
+    """Hybrid hyper-parameters (see `Hybrid`).
+
+    `cf_params` is validated against the config class of the `cf` kind and stored complete
+    (defaults filled in, None values left out), so a config round-trips through its JSON or
+    TOML dump unchanged.
+    """
+
+    cf: str = "text_ease"
+    cf_params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    lm_params: EmbeddingSimilarityConfig = EmbeddingSimilarityConfig()
+    lm_weight: NonNegativeFloat = 0.2
+    normalize: Literal["zscore", "minmax"] = "zscore"
+    cold_neighbors: PositiveInt = 10
+    cold_weight: NonNegativeFloat = 1.0
+    cold_shift: float = -0.6
+
+    @field_validator("cf")
+    @classmethod
+    def _collaborative_kind(cls, cf: str) -> str:
+        from abrec.models.registry import MODEL_KINDS
+
+        if cf not in MODEL_KINDS or cf in NOT_CF_KINDS:
+            kinds = ", ".join(k for k in MODEL_KINDS if k not in NOT_CF_KINDS)
+            raise ValueError(f"must be a collaborative model kind ({kinds}), got {cf!r}")
+        return cf
+
+    @field_validator("cf_params")
+    @classmethod
+    def _complete_cf_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from abrec.models.registry import model_class
+
+        cf = info.data.get("cf")
+        if cf is None:  # `cf` itself failed validation; that error is reported
+            return params
+        sub = model_class(cf).config_class
+        try:
+            # None values are left out (TOML has no null); they are the defaults of every
+            # collaborative kind's optional keys, so validation restores them
+            return sub.model_validate(params).model_dump(mode="json", exclude_none=True)
+        except ValidationError as exc:
+            raise ValueError(format_validation_error(exc, what=cf)) from None
+
+
 class Hybrid(Recommender):
     """Collaborative + language-model blend that also ranks items never seen in training.
 
@@ -69,83 +121,50 @@ class Hybrid(Recommender):
 
     `score_history` (users known only by an item history) is supported when the CF component
     supports it; the LM part then uses the plain, recency-free mean profile of the history.
+    The components are used only through their public methods (`fit`, `score`,
+    `score_history`, `get_state`/`set_state`); one encoder is shared by both.
 
     Args:
-        cf: registry kind of the collaborative component ("text_ease", "ease", "itemknn", ...).
-        cf_params: its parameters.
-        lm_params: parameters of the `EmbeddingSimilarity` component.
-        lm_weight: weight of the normalised language-model score.
-        normalize: "zscore" or "minmax".
-        cold_neighbors: warm text neighbours used to score a cold item.
-        cold_weight: scale of the text-predicted CF score of cold items.
-        cold_shift: offset added to cold items' scores.
-        encoder: encoder object handed to the LM component (not persisted).
+        config: a `HybridConfig` (or its fields as keyword parameters): `cf` is the registry
+            kind of the collaborative component ("text_ease", "ease", "itemknn", ...),
+            `cf_params` its parameters, `lm_params` those of the `EmbeddingSimilarity`
+            component, then the blend settings described above.
+        encoder: encoder object handed to the components that need one (not persisted).
     """
 
     name: ClassVar[str] = "hybrid"
+    config_class: ClassVar[type[RecommenderConfig]] = HybridConfig
+    config: HybridConfig
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(
         self,
-        cf: str = "text_ease",
-        cf_params: dict[str, Any] | None = None,
-        lm_params: dict[str, Any] | None = None,
-        lm_weight: float = 0.2,
-        normalize: str = "zscore",
-        cold_neighbors: int = 10,
-        cold_weight: float = 1.0,
-        cold_shift: float = -0.6,
+        config: HybridConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         encoder: Encoder | None = None,
+        **params: Any,
     ) -> None:
-        super().__init__()
-        from abrec.models.registry import build_model
-
-        if cf in ("lm", "hybrid"):
-            raise ConfigError(
-                f"hybrid cf component must be a collaborative model (e.g. 'ease', 'text_ease', "
-                f"'itemknn', 'als'), got {cf!r}"
-            )
-        if normalize not in NORMALIZATIONS:
-            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        check_positive("lm_weight", lm_weight, allow_zero=True)
-        check_positive("cold_weight", cold_weight, allow_zero=True)
-        if int(cold_neighbors) != cold_neighbors or cold_neighbors < 1:
-            raise ConfigError(f"cold_neighbors must be a positive integer, got {cold_neighbors!r}")
-        if not np.isfinite(cold_shift):
-            raise ConfigError(f"cold_shift must be finite, got {cold_shift!r}")
-        self.cf = cf
-        self.cf_params = dict(DEFAULT_CF_PARAMS.get(cf, {}) if cf_params is None else cf_params)
-        self.lm_params = dict(DEFAULT_LM_PARAMS if lm_params is None else lm_params)
-        self.lm_weight = float(lm_weight)
-        self.normalize = normalize
-        self.cold_neighbors = int(cold_neighbors)
-        self.cold_weight = float(cold_weight)
-        self.cold_shift = float(cold_shift)
-        self._encoder = encoder
-        cf_extra = {"encoder": encoder} if cf == "text_ease" else {}
-        self.cf_model: Recommender = build_model(cf, **self.cf_params, **cf_extra)
-        self.lm_model = EmbeddingSimilarity(**self.lm_params, encoder=encoder)
+        super().__init__(config, **params)
+        self.encoder = encoder
+        self._build_components()
         self._warm: np.ndarray | None = None
         self._cold: np.ndarray | None = None
         self._T: sp.csr_matrix | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "cf": self.cf,
-            "cf_params": self.cf_params,
-            "lm_params": self.lm_params,
-            "lm_weight": self.lm_weight,
-            "normalize": self.normalize,
-            "cold_neighbors": self.cold_neighbors,
-            "cold_weight": self.cold_weight,
-            "cold_shift": self.cold_shift,
-        }
+    def _build_components(self) -> None:
+        """(Re)build both components from their configs, handing them `self.encoder`."""
+        from abrec.models.registry import model_class
+
+        cf_class = model_class(self.config.cf)
+        runtime = {"encoder": self.encoder} if cf_class.needs_encoder else {}
+        self.cf_model: Recommender = cf_class.from_config(self.config.cf_params, **runtime)
+        self.lm_model = EmbeddingSimilarity.from_config(self.config.lm_params, encoder=self.encoder)
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
-        if self._encoder is None:  # one encoder shared by both components
-            self._encoder = default_encoder(self.lm_params.get("model"))
-            self.lm_model._encoder = self._encoder
-            if isinstance(self.cf_model, TextEASE):
-                self.cf_model._encoder = self._encoder
+        if self.encoder is None:  # one encoder shared by both components
+            self.encoder = default_encoder(self.config.lm_params.model)
+            self._build_components()
         self.cf_model.fit(train, items)
         self.lm_model.fit(train, items)
         self._index_items()
@@ -156,8 +175,32 @@ class Hybrid(Recommender):
         self._warm = warm
         self._cold = np.flatnonzero(~warm)
         self._T = text_neighbours(
-            self.lm_model.item_embeddings, self._cold, np.flatnonzero(warm), self.cold_neighbors
+            self.lm_model.item_embeddings,
+            self._cold,
+            np.flatnonzero(warm),
+            self.config.cold_neighbors,
         )
+
+    BLEND_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"lm_weight", "normalize", "cold_weight", "cold_shift"}
+    )
+    """Settings used only when blending scores: `set_blend` changes them without refitting."""
+
+    def set_blend(self, **settings: Any) -> Hybrid:
+        """Change blend settings (`BLEND_KEYS`) of a fitted or unfitted model, validated.
+
+        The components are untouched, so e.g. a grid over `lm_weight` needs one fit.
+        """
+        other = sorted(set(settings) - self.BLEND_KEYS)
+        if other:
+            raise ConfigError(
+                f"hybrid: {other} are not blend settings ({sorted(self.BLEND_KEYS)}); "
+                "build a new model to change them"
+            )
+        self.config = validate_config(
+            HybridConfig, {**self.config.model_dump(), **settings}, self.name
+        )
+        return self
 
     @property
     def supports_history(self) -> bool:
@@ -167,41 +210,39 @@ class Hybrid(Recommender):
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._warm is not None
         if not self._warm.any():
-            return self.lm_model._score_known(users)
-        return self._blend(self.cf_model._score_known(users), self.lm_model._score_known(users))
+            return self.lm_model.score(users)
+        return self._blend(self.cf_model.score(users), self.lm_model.score(users))
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Both components score the history; blended exactly as for known users."""
         assert self._warm is not None
+        histories = np.split(X.indices, X.indptr[1:-1])
         if not self._warm.any():
-            return self.lm_model._score_history(X)
-        return self._blend(self.cf_model._score_history(X), self.lm_model._score_history(X))
+            return self.lm_model.score_history(histories)
+        return self._blend(
+            self.cf_model.score_history(histories), self.lm_model.score_history(histories)
+        )
 
     def _blend(self, cf_scores: np.ndarray, lm_scores: np.ndarray) -> np.ndarray:
         """Normalised CF + lm_weight * normalised LM, with text-predicted CF for cold items."""
         assert self._warm is not None and self._cold is not None and self._T is not None
+        cfg = self.config
         warm = self._warm
-        zc = row_normalize(cf_scores, self.normalize, warm)
-        zl = row_normalize(lm_scores, self.normalize, warm)
-        out = zc + self.lm_weight * zl
+        zc = row_normalize(cf_scores, cfg.normalize, warm)
+        zl = row_normalize(lm_scores, cfg.normalize, warm)
+        out = zc + cfg.lm_weight * zl
         if len(self._cold):
+            # sparse T times dense scores (scipy): every user's column is summed on its own
             predicted = np.asarray(self._T @ zc[:, warm].T).T
             out[:, self._cold] = (
-                self.cold_weight * predicted + self.lm_weight * zl[:, self._cold] + self.cold_shift
+                cfg.cold_weight * predicted + cfg.lm_weight * zl[:, self._cold] + cfg.cold_shift
             )
         return out.astype(np.float32)
 
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        for prefix, model in (("cf.", self.cf_model), ("lm.", self.lm_model)):
-            state.update({prefix + k: v for k, v in model._state().items()})
-        return state
+        return {"cf": self.cf_model.get_state(), "lm": self.lm_model.get_state()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        for prefix, model in (("cf.", self.cf_model), ("lm.", self.lm_model)):
-            model._train = self._train
-            model._popularity = self._popularity
-            model._set_state(
-                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            )
+        self.cf_model.set_state(state["cf"])
+        self.lm_model.set_state(state["lm"])
         self._index_items()

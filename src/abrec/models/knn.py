@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import NonNegativeFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import ConfigError
-from abrec.models._util import active_items, check_positive, scatter_columns
+from abrec.models._util import active_items, scatter_columns
 from abrec.models.base import Recommender
+from abrec.models.config import RecommenderConfig
 
 
 def cosine_topk(X: sp.csr_matrix, k: int, shrinkage: float, block: int = 1024) -> sp.csr_matrix:
@@ -49,28 +51,31 @@ def cosine_topk(X: sp.csr_matrix, k: int, shrinkage: float, block: int = 1024) -
     )
 
 
+class ItemKNNConfig(RecommenderConfig):
+    """Item-KNN hyper-parameters: neighbours kept per item and cosine shrinkage."""
+
+    k: PositiveInt = 100
+    shrinkage: NonNegativeFloat = 0.0
+
+
 class ItemKNN(Recommender):
     """score(u, j) = sum over the user's items i of sim(i, j), sim from `cosine_topk`."""
 
     name: ClassVar[str] = "itemknn"
+    config_class: ClassVar[type[RecommenderConfig]] = ItemKNNConfig
+    config: ItemKNNConfig
 
-    def __init__(self, k: int = 100, shrinkage: float = 0.0) -> None:
-        super().__init__()
-        if int(k) != k or k < 1:
-            raise ConfigError(f"k (neighbours) must be a positive integer, got {k!r}")
-        check_positive("shrinkage", shrinkage, allow_zero=True)
-        self.k = int(k)
-        self.shrinkage = float(shrinkage)
+    def __init__(
+        self, config: ItemKNNConfig | Mapping[str, Any] | None = None, /, **params: Any
+    ) -> None:
+        super().__init__(config, **params)
         self._items: np.ndarray | None = None
         self._S: sp.csr_matrix | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "shrinkage": self.shrinkage}
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         X = self._require_train()
         self._items = active_items(X)
-        self._S = cosine_topk(X[:, self._items], self.k, self.shrinkage)
+        self._S = cosine_topk(X[:, self._items], self.config.k, self.config.shrinkage)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         return self._score_history(self._require_train()[users])

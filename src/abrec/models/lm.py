@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import PositiveFloat
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError, DataError
-from abrec.models._util import check_positive, recency_weights
+from abrec.models._util import recency_weights, rows_times
 from abrec.models.base import Recommender
+from abrec.models.config import RecommenderConfig
 
 
 class Encoder(Protocol):
@@ -62,50 +65,60 @@ def encode_catalog(items: ItemCatalog, encoder: Encoder | None, model: str | Non
     return l2_normalize(emb)
 
 
+class EmbeddingSimilarityConfig(RecommenderConfig):
+    """Language-model recommender hyper-parameters.
+
+    Attributes:
+        model: encoder model name/path for the default TextEncoder (None: bundled MiniLM).
+        half_life: recency half-life in number of interactions (None: plain mean).
+    """
+
+    model: str | None = None
+    half_life: PositiveFloat | None = 5.0
+
+
 class EmbeddingSimilarity(Recommender):
     """score(u, j) = cos(profile_u, e_j); profile = recency-weighted mean of history embeddings.
 
     Item embeddings come from `encoder.encode(catalog.text)` (default: `abrec.embed.TextEncoder`
-    built lazily from `model`). They are saved with the model, so loading needs no encoder.
-    Unknown users get training popularity; `score_history` scores a user known only by an item
-    history (the text-based cold-user path) with the plain mean of its items' embeddings, so it
-    equals `score` of a known user with the same items only when `half_life` is None.
+    built lazily from `config.model`). They are saved with the model, so loading needs no
+    encoder. Unknown users get training popularity; `score_history` scores a user known only by
+    an item history (the text-based cold-user path) with the plain mean of its items'
+    embeddings, so it equals `score` of a known user with the same items only when `half_life`
+    is None.
 
     Args:
-        model: encoder model name/path for the default TextEncoder (None: bundled MiniLM).
-        half_life: recency half-life in number of interactions (None: plain mean).
-        encoder: optional encoder object; not persisted.
+        config: an `EmbeddingSimilarityConfig` (or its fields as keyword parameters).
+        encoder: optional encoder object with `.encode(texts)`; not persisted.
     """
 
     name: ClassVar[str] = "lm"
+    config_class: ClassVar[type[RecommenderConfig]] = EmbeddingSimilarityConfig
+    config: EmbeddingSimilarityConfig
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(
         self,
-        model: str | None = None,
-        half_life: float | None = 5.0,
+        config: EmbeddingSimilarityConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         encoder: Encoder | None = None,
+        **params: Any,
     ) -> None:
-        super().__init__()
-        if half_life is not None:
-            check_positive("half_life", half_life)
-        self.model = model
-        self.half_life = None if half_life is None else float(half_life)
-        self._encoder = encoder
+        super().__init__(config, **params)
+        self.encoder = encoder
         self.item_embeddings: np.ndarray | None = None
         self._profiles: np.ndarray | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"model": self.model, "half_life": self.half_life}
-
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
-        if self._encoder is None:
-            self._encoder = default_encoder(self.model)
-        self.item_embeddings = encode_catalog(items, self._encoder, self.model)
-        self._profiles = history_profiles(train, self.item_embeddings, self.half_life)
+        if self.encoder is None:
+            self.encoder = default_encoder(self.config.model)
+        self.item_embeddings = encode_catalog(items, self.encoder, self.config.model)
+        self._profiles = history_profiles(train, self.item_embeddings, self.config.half_life)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         assert self._profiles is not None and self.item_embeddings is not None
-        return self._profiles[users] @ self.item_embeddings.T
+        return rows_times(self._profiles[users], self.item_embeddings)
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Cosine to the plain (recency-free: a history has no times) mean of the history's items."""
@@ -113,7 +126,7 @@ class EmbeddingSimilarity(Recommender):
         profiles = l2_normalize(
             np.asarray(X.astype(np.float64) @ self.item_embeddings.astype(np.float64))
         )
-        return profiles @ self.item_embeddings.T
+        return rows_times(profiles, self.item_embeddings)
 
     def _state(self) -> dict[str, Any]:
         return {"item_embeddings": self.item_embeddings, "profiles": self._profiles}

@@ -7,6 +7,7 @@ from typing import Any
 
 from abrec.errors import ConfigError
 from abrec.models.base import Recommender
+from abrec.models.config import RecommenderConfig
 
 _CLASSES: dict[str, str] = {
     "popularity": "abrec.models.popularity:Popularity",
@@ -22,9 +23,7 @@ _CLASSES: dict[str, str] = {
 """Where each kind's class lives; imported on first use, so optional extras load lazily."""
 
 MODEL_KINDS: tuple[str, ...] = tuple(_CLASSES)
-"""Every kind `build_model` knows; "text_ease", "lm", "hybrid" and "ltr" use a language model."""
-
-LM_KINDS: tuple[str, ...] = ("text_ease", "lm", "hybrid", "ltr")
+"""Every kind `build_model` knows."""
 
 
 def model_class(kind: str) -> type[Recommender]:
@@ -36,14 +35,31 @@ def model_class(kind: str) -> type[Recommender]:
     return klass
 
 
+def config_class(kind: str) -> type[RecommenderConfig]:
+    """The pydantic config class of `kind`'s hyper-parameters."""
+    return model_class(kind).config_class
+
+
+def needs_encoder(kind: str) -> bool:
+    """Whether models of `kind` read item texts through a text encoder (take `encoder=`)."""
+    return model_class(kind).needs_encoder
+
+
 def build_model(kind: str, **params: Any) -> Recommender:
     """A new, unfitted model of `kind` (see MODEL_KINDS) with `params`.
 
-    Hybrid takes `cf` (a kind), `cf_params`, `lm_params` and blend settings; the LM_KINDS
-    also accept `encoder=` (an object with `.encode(texts)`).
+    `params` are validated by the kind's config class (`config_class(kind)`): an unknown key
+    or a bad value raises ConfigError naming it. Kinds with `needs_encoder(kind)` also accept
+    `encoder=` (an object with `.encode(texts)`; not part of the config).
     """
-    klass = model_class(kind)
-    try:
-        return klass(**params)
-    except TypeError as exc:
-        raise ConfigError(f"bad parameters for model kind {kind!r}: {exc}") from exc
+    return model_class(kind)(**params)
+
+
+def __getattr__(name: str) -> Any:
+    """`LM_KINDS`: the kinds with `needs_encoder`, derived from the classes' flags.
+
+    Kept for callers that still import it; new code calls `needs_encoder(kind)`.
+    """
+    if name == "LM_KINDS":
+        return tuple(k for k in MODEL_KINDS if needs_encoder(k))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.errors import ConfigError, DataError
-from abrec.models._util import check_positive
+from abrec.errors import DataError
+from abrec.models._util import rows_times, weighted_sum
 from abrec.models.base import Recommender
-from abrec.models.ease import EASE, TextEASE
-from abrec.models.lm import EmbeddingSimilarity, Encoder, default_encoder, history_profiles
+from abrec.models.config import RecommenderConfig
+from abrec.models.ease import EASE, TextEASE, TextEASEConfig
+from abrec.models.lm import (
+    EmbeddingSimilarity,
+    EmbeddingSimilarityConfig,
+    Encoder,
+    default_encoder,
+    history_profiles,
+)
 
 CF_FEATURES: tuple[str, ...] = (
     "ease",
@@ -104,23 +113,29 @@ def _masked_max_mean(sims: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, n
 
 
 class _Generators:
-    """Candidate and feature generators fitted on one training set."""
+    """Candidate and feature generators fitted on one training set.
 
-    def __init__(self, owner: LTRReranker) -> None:
-        self.use_lm = owner.use_lm
-        self.n_cf = owner.n_cf
-        self.n_lm = owner.n_lm
-        self.ease = EASE(owner.lambda_)
+    The parts (EASE, and with `use_lm` TextEASE and the embedding profile model) are used only
+    through their public methods.
+    """
+
+    def __init__(self, cfg: LTRConfig, encoder: Encoder | None) -> None:
+        self.use_lm = cfg.use_lm
+        self.n_cf = cfg.n_cf
+        self.n_lm = cfg.n_lm
+        self.ease = EASE(lambda_=cfg.lambda_)
         self.tease: TextEASE | None = None
         self.lm: EmbeddingSimilarity | None = None
         if self.use_lm:
-            self.tease = TextEASE(owner.lambda_, owner.beta, model=owner.model)
-            self.lm = EmbeddingSimilarity(model=owner.model, half_life=owner.half_life)
+            tcfg = TextEASEConfig(lambda_=cfg.lambda_, beta=cfg.beta, model=cfg.model)
+            lcfg = EmbeddingSimilarityConfig(model=cfg.model, half_life=cfg.half_life)
+            self.tease = TextEASE.from_config(tcfg, encoder=encoder)
+            self.lm = EmbeddingSimilarity.from_config(lcfg, encoder=encoder)
         self.arrays: dict[str, np.ndarray] = {}
 
-    def fit(self, train: Interactions, items: ItemCatalog, encoder: Encoder | None) -> None:
+    def fit(self, train: Interactions, items: ItemCatalog) -> None:
         self.ease.fit(train, items)
-        X = self.ease._require_train()
+        X = self.ease.train_matrix
         pop = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
         assert train.timestamps is not None
         tcut = np.quantile(train.timestamps, RECENT_QUANTILE) if len(train) else 0
@@ -135,8 +150,6 @@ class _Generators:
         }
         if self.use_lm:
             assert self.tease is not None and self.lm is not None
-            self.tease._encoder = encoder
-            self.lm._encoder = encoder
             self.tease.fit(train, items)
             self.lm.fit(train, items)
             assert self.lm.item_embeddings is not None
@@ -149,18 +162,15 @@ class _Generators:
         return out
 
     def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {f"arr.{k}": v for k, v in self.arrays.items()}
-        for prefix, model in self.models().items():
-            state.update({f"{prefix}.{k}": v for k, v in model._state().items()})
-        return state
+        """The arrays and every part's `get_state()`, nested by name."""
+        parts = {name: model.get_state() for name, model in self.models().items()}
+        return {"arrays": dict(self.arrays), "parts": parts}
 
-    def set_state(self, state: dict[str, Any], train: sp.csr_matrix, pop: np.ndarray) -> None:
-        self.arrays = {k[4:]: v for k, v in state.items() if k.startswith("arr.")}
-        for prefix, model in self.models().items():
-            model._train = train
-            model._popularity = pop
-            p = prefix + "."
-            model._set_state({k[len(p) :]: v for k, v in state.items() if k.startswith(p)})
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what `state` returned."""
+        self.arrays = dict(state["arrays"])
+        for name, model in self.models().items():
+            model.set_state(state["parts"][name])
 
     def features(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Candidates and their features for a block of users.
@@ -169,10 +179,10 @@ class _Generators:
             rows (position in `users`), items, feature matrix (n_candidates x n_features),
             and the EASE ranks (len(users) x n_items) used to order non-candidates.
         """
-        X = self.ease._require_train()
+        X = self.ease.train_matrix
         seen = X[users].toarray() > 0
         a = self.arrays
-        S_e = self.ease._score_known(users).astype(np.float64)
+        S_e = self.ease.score(users).astype(np.float64)
         r_e = _ranks(np.where(seen, -np.inf, S_e))
         cand = r_e < self.n_cf
         lm_parts: dict[str, np.ndarray] = {}
@@ -180,12 +190,14 @@ class _Generators:
             assert self.tease is not None and self.lm is not None
             emb = self.lm.item_embeddings
             assert emb is not None
-            S_t = self.tease._score_known(users).astype(np.float64)
-            L5 = self.lm._score_known(users).astype(np.float64)
-            L0 = (a["profiles0"][users] @ emb.T).astype(np.float64)
+            S_t = self.tease.score(users).astype(np.float64)
+            L5 = self.lm.score(users).astype(np.float64)
+            L0 = rows_times(a["profiles0"][users], emb).astype(np.float64)
             r_l = _ranks(np.where(seen, -np.inf, L5))
             cand |= r_l < self.n_lm
-            sims = np.einsum("ukd,nd->ukn", emb[a["last"][users]], emb, optimize=True)
+            # cosine of every item to each of the user's last items, one row at a time
+            last_emb = emb[a["last"][users].ravel()]
+            sims = rows_times(last_emb, emb).reshape(len(users), N_LAST, emb.shape[0])
             emax, emean = _masked_max_mean(sims, a["last_valid"][users])
             del sims
             lm_parts = {
@@ -240,6 +252,27 @@ class _Generators:
         return uu, ii, F, r_e
 
 
+class LTRConfig(RecommenderConfig):
+    """Learned re-ranker hyper-parameters (see `LTRReranker`)."""
+
+    use_lm: bool = True
+    n_cf: PositiveInt = 200
+    n_lm: NonNegativeInt = 50
+    lambda_: PositiveFloat = 500.0
+    beta: NonNegativeFloat = 20.0
+    half_life: PositiveFloat = 5.0
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    C: PositiveFloat = 1.0
+    seed: NonNegativeInt = 0
+    model: str | None = None
+
+
+class CFRerankerConfig(LTRConfig):
+    """`LTRConfig` without the language model by default (kind "ltr_cf")."""
+
+    use_lm: bool = False
+
+
 class LTRReranker(Recommender):
     """Pointwise learning-to-rank: logistic regression re-ranks EASE (+ LM) candidates.
 
@@ -247,14 +280,14 @@ class LTRReranker(Recommender):
     `validation_fraction` of each user's events), fits the feature generators (EASE, item
     co-occurrence cosine to the last 5 items, popularity; with `use_lm` also TextEASE, the
     recency-weighted embedding profile and embedding similarity to the last 5 items) on the
-    rest, and learns a standardised logistic regression that tells validation items rated
-    >= 4 (any validation interaction when there are no ratings) from the other candidates.
-    The generators are then refitted on the whole training data for scoring. Candidates are
-    each user's EASE top `n_cf` unseen items (plus the LM profile's top `n_lm` with `use_lm`);
-    they score the logistic decision value, every other item scores below every candidate
-    (ordered by EASE rank).
+    rest, and learns a standardised logistic regression that tells relevant validation items
+    (rated >= `abrec.data.splits.RELEVANCE_THRESHOLD`; any validation interaction when there
+    are no ratings) from the other candidates. The generators are then refitted on the whole
+    training data for scoring. Candidates are each user's EASE top `n_cf` unseen items (plus
+    the LM profile's top `n_lm` with `use_lm`); they score the logistic decision value, every
+    other item scores below every candidate (ordered by EASE rank).
 
-    Args:
+    Config (`LTRConfig`):
         use_lm: add language-model candidates and features.
         n_cf: EASE candidates per user.
         n_lm: language-model candidates per user (with use_lm).
@@ -265,72 +298,41 @@ class LTRReranker(Recommender):
         C: inverse L2 strength of the logistic regression.
         seed: random state of the solver.
         model: encoder model for the default TextEncoder (None: bundled MiniLM).
+
+    Args:
+        config: an `LTRConfig` (or its fields as keyword parameters).
         encoder: optional encoder object with `.encode(texts)`; not persisted.
     """
 
     name: ClassVar[str] = "ltr"
-    RELEVANCE_THRESHOLD: ClassVar[float] = 4.0
+    config_class: ClassVar[type[RecommenderConfig]] = LTRConfig
+    config: LTRConfig
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(
         self,
-        use_lm: bool = True,
-        n_cf: int = 200,
-        n_lm: int = 50,
-        lambda_: float = 500.0,
-        beta: float = 20.0,
-        half_life: float = 5.0,
-        validation_fraction: float = 0.2,
-        C: float = 1.0,
-        seed: int = 0,
-        model: str | None = None,
+        config: LTRConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         encoder: Encoder | None = None,
+        **params: Any,
     ) -> None:
-        super().__init__()
-        for key, val in (("n_cf", n_cf), ("n_lm", n_lm)):
-            if int(val) != val or val < (1 if key == "n_cf" else 0):
-                raise ConfigError(f"{key} must be a positive integer, got {val!r}")
-        check_positive("lambda_", lambda_)
-        check_positive("beta", beta, allow_zero=True)
-        check_positive("half_life", half_life)
-        check_positive("C", C)
-        if not 0.0 < validation_fraction < 1.0:
-            raise ConfigError(
-                f"validation_fraction must be strictly between 0 and 1, got {validation_fraction}"
-            )
-        self.use_lm = bool(use_lm)
-        self.n_cf = int(n_cf)
-        self.n_lm = int(n_lm)
-        self.lambda_ = float(lambda_)
-        self.beta = float(beta)
-        self.half_life = float(half_life)
-        self.validation_fraction = float(validation_fraction)
-        self.C = float(C)
-        self.seed = int(seed)
-        self.model = model
-        self._encoder = encoder
-        self._gen = _Generators(self)
+        super().__init__(config, **params)
+        self.encoder = encoder
+        self._gen = _Generators(self.config, encoder)
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
         self.coef_: np.ndarray | None = None
         self.intercept_: float | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "use_lm": self.use_lm,
-            "n_cf": self.n_cf,
-            "n_lm": self.n_lm,
-            "lambda_": self.lambda_,
-            "beta": self.beta,
-            "half_life": self.half_life,
-            "validation_fraction": self.validation_fraction,
-            "C": self.C,
-            "seed": self.seed,
-            "model": self.model,
-        }
-
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return LM_FEATURES if self.use_lm else CF_FEATURES
+        return LM_FEATURES if self.config.use_lm else CF_FEATURES
+
+    def features(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates and features of known `users` (see `_Generators.features`)."""
+        self._require_train()
+        return self._gen.features(np.asarray(users, dtype=np.int64))
 
     def validation_data(
         self, train: Interactions, items: ItemCatalog
@@ -339,25 +341,27 @@ class LTRReranker(Recommender):
 
         Fits the generators on train minus the validation part (left fitted on it).
         """
-        from abrec.data.splits import temporal_user_split
+        from abrec.data.splits import RELEVANCE_THRESHOLD, temporal_user_split
 
+        cfg = self.config
         if train.timestamps is None:
             raise DataError(
                 f"{self.name} carves a temporal validation split from train and needs "
                 "timestamps; load interactions with a timestamp column"
             )
-        inner, val = temporal_user_split(train, self.validation_fraction)
+        inner, val = temporal_user_split(train, cfg.validation_fraction)
         if val.ratings is not None:
-            val = val.subset(val.ratings >= self.RELEVANCE_THRESHOLD)
+            val = val.subset(val.ratings >= RELEVANCE_THRESHOLD)
         rel = val.matrix.tocsr()
         users = np.flatnonzero(np.diff(rel.indptr) > 0)
         if len(users) == 0:
             raise DataError(
                 f"{self.name}: no positive validation interaction (rating >= "
-                f"{self.RELEVANCE_THRESHOLD}) in the last {self.validation_fraction:.0%} of "
+                f"{RELEVANCE_THRESHOLD}) in the last {cfg.validation_fraction:.0%} of "
                 "any user's history; give users more history or use another model"
             )
-        self._gen.fit(inner, items, self._encoder)
+        self._gen = _Generators(cfg, self._shared_encoder())
+        self._gen.fit(inner, items)
         blocks = [users[s : s + _BLOCK] for s in range(0, len(users), _BLOCK)]
         parts = [self._gen.features(b) for b in blocks]
         uu = np.concatenate([b[p[0]] for b, p in zip(blocks, parts, strict=True)])
@@ -366,14 +370,18 @@ class LTRReranker(Recommender):
         y = np.asarray(rel[uu, ii]).ravel() > 0
         return uu, ii, F, y
 
+    def _shared_encoder(self) -> Encoder | None:
+        """The encoder the generators share (built and memoised once per model)."""
+        if self.config.use_lm and self.encoder is None:
+            self.encoder = default_encoder(self.config.model)
+        if self.encoder is not None and not isinstance(self.encoder, _MemoEncoder):
+            self.encoder = _MemoEncoder(self.encoder)
+        return self.encoder
+
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        if self.use_lm and self._encoder is None:
-            self._encoder = default_encoder(self.model)
-        if self._encoder is not None and not isinstance(self._encoder, _MemoEncoder):
-            self._encoder = _MemoEncoder(self._encoder)
         _, _, F, y = self.validation_data(train, items)
         if y.all() or not y.any():
             raise DataError(
@@ -381,19 +389,24 @@ class LTRReranker(Recommender):
                 "; the re-ranker needs both; raise n_cf or give users more history"
             )
         scaler = StandardScaler().fit(F)  # (near-)constant features get scale 1
-        lr = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed)
+        lr = LogisticRegression(C=self.config.C, max_iter=2000, random_state=self.config.seed)
         lr.fit(scaler.transform(F), y)
         self.mean_ = np.asarray(scaler.mean_, dtype=np.float64)
         self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
         self.coef_ = lr.coef_[0].astype(np.float64)
         self.intercept_ = float(lr.intercept_[0])
-        self._gen = _Generators(self)
-        self._gen.fit(train, items, self._encoder)
+        self._gen = _Generators(self.config, self._shared_encoder())
+        self._gen.fit(train, items)
 
     def decision_function(self, F: np.ndarray) -> np.ndarray:
-        """Logistic decision value (log-odds) x_std . w + b of feature rows F."""
+        """Logistic decision value (log-odds) x_std . w + b of feature rows F.
+
+        Summed feature by feature in a fixed order, so a row's value does not depend on the
+        other rows (a BLAS matrix-vector product does).
+        """
         assert self.mean_ is not None and self.scale_ is not None and self.coef_ is not None
-        return ((F - self.mean_) / self.scale_) @ self.coef_ + float(self.intercept_ or 0.0)
+        Z = (F - self.mean_) / self.scale_
+        return weighted_sum(Z, self.coef_) + float(self.intercept_ or 0.0)
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         self._require_train()
@@ -412,7 +425,7 @@ class LTRReranker(Recommender):
 
     def _state(self) -> dict[str, Any]:
         return {
-            **self._gen.state(),
+            "generators": self._gen.state(),
             "lr.mean": self.mean_,
             "lr.scale": self.scale_,
             "lr.coef": self.coef_,
@@ -420,10 +433,8 @@ class LTRReranker(Recommender):
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        train = self._require_train()
-        assert self._popularity is not None
-        self._gen = _Generators(self)
-        self._gen.set_state(state, train, self._popularity)
+        self._gen = _Generators(self.config, self.encoder)
+        self._gen.set_state(state["generators"])
         self.mean_ = state["lr.mean"]
         self.scale_ = state["lr.scale"]
         self.coef_ = state["lr.coef"]
@@ -434,6 +445,5 @@ class CFReranker(LTRReranker):
     """`LTRReranker` without the language model (`use_lm=False` by default): kind "ltr_cf"."""
 
     name: ClassVar[str] = "ltr_cf"
-
-    def __init__(self, use_lm: bool = False, **kwargs: Any) -> None:
-        super().__init__(use_lm=use_lm, **kwargs)
+    config_class: ClassVar[type[RecommenderConfig]] = CFRerankerConfig
+    needs_encoder: ClassVar[bool] = False
