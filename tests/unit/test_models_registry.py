@@ -19,7 +19,6 @@ from model_conformance import N_ITEMS, N_USERS, HashingEncoder, synthetic_data
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
 from abrec.models import (
-    LM_KINDS,
     MODEL_KINDS,
     Recommender,
     RecommenderConfig,
@@ -104,9 +103,9 @@ def test_bad_values_name_the_key(kind: str) -> None:
 
 
 def test_encoder_flag() -> None:
-    """`needs_encoder` is the class flag; only those kinds take `encoder=`; LM_KINDS derives."""
-    assert tuple(k for k in MODEL_KINDS if model_class(k).needs_encoder) == LM_KINDS
-    assert set(LM_KINDS) == {"text_ease", "lm", "hybrid", "ltr"}
+    """`needs_encoder` is the class flag; only those kinds take `encoder=`."""
+    assert {k for k in MODEL_KINDS if needs_encoder(k)} == {"text_ease", "lm", "hybrid", "ltr"}
+    assert all(needs_encoder(k) == model_class(k).needs_encoder for k in MODEL_KINDS)
     for kind in MODEL_KINDS:
         if not needs_encoder(kind) and kind != "ltr_cf":  # ltr_cf may be switched to use_lm
             with pytest.raises(ConfigError, match="encoder: unknown key"):

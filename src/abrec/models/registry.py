@@ -53,13 +53,3 @@ def build_model(kind: str, **params: Any) -> Recommender:
     `encoder=` (an object with `.encode(texts)`; not part of the config).
     """
     return model_class(kind)(**params)
-
-
-def __getattr__(name: str) -> Any:
-    """`LM_KINDS`: the kinds with `needs_encoder`, derived from the classes' flags.
-
-    Kept for callers that still import it; new code calls `needs_encoder(kind)`.
-    """
-    if name == "LM_KINDS":
-        return tuple(k for k in MODEL_KINDS if needs_encoder(k))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

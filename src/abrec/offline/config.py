@@ -72,6 +72,22 @@ class ModelConfig(_Strict):
     kind: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _check_params(self) -> ModelConfig:
+        """The kind is registered and its params pass the kind's own config class."""
+        from abrec.models.registry import config_class
+
+        try:
+            klass = config_class(self.kind)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        try:
+            klass.model_validate(self.params)
+        except ValidationError as exc:
+            detail = format_validation_error(exc, what="params", hint=f"see {klass.__name__}")
+            raise ValueError(f"model {self.name!r} (kind {self.kind!r}): {detail}") from None
+        return self
+
 
 class EvaluationConfig(_Strict):
     """Metrics, uncertainty and the baseline every model is compared with."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from abrec.errors import ConfigError
 from abrec.jsonsafe import json_safe
-from abrec.models.registry import LM_KINDS
+from abrec.models.registry import needs_encoder
 from abrec.offline.config import (
     DatasetConfig,
     EncoderConfig,
@@ -92,11 +92,6 @@ def build_encoder(cfg: EncoderConfig, show_progress: bool = True) -> TextEncoder
     )
 
 
-def needs_encoder(kind: str) -> bool:
-    """Whether models of this registry kind read item texts through the shared encoder."""
-    return kind in LM_KINDS
-
-
 def build_model(m: ModelConfig, encoder: Any | None = None) -> Recommender:
     """One configured model through `abrec.models.registry.build_model` (errors name it)."""
     from abrec.models import registry
@@ -107,11 +102,7 @@ def build_model(m: ModelConfig, encoder: Any | None = None) -> Recommender:
     try:
         return registry.build_model(m.kind, **params)
     except ConfigError as exc:
-        raise ConfigError(f"models {m.name!r} (kind {m.kind!r}): {exc}") from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"models {m.name!r} (kind {m.kind!r}): bad params {sorted(m.params)}: {exc}"
-        ) from None
+        raise ConfigError(f"model {m.name!r}: {exc}") from None
 
 
 def build_models(cfg: RunConfig, encoder: Any | None = None) -> dict[str, Recommender]:
@@ -352,7 +343,6 @@ __all__ = [
     "lm_vs_cf",
     "load_data",
     "make_split",
-    "needs_encoder",
     "run",
     "save_models",
     "write_run",
