@@ -203,7 +203,7 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
 def test_unknown_model_kind_is_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown model kind 'no-such-kind'"):
         config.parse_config({"models": [{"name": "x", "kind": "no-such-kind"}]})
-    with pytest.raises(ConfigError, match="model 'x' .*no_such_param: unknown key"):
+    with pytest.raises(ConfigError, match=r"model 'x' .*no_such_param: unknown key"):
         config.parse_config(
             {"models": [{"name": "x", "kind": "ease", "params": {"no_such_param": 1}}]}
         )
