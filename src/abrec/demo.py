@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from abrec import fmt
 from abrec.errors import AbrecError
+from abrec.experiment.analysis import ExperimentResults
 from abrec.simulate.click_model import ClickModel
 from abrec.simulate.population import Population
 from abrec.simulate.runner import SimulationConfig, SimulationProgress, Simulator
 from abrec.simulate.scenario import experiment_spec
+from abrec.stats import EffectResult
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,7 +97,7 @@ class DemoOptions:
 
 @dataclass
 class Look:
-    """One look at the running experiment (running always-valid CS + counts)."""
+    """One poll of the running experiment: the server's sequential CTR result and the counts."""
 
     elapsed_s: float
     units: int
@@ -110,54 +113,27 @@ class Look:
         return {**self.__dict__, "variant": "treatment"}
 
 
-@dataclass
-class Monitor:
-    """Running confidence sequence for the CTR difference across looks."""
+def look_at(results: ExperimentResults | None, elapsed_s: float) -> Look | None:
+    """The server's running always-valid CTR test at this poll; None while it has none.
 
-    alpha: float
-    low: float = -math.inf
-    high: float = math.inf
-    p_value: float = 1.0
-    looks: list[Look] = field(default_factory=list)
-
-    def update(self, analysis: dict[str, Any], elapsed_s: float) -> Look | None:
-        """Record one look from a results payload; None while there is no sequential result yet."""
-        variants = analysis.get("variants") or []
-        units = sum(int(v.get("units") or 0) for v in variants)
-        exposures = sum(int(v.get("exposures") or 0) for v in variants)
-        clicks = sum(int(v.get("clicks") or 0) for v in variants)
-        comps = analysis.get("comparisons") or []
-        seq = comps[0].get("sequential_ctr") if comps else None
-        # one look = the test on all units at this moment (`last_look`); the server's own
-        # running value already intersects over unit prefixes of *this* snapshot, and
-        # intersecting those again across snapshots would mix two families of looks
-        if seq and seq.get("last_look"):
-            seq = seq["last_look"]
-        if not seq or seq.get("ci") is None or seq.get("p_value") is None:
-            return None
-        ci = seq["ci"]
-        low = ci.get("low") if ci.get("low") is not None else -math.inf
-        high = ci.get("high") if ci.get("high") is not None else math.inf
-        # running intersection of the per-look always-valid intervals and minimum p
-        self.low, self.high = max(self.low, float(low)), min(self.high, float(high))
-        self.p_value = min(self.p_value, float(seq["p_value"]))
-        look = Look(
-            elapsed_s=elapsed_s,
-            units=units,
-            exposures=exposures,
-            clicks=clicks,
-            estimate=float(seq.get("estimate") or 0.0),
-            low=self.low,
-            high=self.high,
-            p_value=self.p_value,
-            decision="reject" if self.rejected else "continue",
-        )
-        self.looks.append(look)
-        return look
-
-    @property
-    def rejected(self) -> bool:
-        return self.p_value < self.alpha or self.low > 0 or self.high < 0
+    The server's ``sequential_ctr`` is already the running result over entry-ordered looks
+    (intersected confidence sequences, running-minimum p-value); the demo only displays it.
+    """
+    comp = results.comparison() if results is not None else None
+    seq = comp.sequential_ctr if comp is not None else None
+    if results is None or seq is None:
+        return None
+    return Look(
+        elapsed_s=elapsed_s,
+        units=sum(v.n for v in results.variants),
+        exposures=int(sum(v.totals.get("exposures", 0.0) for v in results.variants)),
+        clicks=int(sum(v.totals.get("clicks", 0.0) for v in results.variants)),
+        estimate=seq.estimate,
+        low=seq.ci.low,
+        high=seq.ci.high,
+        p_value=seq.p_value,
+        decision=seq.decision,
+    )
 
 
 @dataclass
@@ -169,13 +145,14 @@ class DemoResult:
     results: dict[str, Any]
     decision: dict[str, Any]
     timings: dict[str, float]
+    analysis: ExperimentResults | None = None
 
 
 def parse_click_model(pairs: list[str]) -> ClickModel:
     """A `ClickModel` from `name=value` strings (unknown names or bad values raise)."""
     from pydantic import ValidationError
 
-    from abrec.errors import ConfigError
+    from abrec.errors import ConfigError, format_validation_error
 
     values: dict[str, float] = {}
     for pair in pairs:
@@ -189,7 +166,7 @@ def parse_click_model(pairs: list[str]) -> ClickModel:
     try:
         return ClickModel.model_validate(values)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        msgs = format_validation_error(exc, what="--click")
         raise ConfigError(
             f"--click: {msgs} (parameters: {', '.join(ClickModel.model_fields)})"
         ) from None
@@ -274,14 +251,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         shutil.rmtree(run_dir / "bundle", ignore_errors=True)
 
     # 4. decision + report ----------------------------------------------------------------
-    analysis = online["analysis"]
-    monitor: Monitor = online["monitor"]
-    decision = decide(analysis, monitor, aa=opts.aa)
+    analysis: ExperimentResults | None = online["analysis"]
+    looks: list[Look] = online["looks"]
+    decision = decide(analysis, aa=opts.aa)
     timings["total_s"] = time.perf_counter() - t0
     results = build_results(
         off,
         analysis,
-        monitor,
+        looks,
         decision,
         spec=spec,
         progress=online["progress"],
@@ -293,7 +270,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     report = write_report(run_dir, results)
     print_decision(con, results)
     con.print(f"Report: {report}\nResults: {run_dir / 'results.json'}")
-    return DemoResult(run_dir, report, results, decision, timings)
+    return DemoResult(run_dir, report, results, decision, timings, analysis)
 
 
 def _run_online(
@@ -322,7 +299,7 @@ def _run_online(
             "fallback_model": "popularity",
         }
     )
-    monitor = Monitor(alpha=float(spec["alpha"]))
+    looks: list[Look] = []
     with ServiceThread(serve_cfg) as svc, httpx.Client(base_url=svc.url, timeout=60.0) as http:
         if not opts.quiet:
             con.print(f"service on {svc.url}  (store {store_url})")
@@ -360,12 +337,14 @@ def _run_online(
             thread.start()
             while thread.is_alive():
                 thread.join(timeout=opts.poll_s)
-                look = monitor.update(_results(http, spec["id"]), time.perf_counter() - start)
+                look = look_at(_results(http, spec["id"]), time.perf_counter() - start)
+                if look is not None:
+                    looks.append(look)
                 p = sim.progress()
                 progress.update(task, completed=p.sessions_done, status=_status(p, look))
                 if (
                     look is not None
-                    and monitor.rejected
+                    and look.decision == "reject"
                     and look.units >= opts.min_units
                     and not sim.stopped
                 ):
@@ -377,10 +356,12 @@ def _run_online(
             raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
         _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop", headers=headers), "stop")
         analysis = _results(http, spec["id"])
-        monitor.update(analysis, time.perf_counter() - start)
+        last = look_at(analysis, time.perf_counter() - start)
+        if last is not None:
+            looks.append(last)
     return {
         "analysis": analysis,
-        "monitor": monitor,
+        "looks": looks,
         "progress": outcome["progress"],
         "store_url": store_url,
         "stopped_by": stopped_by,
@@ -394,53 +375,51 @@ def _check(resp: httpx.Response, what: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"items": data}
 
 
-def _results(http: httpx.Client, exp_id: str) -> dict[str, Any]:
+def _results(http: httpx.Client, exp_id: str) -> ExperimentResults | None:
     resp = http.get(f"/v1/experiments/{exp_id}/results")
     if resp.status_code == 409:  # not analysable yet (no data)
-        return {}
-    return _check(resp, "results")
+        return None
+    _check(resp, "results")
+    return ExperimentResults.parse(resp.content)
 
 
 def _status(p: SimulationProgress, look: Look | None) -> str:
     s = f"units {p.units_seen}  clicks {p.clicks}"
     if look is not None:
-        s += f"  CTR diff {look.estimate:+.4f} CS [{look.low:+.4f}, {look.high:+.4f}]"
+        s += f"  CTR diff {_f(look.estimate)} CS [{_f(look.low)}, {_f(look.high)}]"
     return s
 
 
 # ----------------------------------------------------------------------------- decision
-def _comparison(analysis: dict[str, Any]) -> dict[str, Any]:
-    comps = analysis.get("comparisons") or []
-    return comps[0] if comps else {}
-
-
-def _test(comp: dict[str, Any], metric: str) -> dict[str, Any] | None:
-    for t in comp.get("tests") or []:
-        if t.get("metric") == metric:
-            return dict(t)
-    return None
-
-
-def decide(analysis: dict[str, Any], monitor: Monitor, *, aa: bool = False) -> dict[str, Any]:
-    """Decision from the SRM check, the running sequential test and the guardrails.
+def decide(results: ExperimentResults | None, *, aa: bool = False) -> dict[str, Any]:
+    """Decision from the SRM check, the server's running sequential test and the guardrails.
 
     Only the always-valid sequential test can declare a winner (the demo peeks after
     every poll, so a fixed-horizon p-value would not be valid); an SRM alarm blocks
     any decision; a failed guardrail blocks shipping the treatment.
     """
-    srm = analysis.get("srm") or {}
-    comp = _comparison(analysis)
-    failed = [g["metric"] for g in comp.get("guardrails") or [] if not g.get("passed", True)]
-    cs = f"[{monitor.low:+.4f}, {monitor.high:+.4f}]"
+    comp = results.comparison() if results is not None else None
+    seq = comp.sequential_ctr if comp is not None else None
     label = "A/A test: " if aa else ""
-    if srm.get("mismatch"):
+    if results is not None and results.srm is not None and results.srm.mismatch:
         return {
             "winner": None,
             "verdict": f"{label}no decision: sample-ratio mismatch",
-            "text": f"SRM p = {srm.get('p_value'):.2g} < 0.001; fix assignment/logging first.",
+            "text": (
+                f"SRM p = {results.srm.p_value:.2g} < {results.srm.threshold:g}; "
+                "fix assignment/logging first."
+            ),
         }
-    if monitor.rejected:
-        better = "treatment" if monitor.low > 0 else "control"
+    if comp is None or seq is None:
+        return {
+            "winner": None,
+            "verdict": f"{label}no winner: not enough data",
+            "text": "the sequential test needs clicks and exposures in both arms; run more users.",
+        }
+    failed = [g.metric for g in comp.guardrails if not g.passed]
+    cs = f"[{_f(seq.ci.low)}, {_f(seq.ci.high)}]"
+    if seq.decision == "reject":
+        better = "treatment" if seq.ci.low > 0 else "control"
         if better == "treatment" and failed:
             return {
                 "winner": None,
@@ -452,34 +431,20 @@ def decide(analysis: dict[str, Any], monitor: Monitor, *, aa: bool = False) -> d
             "verdict": f"{label}{better} wins on click-through rate",
             "text": (
                 f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} excludes 0; "
-                f"always-valid p = {monitor.p_value:.3g}."
+                f"always-valid p = {_g(seq.p_value)}."
             ),
-        }
-    if not monitor.looks:
-        return {
-            "winner": None,
-            "verdict": f"{label}no winner: not enough data",
-            "text": "the sequential test needs clicks and exposures in both arms; run more users.",
         }
     return {
         "winner": None,
         "verdict": f"{label}no winner: no significant CTR difference",
         "text": (
             f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} contains 0 "
-            f"(always-valid p = {monitor.p_value:.3g})."
+            f"(always-valid p = {_g(seq.p_value)})."
         ),
     }
 
 
 # ----------------------------------------------------------------------------- results dict
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def offline_section(off: RunOutput) -> dict[str, Any]:
     """Leaderboard (slice 'all') and paired comparisons for the report."""
     res = off.result
@@ -524,70 +489,80 @@ def offline_section(off: RunOutput) -> dict[str, Any]:
     }
 
 
-def online_section(analysis: dict[str, Any]) -> dict[str, Any]:
-    """Flatten `ExperimentResults.to_dict()` into the report's online section."""
+def online_section(results: ExperimentResults | None) -> dict[str, Any]:
+    """The report's online section from the server's typed results."""
+    if results is None:
+        return {}
     effects, guards, seqs = [], [], []
-    for comp in analysis.get("comparisons") or []:
-        t = comp.get("treatment")
-        for mt in comp.get("tests") or []:
-            r = mt.get("result") or {}
-            effects.append(_effect(t, r, mt.get("p_value_holm")))
-        cuped = comp.get("cuped_clicks_per_unit")
-        if cuped:
-            effects.append(_effect(t, cuped, None))
-        seq = comp.get("sequential_ctr")
-        if seq:
-            ci = seq.get("ci") or {}
+    for comp in results.comparisons:
+        t = comp.treatment
+        for mt in comp.tests:
+            assert isinstance(mt.result, EffectResult)
+            effects.append(_effect(t, mt.result, mt.p_value_holm))
+        if comp.cuped_clicks_per_unit is not None:
+            effects.append(_effect(t, comp.cuped_clicks_per_unit, None))
+        seq = comp.sequential_ctr
+        if seq is not None:
             seqs.append(
                 {
                     "variant": t,
-                    "metric": seq.get("metric") or "ctr",
-                    "estimate": seq.get("estimate"),
-                    "low": ci.get("low"),
-                    "high": ci.get("high"),
-                    "p_value": seq.get("p_value"),
-                    "decision": seq.get("decision"),
+                    "metric": seq.metric or "ctr",
+                    "estimate": seq.estimate,
+                    "low": seq.ci.low,
+                    "high": seq.ci.high,
+                    "p_value": seq.p_value,
+                    "decision": seq.decision,
                 }
             )
-        for g in comp.get("guardrails") or []:
-            guards.append({"variant": t, **g})
+        for g in comp.guardrails:
+            guards.append({"variant": t, **g.to_dict()})
+    variants = [
+        {
+            "name": v.variant,
+            "model": v.model,
+            "weight": v.weight,
+            "units": v.n,
+            **{k: int(x) for k, x in v.totals.items()},
+            "ctr": v.means.get("ctr"),
+        }
+        for v in results.variants
+    ]
     return {
-        "experiment": analysis.get("experiment"),
-        "status": analysis.get("status"),
-        "control": analysis.get("control"),
-        "variants": analysis.get("variants") or [],
-        "srm": analysis.get("srm"),
+        "experiment": results.experiment,
+        "status": results.status,
+        "control": results.control,
+        "variants": variants,
+        "srm": None if results.srm is None else results.srm.to_dict(),
         "effects": effects,
         "sequential": seqs,
         "guardrails": guards,
-        "notes": analysis.get("notes") or [],
+        "notes": list(results.notes),
     }
 
 
-def _effect(variant: Any, r: dict[str, Any], p_holm: Any) -> dict[str, Any]:
-    a, rel = r.get("absolute") or {}, r.get("relative") or {}
+def _effect(variant: str, r: EffectResult, p_holm: float | None) -> dict[str, Any]:
     return {
         "variant": variant,
-        "metric": r.get("metric"),
-        "method": r.get("method"),
-        "control_mean": r.get("control_mean"),
-        "treatment_mean": r.get("treatment_mean"),
-        "estimate": a.get("estimate"),
-        "low": a.get("low"),
-        "high": a.get("high"),
-        "relative": rel.get("estimate"),
-        "relative_low": rel.get("low"),
-        "relative_high": rel.get("high"),
-        "p_value": r.get("p_value"),
+        "metric": r.metric,
+        "method": r.method,
+        "control_mean": r.control_mean,
+        "treatment_mean": r.treatment_mean,
+        "estimate": r.absolute.estimate,
+        "low": r.absolute.low,
+        "high": r.absolute.high,
+        "relative": r.relative.estimate,
+        "relative_low": r.relative.low,
+        "relative_high": r.relative.high,
+        "p_value": r.p_value,
         "p_adjusted": p_holm,
-        "variance_reduction": r.get("variance_reduction"),
+        "variance_reduction": r.variance_reduction,
     }
 
 
 def build_results(
     off: RunOutput,
-    analysis: dict[str, Any],
-    monitor: Monitor,
+    analysis: ExperimentResults | None,
+    looks: list[Look],
     decision: dict[str, Any],
     *,
     spec: dict[str, Any],
@@ -602,24 +577,16 @@ def build_results(
     treatment_model = spec["variants"][1]["model"]
     offline = offline_section(off)
     online = online_section(analysis)
-    if monitor.looks:
-        # report what the monitor decided on: the intersection of the always-valid
-        # intervals over all looks and the running-minimum p-value, not the last look alone
-        for seq in online["sequential"]:
-            seq.update(
-                low=_num(monitor.low),
-                high=_num(monitor.high),
-                p_value=monitor.p_value,
-                decision="reject" if monitor.rejected else "continue",
-            )
     agreement = []
-    ctr = _test(_comparison(analysis), "ctr")
+    comp = analysis.comparison() if analysis is not None else None
+    ctr = next((c for c in comp.tests if c.metric == "ctr"), None) if comp is not None else None
     off_cmp = next(
         (c for c in offline["comparisons"] if c["model"] == treatment_model),
         None,
     )
     if ctr is not None:
-        rel = (ctr.get("result") or {}).get("relative") or {}
+        assert isinstance(ctr.result, EffectResult)
+        rel = ctr.result.relative
         if treatment_model == control_model:
             off_est: dict[str, Any] = {"estimate": 0.0, "low": 0.0, "high": 0.0}
         elif off_cmp is not None and offline["baseline"] == control_model:
@@ -634,9 +601,9 @@ def build_results(
                 "offline_low": off_est.get("low"),
                 "offline_high": off_est.get("high"),
                 "online_metric": "ctr",
-                "online_estimate": rel.get("estimate"),
-                "online_low": rel.get("low"),
-                "online_high": rel.get("high"),
+                "online_estimate": rel.estimate,
+                "online_low": rel.low,
+                "online_high": rel.high,
             }
         )
     title = f"abrec demo: {control_model} (control) vs {treatment_model} (treatment)"
@@ -658,14 +625,14 @@ def build_results(
         "decision": decision,
         "offline": offline,
         "online": online,
-        "timeline": [look.to_dict() for look in monitor.looks],
+        "timeline": [look.to_dict() for look in looks],
         "agreement": agreement,
         "sequential_running": {
-            "low": _num(monitor.low),
-            "high": _num(monitor.high),
-            "p_value": monitor.p_value,
-            "looks": len(monitor.looks),
-            "rejected": monitor.rejected,
+            "low": looks[-1].low if looks else None,
+            "high": looks[-1].high if looks else None,
+            "p_value": looks[-1].p_value if looks else None,
+            "looks": len(looks),
+            "rejected": bool(looks) and looks[-1].decision == "reject",
         },
         "simulation": {
             **progress.to_dict(),
@@ -674,7 +641,7 @@ def build_results(
             "k": opts.k,
         },
         "spec": spec,
-        "analysis": analysis,
+        "analysis": None if analysis is None else analysis.to_dict(),
         "timings": timings,
     }
 
@@ -689,14 +656,13 @@ def print_decision(con: Console, results: dict[str, Any]) -> None:
     for col in ("variant", "model", "units", "exposures", "clicks", "CTR"):
         table.add_column(col, justify="left" if col in ("variant", "model") else "right")
     for v in on["variants"]:
-        ctr = _num(v.get("ctr"))
         table.add_row(
             str(v.get("name")),
             str(v.get("model")),
             str(v.get("units")),
             str(v.get("exposures")),
             str(v.get("clicks")),
-            "–" if ctr is None else f"{ctr:.4f}",
+            fmt.num(v.get("ctr"), 4, fixed=True),
         )
     con.print(table)
     srm = on.get("srm") or {}
@@ -748,18 +714,15 @@ def print_decision(con: Console, results: dict[str, Any]) -> None:
 
 
 def _pct(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{100 * v:+.2f}%"
+    return fmt.pct(x)
 
 
 def _f(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:+.4f}"
+    return fmt.num(x, signed=True, fixed=True)
 
 
 def _g(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:.3g}"
+    return fmt.num(x, 3)
 
 
 __all__ = [
@@ -767,9 +730,10 @@ __all__ = [
     "DemoError",
     "DemoOptions",
     "DemoResult",
-    "Monitor",
+    "Look",
     "build_results",
     "decide",
+    "look_at",
     "offline_section",
     "online_section",
     "parse_click_model",

@@ -12,17 +12,17 @@ from pydantic import ValidationError
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+import abrec.stats as st
 from abrec.errors import ExperimentError
 from abrec.experiment import analysis as exp_analysis
 from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.experiment.spec import ExperimentSpec
-import abrec.stats as st
 from abrec.stats import (
     MeanStats,
-    RatioStats,
-    SequentialResult,
     MetricSpec,
     NotTestableError,
+    RatioStats,
+    SequentialResult,
     StatsError,
     column_source,
     sequential_ratio_test,

@@ -446,9 +446,7 @@ def analyze(
     raw = metric_stats(source, list(METRIC_SPECS.values()))
     raw_cuped = metric_stats(source, [CUPED_SPEC])[CUPED_SPEC.name]
     names = spec.variant_names
-    stats = {
-        m: {v: raw[m].get(v) or ms.stats({}) for v in names} for m, ms in METRIC_SPECS.items()
-    }
+    stats = {m: {v: raw[m].get(v) or ms.stats({}) for v in names} for m, ms in METRIC_SPECS.items()}
     cuped_stats = {v: raw_cuped.get(v) or CUPED_SPEC.stats({}) for v in names}
     notes: list[str] = []
     unknown = sorted(set(raw["ctr"]) - set(names))
@@ -484,7 +482,9 @@ def analyze(
             seq = sequential_ctr(order, control, t, alpha=a, target_n=target_n)
         except NotTestableError as exc:
             cmp_notes.append(f"sequential ctr: not tested ({exc})")
-        cuped, cuped_note = _cuped(cuped_stats[control], cuped_stats[t], stats["ctr"], control, t, a)
+        cuped, cuped_note = _cuped(
+            cuped_stats[control], cuped_stats[t], stats["ctr"], control, t, a
+        )
         if cuped_note:
             cmp_notes.append(cuped_note)
         guards = []

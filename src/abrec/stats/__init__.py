@@ -50,9 +50,9 @@ from abrec.stats.results import (
     EffectResult,
     Interval,
     MannWhitneyResult,
-    SampleSizeResult,
     Num,
     OptNum,
+    SampleSizeResult,
     SequentialResult,
     SRMResult,
 )

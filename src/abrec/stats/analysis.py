@@ -272,7 +272,9 @@ def column_source(columns: Mapping[str, npt.ArrayLike], variants: npt.ArrayLike)
         if require is not None:
             req = _column(columns, require, allow_nan=True)
             if req.shape[0] != codes.shape[0]:
-                raise StatsInputError(f"column {require!r} and the variant column differ in length.")
+                raise StatsInputError(
+                    f"column {require!r} and the variant column differ in length."
+                )
             keep = np.isfinite(req)
         cols: dict[str, npt.NDArray[np.float64]] = {}
         for name in {c for t in terms for c in t}:

@@ -266,7 +266,8 @@ class EventStore:
         """
         u = self._per_unit(experiment).c
         known = set(UNIT_COLUMNS)
-        bad = sorted({c for t in terms for c in t} - known | ({require} - known - {None}))
+        used = {c for t in terms for c in t} | ({require} if require is not None else set())
+        bad = sorted(used - known)
         if bad:
             raise StoreError(f"unknown per-unit column(s) {bad}; use {list(UNIT_COLUMNS)}")
 
@@ -284,7 +285,9 @@ class EventStore:
         q = q.group_by(u.variant).order_by(u.variant)
         with self._tx("aggregate per-unit data") as conn:
             rows = conn.execute(q).all()
-        return {str(r[0]): {t: _to_float(v) for t, v in zip(terms, r[1:], strict=True)} for r in rows}
+        return {
+            str(r[0]): {t: _to_float(v) for t, v in zip(terms, r[1:], strict=True)} for r in rows
+        }
 
     def source(self, experiment: str) -> Callable[[Sequence[Term], str | None], VariantSums]:
         """:meth:`aggregate` bound to one experiment: an :data:`abrec.stats.Source`."""
@@ -304,9 +307,7 @@ class EventStore:
         u = self._per_unit(experiment).c
         q = sa.select(
             u.unit_id, u.variant, u.exposures, u.clicks, u.conversions, u.covariate, u.first_ts
-        ).order_by(
-            u.variant, u.unit_id
-        )
+        ).order_by(u.variant, u.unit_id)
         with self._tx("read per-unit data") as conn:
             rows = conn.execute(q).all()
         first_ts = []
