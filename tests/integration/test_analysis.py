@@ -18,6 +18,7 @@ from abrec.experiment import analysis as exp_analysis
 from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.experiment.spec import ExperimentSpec
 from abrec.stats import (
+    Interval,
     MeanStats,
     MetricSpec,
     NotTestableError,
@@ -710,3 +711,43 @@ def test_not_testable_becomes_a_note(
     assert [c.metric for c in tc.tests] == ["ctr"]
     assert "CUPED: not tested (too few units)" in tc.notes
     assert "clicks_per_unit: not tested (too few units)" in tc.notes
+
+
+def test_a_bug_in_an_early_look_propagates(
+    store: EventStore,
+    simulated: tuple[list[Event], dict[str, dict[str, np.ndarray]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Early looks skip only NotTestableError; a bug at any look surfaces."""
+    import abrec.stats.sequential as seq_mod
+
+    events, _ = simulated
+    assert store.append(events) == len(events)
+    real = seq_mod.sequential_ratio_test
+    calls = {"n": 0}
+
+    def first_call_buggy(*a: object, **k: object) -> SequentialResult:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TypeError("injected bug")
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seq_mod, "sequential_ratio_test", first_call_buggy)
+    with pytest.raises(TypeError, match="injected bug"):
+        analyze(store, _spec())
+
+
+def test_a_guardrail_fails_only_when_its_ci_lies_below_zero() -> None:
+    """The boundary: an always-valid CI that reaches 0 is not a significant drop."""
+    from abrec.experiment.analysis import RunningSequentialResult, _guardrail
+
+    def seq(high: float) -> RunningSequentialResult:
+        return RunningSequentialResult(
+            method="m", metric="exposures_per_unit", estimate=high - 1.0,
+            ci=Interval(high - 1.0, high - 2.0, high), p_value=0.5, decision="continue",
+            n_control=10, n_treatment=10, alpha=0.05, rho=0.1, control_mean=2.0,
+        )  # fmt: skip
+
+    assert _guardrail("exposures_per_unit", seq(0.0), None).passed
+    assert not _guardrail("exposures_per_unit", seq(-1e-12), None).passed
+    assert _guardrail("exposures_per_unit", seq(1e-12), None).passed
