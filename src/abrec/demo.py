@@ -8,11 +8,11 @@
 2. online: the real service (`ServiceThread`, SQLite store in the run folder) on a free
    loopback port; the experiment is created and started through the admin API;
 3. simulated users (`abrec.simulate`) request recommendations and click; the demo polls
-   `/v1/experiments/{id}/results` and keeps the running always-valid confidence sequence
+   `/v1/experiments/{id}/results` and displays the server's running always-valid CTR test
    (intersection of the per-look intervals, running-minimum p-value); it stops early when
-   the sequential test rejects, else at the planned sample;
-4. decision (SRM, CTR lift, CUPED, guardrails) printed and `report.html` + `results.json`
-   written by `abrec.report`.
+   the server's sequential decision is "reject", else at the planned sample;
+4. decision (SRM, CTR lift, CUPED, guardrails) printed, and the typed
+   `abrec.report.DemoReport` written as `report.html` + `results.json` by `abrec.report`.
 """
 
 from __future__ import annotations
@@ -32,11 +32,23 @@ import httpx
 from abrec import fmt
 from abrec.errors import AbrecError
 from abrec.experiment.analysis import ExperimentResults
+from abrec.experiment.spec import ExperimentSpec
+from abrec.report.model import (
+    Agreement,
+    Decision,
+    DemoReport,
+    LeaderboardRow,
+    Look,
+    OfflineComparison,
+    OfflineSection,
+    RunInfo,
+    SimulationInfo,
+)
 from abrec.simulate.click_model import ClickModel
 from abrec.simulate.population import Population
 from abrec.simulate.runner import SimulationConfig, SimulationProgress, Simulator
 from abrec.simulate.scenario import experiment_spec
-from abrec.stats import EffectResult
+from abrec.stats import EffectResult, Interval
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,24 +107,6 @@ class DemoOptions:
     click_model: ClickModel = field(default_factory=ClickModel)
 
 
-@dataclass
-class Look:
-    """One poll of the running experiment: the server's sequential CTR result and the counts."""
-
-    elapsed_s: float
-    units: int
-    exposures: int
-    clicks: int
-    estimate: float
-    low: float
-    high: float
-    p_value: float
-    decision: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "variant": "treatment"}
-
-
 def look_at(results: ExperimentResults | None, elapsed_s: float) -> Look | None:
     """The server's running always-valid CTR test at this poll; None while it has none.
 
@@ -120,19 +114,15 @@ def look_at(results: ExperimentResults | None, elapsed_s: float) -> Look | None:
     (intersected confidence sequences, running-minimum p-value); the demo only displays it.
     """
     comp = results.comparison() if results is not None else None
-    seq = comp.sequential_ctr if comp is not None else None
-    if results is None or seq is None:
+    if results is None or comp is None or comp.sequential_ctr is None:
         return None
     return Look(
         elapsed_s=elapsed_s,
         units=sum(v.n for v in results.variants),
-        exposures=int(sum(v.totals.get("exposures", 0.0) for v in results.variants)),
-        clicks=int(sum(v.totals.get("clicks", 0.0) for v in results.variants)),
-        estimate=seq.estimate,
-        low=seq.ci.low,
-        high=seq.ci.high,
-        p_value=seq.p_value,
-        decision=seq.decision,
+        exposures=round(sum(v.totals.get("exposures", 0.0) for v in results.variants)),
+        clicks=round(sum(v.totals.get("clicks", 0.0) for v in results.variants)),
+        sequential=comp.sequential_ctr,
+        variant=comp.treatment,
     )
 
 
@@ -141,11 +131,20 @@ class DemoResult:
     """What the demo produced."""
 
     run_dir: Path
-    report: Path
-    results: dict[str, Any]
-    decision: dict[str, Any]
+    report_path: Path
+    report: DemoReport
     timings: dict[str, float]
-    analysis: ExperimentResults | None = None
+
+    @property
+    def decision(self) -> Decision:
+        """The decision shown in the report (always set by the demo)."""
+        assert self.report.decision is not None
+        return self.report.decision
+
+    @property
+    def analysis(self) -> ExperimentResults | None:
+        """The service's final results (None when it had none)."""
+        return self.report.online
 
 
 def parse_click_model(pairs: list[str]) -> ClickModel:
@@ -255,8 +254,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     looks: list[Look] = online["looks"]
     decision = decide(analysis, aa=opts.aa)
     timings["total_s"] = time.perf_counter() - t0
-    results = build_results(
-        off,
+    report = build_report(
+        offline_section(off),
         analysis,
         looks,
         decision,
@@ -267,10 +266,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         stopped_by=online["stopped_by"],
         timings=timings,
     )
-    report = write_report(run_dir, results)
-    print_decision(con, results)
-    con.print(f"Report: {report}\nResults: {run_dir / 'results.json'}")
-    return DemoResult(run_dir, report, results, decision, timings, analysis)
+    path = write_report(run_dir, report)
+    print_decision(con, report)
+    con.print(f"Report: {path}\nResults: {run_dir / 'results.json'}")
+    return DemoResult(run_dir, path, report, timings)
 
 
 def _run_online(
@@ -391,7 +390,7 @@ def _status(p: SimulationProgress, look: Look | None) -> str:
 
 
 # ----------------------------------------------------------------------------- decision
-def decide(results: ExperimentResults | None, *, aa: bool = False) -> dict[str, Any]:
+def decide(results: ExperimentResults | None, *, aa: bool = False) -> Decision:
     """Decision from the SRM check, the server's running sequential test and the guardrails.
 
     Only the always-valid sequential test can declare a winner (the demo peeks after
@@ -402,51 +401,45 @@ def decide(results: ExperimentResults | None, *, aa: bool = False) -> dict[str, 
     seq = comp.sequential_ctr if comp is not None else None
     label = "A/A test: " if aa else ""
     if results is not None and results.srm is not None and results.srm.mismatch:
-        return {
-            "winner": None,
-            "verdict": f"{label}no decision: sample-ratio mismatch",
-            "text": (
-                f"SRM p = {results.srm.p_value:.2g} < {results.srm.threshold:g}; "
-                "fix assignment/logging first."
-            ),
-        }
+        return Decision(
+            None,
+            f"{label}no decision: sample-ratio mismatch",
+            f"SRM p = {results.srm.p_value:.2g} < {results.srm.threshold:g}; "
+            "fix assignment/logging first.",
+        )
     if comp is None or seq is None:
-        return {
-            "winner": None,
-            "verdict": f"{label}no winner: not enough data",
-            "text": "the sequential test needs clicks and exposures in both arms; run more users.",
-        }
+        return Decision(
+            None,
+            f"{label}no winner: not enough data",
+            "the sequential test needs clicks and exposures in both arms; run more users.",
+        )
     failed = [g.metric for g in comp.guardrails if not g.passed]
-    cs = f"[{_f(seq.ci.low)}, {_f(seq.ci.high)}]"
+    cs = fmt.interval(seq.ci.low, seq.ci.high, _f)
     if seq.decision == "reject":
         better = "treatment" if seq.ci.low > 0 else "control"
         if better == "treatment" and failed:
-            return {
-                "winner": None,
-                "verdict": f"{label}treatment has a higher CTR, but guardrails failed: {failed}",
-                "text": f"always-valid CI for the CTR difference {cs}; do not ship.",
-            }
-        return {
-            "winner": better,
-            "verdict": f"{label}{better} wins on click-through rate",
-            "text": (
-                f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} excludes 0; "
-                f"always-valid p = {_g(seq.p_value)}."
-            ),
-        }
-    return {
-        "winner": None,
-        "verdict": f"{label}no winner: no significant CTR difference",
-        "text": (
-            f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} contains 0 "
-            f"(always-valid p = {_g(seq.p_value)})."
-        ),
-    }
+            return Decision(
+                None,
+                f"{label}treatment has a higher CTR, but guardrails failed: {failed}",
+                f"always-valid CI for the CTR difference {cs}; do not ship.",
+            )
+        return Decision(
+            better,
+            f"{label}{better} wins on click-through rate",
+            f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} excludes 0; "
+            f"always-valid p = {_g(seq.p_value)}.",
+        )
+    return Decision(
+        None,
+        f"{label}no winner: no significant CTR difference",
+        f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} contains 0 "
+        f"(always-valid p = {_g(seq.p_value)}).",
+    )
 
 
-# ----------------------------------------------------------------------------- results dict
-def offline_section(off: RunOutput) -> dict[str, Any]:
-    """Leaderboard (slice 'all') and paired comparisons for the report."""
+# ----------------------------------------------------------------------------- report
+def offline_section(off: RunOutput) -> OfflineSection:
+    """Leaderboard (slice 'all', best primary metric first) and paired comparisons."""
     res = off.result
     primary = off.config.evaluation.primary_metric
     test = off.config.evaluation.primary_test
@@ -460,110 +453,77 @@ def offline_section(off: RunOutput) -> dict[str, Any]:
             row = s[(s["model"] == model) & (s["metric"] == m)]
             if not row.empty:
                 r = row.iloc[0]
-                cells[m] = {"estimate": r["mean"], "low": r["ci_low"], "high": r["ci_high"]}
-        board.append({"model": model, "metrics": cells})
-    board.sort(key=lambda b: -(b["metrics"].get(primary, {}).get("estimate") or 0.0))
-    comparisons = []
+                cells[m] = Interval(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
+        board.append(LeaderboardRow(str(model), cells))
+
+    def primary_mean(row: LeaderboardRow) -> float:
+        ci = row.metrics.get(primary)
+        return ci.estimate if ci is not None and math.isfinite(ci.estimate) else 0.0
+
+    board.sort(key=lambda b: -primary_mean(b))
     c = res.comparisons
     c = c[(c["slice"] == "all") & (c["metric"] == primary)]
-    for r in c.to_dict("records"):
-        comparisons.append(
-            {
-                "model": r["model"],
-                "baseline": r["baseline"],
-                "metric": primary,
-                "estimate": r["diff"],
-                "low": r["diff_low"],
-                "high": r["diff_high"],
-                "p_value": r[f"p_{test}_holm"],
-                "test": f"paired {test}, Holm",
-            }
+    comparisons = tuple(
+        OfflineComparison(
+            model=str(r["model"]),
+            baseline=str(r["baseline"]),
+            metric=primary,
+            difference=Interval(float(r["diff"]), float(r["diff_low"]), float(r["diff_high"])),
+            p_value=float(r[f"p_{test}_holm"]),
+            test=f"paired {test}, Holm",
         )
-    return {
-        "primary_metric": primary,
-        "baseline": res.baseline,
-        "protocol": res.protocol,
-        "leaderboard": board,
-        "comparisons": comparisons,
-        "n_scored_users": res.info.get("n_scored_users"),
-    }
+        for r in c.to_dict("records")
+    )
+    n_scored = res.info.get("n_scored_users")
+    return OfflineSection(
+        primary_metric=primary,
+        baseline=str(res.baseline),
+        leaderboard=tuple(board),
+        comparisons=comparisons,
+        protocol=str(res.protocol),
+        n_scored_users=None if n_scored is None else int(n_scored),
+    )
 
 
-def online_section(results: ExperimentResults | None) -> dict[str, Any]:
-    """The report's online section from the server's typed results."""
-    if results is None:
-        return {}
-    effects, guards, seqs = [], [], []
-    for comp in results.comparisons:
-        t = comp.treatment
-        for mt in comp.tests:
-            assert isinstance(mt.result, EffectResult)
-            effects.append(_effect(t, mt.result, mt.p_value_holm))
-        if comp.cuped_clicks_per_unit is not None:
-            effects.append(_effect(t, comp.cuped_clicks_per_unit, None))
-        seq = comp.sequential_ctr
-        if seq is not None:
-            seqs.append(
-                {
-                    "variant": t,
-                    "metric": seq.metric or "ctr",
-                    "estimate": seq.estimate,
-                    "low": seq.ci.low,
-                    "high": seq.ci.high,
-                    "p_value": seq.p_value,
-                    "decision": seq.decision,
-                }
-            )
-        for g in comp.guardrails:
-            guards.append({"variant": t, **g.to_dict()})
-    variants = [
-        {
-            "name": v.variant,
-            "model": v.model,
-            "weight": v.weight,
-            "units": v.n,
-            **{k: int(x) for k, x in v.totals.items()},
-            "ctr": v.means.get("ctr"),
-        }
-        for v in results.variants
-    ]
-    return {
-        "experiment": results.experiment,
-        "status": results.status,
-        "control": results.control,
-        "variants": variants,
-        "srm": None if results.srm is None else results.srm.to_dict(),
-        "effects": effects,
-        "sequential": seqs,
-        "guardrails": guards,
-        "notes": list(results.notes),
-    }
+def agreement(
+    offline: OfflineSection,
+    online: ExperimentResults | None,
+    *,
+    control_model: str,
+    treatment_model: str,
+) -> tuple[Agreement, ...]:
+    """The offline difference of the treatment model against the control model next to the
+    online CTR lift of the treatment arm (empty when the service has no CTR test).
+
+    In an A/A test (the same model in both arms) the offline difference is exactly 0; when
+    the offline baseline is not the control model it is unknown (None).
+    """
+    comp = online.comparison() if online is not None else None
+    ctr = next((t for t in comp.tests if t.metric == "ctr"), None) if comp is not None else None
+    if comp is None or ctr is None or not isinstance(ctr.result, EffectResult):
+        return ()
+    off: Interval | None = None
+    if treatment_model == control_model:
+        off = Interval(0.0, 0.0, 0.0)
+    elif offline.baseline == control_model:
+        cmp = offline.comparison(treatment_model)
+        off = None if cmp is None else cmp.difference
+    return (
+        Agreement(
+            variant=comp.treatment,
+            offline_metric=offline.primary_metric,
+            offline=off,
+            online_metric="ctr",
+            online=ctr.result.relative,
+        ),
+    )
 
 
-def _effect(variant: str, r: EffectResult, p_holm: float | None) -> dict[str, Any]:
-    return {
-        "variant": variant,
-        "metric": r.metric,
-        "method": r.method,
-        "control_mean": r.control_mean,
-        "treatment_mean": r.treatment_mean,
-        "estimate": r.absolute.estimate,
-        "low": r.absolute.low,
-        "high": r.absolute.high,
-        "relative": r.relative.estimate,
-        "relative_low": r.relative.low,
-        "relative_high": r.relative.high,
-        "p_value": r.p_value,
-        "p_adjusted": p_holm,
-        "variance_reduction": r.variance_reduction,
-    }
-
-
-def build_results(
-    off: RunOutput,
+def build_report(
+    offline: OfflineSection,
     analysis: ExperimentResults | None,
     looks: list[Look],
-    decision: dict[str, Any],
+    decision: Decision,
     *,
     spec: dict[str, Any],
     progress: SimulationProgress,
@@ -571,146 +531,115 @@ def build_results(
     store_url: str,
     stopped_by: str,
     timings: dict[str, float],
-) -> dict[str, Any]:
-    """The report/results.json payload (schema in `abrec.report.html`)."""
-    control_model = spec["variants"][0]["model"]
-    treatment_model = spec["variants"][1]["model"]
-    offline = offline_section(off)
-    online = online_section(analysis)
-    agreement = []
-    comp = analysis.comparison() if analysis is not None else None
-    ctr = next((c for c in comp.tests if c.metric == "ctr"), None) if comp is not None else None
-    off_cmp = next(
-        (c for c in offline["comparisons"] if c["model"] == treatment_model),
-        None,
-    )
-    if ctr is not None:
-        assert isinstance(ctr.result, EffectResult)
-        rel = ctr.result.relative
-        if treatment_model == control_model:
-            off_est: dict[str, Any] = {"estimate": 0.0, "low": 0.0, "high": 0.0}
-        elif off_cmp is not None and offline["baseline"] == control_model:
-            off_est = off_cmp
-        else:
-            off_est = {}
-        agreement.append(
-            {
-                "variant": "treatment",
-                "offline_metric": offline["primary_metric"],
-                "offline_estimate": off_est.get("estimate"),
-                "offline_low": off_est.get("low"),
-                "offline_high": off_est.get("high"),
-                "online_metric": "ctr",
-                "online_estimate": rel.estimate,
-                "online_low": rel.low,
-                "online_high": rel.high,
-            }
-        )
+) -> DemoReport:
+    """The typed report of a demo run (rendered to report.html, dumped to results.json)."""
+    exp = ExperimentSpec.model_validate(spec)
+    control_model = exp.variants[0].model
+    treatment_model = exp.variants[1].model
     title = f"abrec demo: {control_model} (control) vs {treatment_model} (treatment)"
-    return {
-        "title": ("A/A " if opts.aa else "") + title,
-        "meta": {
-            "mode": "A/A" if opts.aa else "A/B",
-            "experiment": spec["id"],
-            "control model": control_model,
-            "treatment model": treatment_model,
-            "simulated users": progress.units_seen,
-            "sessions (done / planned)": f"{progress.sessions_done} / {progress.sessions_planned}",
-            "stopped by": stopped_by,
-            "seed": opts.seed,
-            "store": store_url,
-            "offline time (s)": round(timings.get("offline_s", math.nan), 1),
-            "online time (s)": round(timings.get("online_s", math.nan), 1),
-        },
-        "decision": decision,
-        "offline": offline,
-        "online": online,
-        "timeline": [look.to_dict() for look in looks],
-        "agreement": agreement,
-        "sequential_running": {
-            "low": looks[-1].low if looks else None,
-            "high": looks[-1].high if looks else None,
-            "p_value": looks[-1].p_value if looks else None,
-            "looks": len(looks),
-            "rejected": bool(looks) and looks[-1].decision == "reject",
-        },
-        "simulation": {
-            **progress.to_dict(),
-            "click_model": opts.click_model.model_dump(),
-            "sessions_mean": opts.sessions_mean,
-            "k": opts.k,
-        },
-        "spec": spec,
-        "analysis": None if analysis is None else analysis.to_dict(),
-        "timings": timings,
-    }
+    return DemoReport(
+        title=("A/A " if opts.aa else "") + title,
+        decision=decision,
+        run=RunInfo(
+            mode="A/A" if opts.aa else "A/B",
+            experiment=exp.id,
+            control_model=control_model,
+            treatment_model=treatment_model,
+            simulated_users=progress.units_seen,
+            sessions_done=progress.sessions_done,
+            sessions_planned=progress.sessions_planned,
+            stopped_by=stopped_by,
+            seed=opts.seed,
+            store=store_url,
+            offline_s=timings.get("offline_s"),
+            online_s=timings.get("online_s"),
+        ),
+        offline=offline,
+        online=analysis,
+        timeline=tuple(looks),
+        agreement=agreement(
+            offline, analysis, control_model=control_model, treatment_model=treatment_model
+        ),
+        simulation=SimulationInfo(
+            progress=progress,
+            click_model=opts.click_model,
+            sessions_mean=opts.sessions_mean,
+            k=opts.k,
+        ),
+        spec=exp,
+        timings=dict(timings),
+    )
 
 
-def print_decision(con: Console, results: dict[str, Any]) -> None:
+def print_decision(con: Console, report: DemoReport) -> None:
     """The decision block printed at the end of the demo."""
     from rich.table import Table
 
     con.rule("[bold]3. Decision")
-    on = results["online"]
-    table = Table(title="Assignment and outcomes", title_justify="left")
-    for col in ("variant", "model", "units", "exposures", "clicks", "CTR"):
-        table.add_column(col, justify="left" if col in ("variant", "model") else "right")
-    for v in on["variants"]:
-        table.add_row(
-            str(v.get("name")),
-            str(v.get("model")),
-            str(v.get("units")),
-            str(v.get("exposures")),
-            str(v.get("clicks")),
-            fmt.num(v.get("ctr"), 4, fixed=True),
-        )
-    con.print(table)
-    srm = on.get("srm") or {}
-    if srm:
-        ok = "[green]OK[/]" if not srm.get("mismatch") else "[bold red]MISMATCH[/]"
+    on = report.online
+    comp = on.comparison() if on is not None else None
+    if on is not None:
+        table = Table(title="Assignment and outcomes", title_justify="left")
+        for col in ("variant", "model", "units", "exposures", "clicks", "CTR"):
+            table.add_column(col, justify="left" if col in ("variant", "model") else "right")
+        for v in on.variants:
+            table.add_row(
+                v.variant,
+                str(v.model),
+                str(v.n),
+                fmt.num(round(v.totals.get("exposures", 0.0))),
+                fmt.num(round(v.totals.get("clicks", 0.0))),
+                fmt.num(v.means.get("ctr"), 4, fixed=True),
+            )
+        con.print(table)
+    if on is not None and on.srm is not None:
+        srm = on.srm
+        ok = "[green]OK[/]" if not srm.mismatch else "[bold red]MISMATCH[/]"
+        con.print(f"SRM check: {ok} (chi2 = {srm.chi2:.3f}, p = {srm.p_value:.3g})")
+    ctr = next((t for t in comp.tests if t.metric == "ctr"), None) if comp is not None else None
+    if ctr is not None and isinstance(ctr.result, EffectResult):
+        r = ctr.result
         con.print(
-            f"SRM check: {ok} (chi2 = {srm.get('chi2', 0):.3f}, p = {srm.get('p_value', 1):.3g})"
+            f"CTR lift (treatment vs control): {_pct(r.relative.estimate)} "
+            f"{fmt.interval(r.relative.low, r.relative.high, _pct)} 95% CI, "
+            f"fixed-horizon p = {_g(r.p_value)} (Holm {_g(ctr.p_value_holm)}); "
+            f"absolute {_f(r.absolute.estimate)} {fmt.interval(r.absolute.low, r.absolute.high, _f)}"
         )
-    eff = {(e["metric"], e["method"]): e for e in on["effects"]}
-    ctr_e = next((e for (m, _), e in eff.items() if m == "ctr"), None)
-    if ctr_e is not None:
+    if report.run is not None:
+        run = report.run
         con.print(
-            f"CTR lift (treatment vs control): {_pct(ctr_e['relative'])} "
-            f"[{_pct(ctr_e['relative_low'])}, {_pct(ctr_e['relative_high'])}] 95% CI, "
-            f"fixed-horizon p = {_g(ctr_e['p_value'])} (Holm {_g(ctr_e['p_adjusted'])}); "
-            f"absolute {_f(ctr_e['estimate'])} [{_f(ctr_e['low'])}, {_f(ctr_e['high'])}]"
+            f"Stopped: {run.stopped_by} ({run.sessions_done} / {run.sessions_planned} sessions)"
         )
-    con.print(
-        f"Stopped: {results['meta'].get('stopped by')} ({results['meta'].get('sessions (done / planned)')} sessions)"
-    )
-    run = results.get("sequential_running") or {}
-    con.print(
-        f"Sequential (always-valid, {len(results.get('timeline') or [])} looks): CTR difference CI "
-        f"[{_f(run.get('low'))}, {_f(run.get('high'))}], p = {_g(run.get('p_value'))}"
-    )
-    cuped = next((e for e in on["effects"] if e.get("variance_reduction") is not None), None)
+    seq = comp.sequential_ctr if comp is not None else None
+    if seq is not None:
+        con.print(
+            f"Sequential (always-valid, {len(report.timeline)} looks): CTR difference CI "
+            f"{fmt.interval(seq.ci.low, seq.ci.high, _f)}, p = {_g(seq.p_value)}"
+        )
+    cuped = comp.cuped_clicks_per_unit if comp is not None else None
     if cuped is not None:
+        rel = cuped.relative
         con.print(
-            f"CUPED clicks/unit: lift {_pct(cuped['relative'])} "
-            f"[{_pct(cuped['relative_low'])}, {_pct(cuped['relative_high'])}], p = {_g(cuped['p_value'])}; "
-            f"variance reduction {_pct(cuped['variance_reduction'])}"
+            f"CUPED clicks/unit: lift {_pct(rel.estimate)} {fmt.interval(rel.low, rel.high, _pct)}"
+            f", p = {_g(cuped.p_value)}; variance reduction {_pct(cuped.variance_reduction)}"
         )
-    for g in on.get("guardrails") or []:
-        status = "[green]pass[/]" if g.get("passed") else "[bold red]FAIL[/]"
+    for g in comp.guardrails if comp is not None else ():
+        status = "[green]pass[/]" if g.passed else "[bold red]FAIL[/]"
         con.print(
-            f"Guardrail {g.get('metric')}: {status} "
-            f"(difference {_f(g.get('estimate'))}, always-valid CI "
-            f"[{_f(g.get('low'))}, {_f(g.get('high'))}])"
+            f"Guardrail {g.metric}: {status} (difference {_f(g.estimate)}, always-valid CI "
+            f"{fmt.interval(g.low, g.high, _f)})"
         )
-    for a in results.get("agreement") or []:
+    for a in report.agreement:
+        off = a.offline or Interval(math.nan, math.nan, math.nan)
         con.print(
-            f"Offline {a['offline_metric']} difference {_f(a['offline_estimate'])} "
-            f"[{_f(a['offline_low'])}, {_f(a['offline_high'])}]  vs  online CTR lift "
-            f"{_pct(a['online_estimate'])} [{_pct(a['online_low'])}, {_pct(a['online_high'])}]"
+            f"Offline {a.offline_metric} difference {_f(off.estimate)} "
+            f"{fmt.interval(off.low, off.high, _f)}  vs  online CTR lift "
+            f"{_pct(a.online.estimate)} {fmt.interval(a.online.low, a.online.high, _pct)}"
         )
-    d = results["decision"]
-    style = "bold green" if d.get("winner") else "bold yellow"
-    con.print(f"[{style}]Decision: {d['verdict']}[/] — {d['text']}")
+    d = report.decision
+    if d is not None:
+        style = "bold green" if d.winner else "bold yellow"
+        con.print(f"[{style}]Decision: {d.verdict}[/] — {d.text}")
 
 
 def _pct(x: Any) -> str:
@@ -730,12 +659,11 @@ __all__ = [
     "DemoError",
     "DemoOptions",
     "DemoResult",
-    "Look",
-    "build_results",
+    "agreement",
+    "build_report",
     "decide",
     "look_at",
     "offline_section",
-    "online_section",
     "parse_click_model",
     "run_demo",
 ]
