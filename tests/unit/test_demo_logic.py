@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abrec.demo import decide, look_at, online_section
+from abrec.demo import DemoOptions, agreement, build_report, decide, look_at
 from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.experiment.spec import ExperimentSpec
+from abrec.report import DemoReport, LeaderboardRow, OfflineComparison, OfflineSection, render_html
 from abrec.simulate import experiment_spec
-from abrec.stats import Interval
+from abrec.simulate.runner import SimulationProgress
+from abrec.stats import EffectResult, Interval
 from abrec.store import Event, EventStore
 
 
@@ -82,20 +84,20 @@ def test_look_displays_the_servers_running_result(tmp_path: Path) -> None:
 def test_decide_rules(tmp_path: Path) -> None:
     res, _ = _real(tmp_path)
     d = decide(_with_seq(res, 0.005, 0.06, 0.01))
-    assert d["winner"] == "treatment" and "wins" in d["verdict"]
-    assert "[+0.0050, +0.0600]" in d["text"] and "p = 0.01" in d["text"]
+    assert d.winner == "treatment" and "wins" in d.verdict
+    assert "[+0.0050, +0.0600]" in d.text and "p = 0.01" in d.text
     # a failed guardrail blocks shipping
-    assert decide(_with_seq(res, 0.005, 0.06, 0.01, guard_ok=False))["winner"] is None
+    assert decide(_with_seq(res, 0.005, 0.06, 0.01, guard_ok=False)).winner is None
     # SRM blocks any decision
     srm = decide(_with_seq(res, 0.005, 0.06, 0.01, srm=True))
-    assert srm["winner"] is None and "sample-ratio mismatch" in srm["verdict"]
+    assert srm.winner is None and "sample-ratio mismatch" in srm.verdict
     # control better
-    assert decide(_with_seq(res, -0.06, -0.005, 0.01))["winner"] == "control"
+    assert decide(_with_seq(res, -0.06, -0.005, 0.01)).winner == "control"
     # the decision follows the server's decision (p <= alpha), nothing else
-    assert decide(_with_seq(res, -0.02, 0.02, 0.8))["winner"] is None
-    assert decide(None)["verdict"] == "no winner: not enough data"
+    assert decide(_with_seq(res, -0.02, 0.02, 0.8)).winner is None
+    assert decide(None).verdict == "no winner: not enough data"
     d3 = decide(_with_seq(res, -0.02, 0.02, 0.8), aa=True)
-    assert d3["winner"] is None and d3["verdict"].startswith("A/A test: no winner")
+    assert d3.winner is None and d3.verdict.startswith("A/A test: no winner")
 
 
 def _events(seed: int = 0) -> list[Event]:
@@ -144,42 +146,76 @@ def _events(seed: int = 0) -> list[Event]:
     return out
 
 
-def test_online_section_flattens_real_analysis(tmp_path: Path) -> None:
-    store = EventStore.from_url(f"sqlite:///{tmp_path / 'ev.db'}")
-    store.create_schema()
-    events = _events()
-    store.append(events)
-    spec = ExperimentSpec.model_validate(
-        {**experiment_spec("e", "ease", "hybrid"), "status": "running"}
+def _offline() -> OfflineSection:
+    return OfflineSection(
+        primary_metric="ndcg@10",
+        baseline="ease",
+        leaderboard=(
+            LeaderboardRow("hybrid", {"ndcg@10": Interval(0.11, 0.10, 0.12)}),
+            LeaderboardRow("ease", {"ndcg@10": Interval(0.10, 0.09, 0.11)}),
+        ),
+        comparisons=(
+            OfflineComparison("hybrid", "ease", "ndcg@10", Interval(0.01, 0.003, 0.016), 0.004),
+        ),
     )
-    analysis = ExperimentResults.parse(analyze(store, spec).to_json())
-    store.dispose()
-    on = online_section(analysis)
-    by_name = {v["name"]: v for v in on["variants"]}
+
+
+def test_typed_report_from_real_results(tmp_path: Path) -> None:
+    res, events = _real(tmp_path)
+    looks = [look for t in (1.0, 2.0) if (look := look_at(res, t)) is not None]
+    progress = SimulationProgress(200, 150, 120, 0, 0, 0, 0, 0, 0, 3.0, True)
+    spec = experiment_spec("e", "ease", "hybrid")
+    report = build_report(
+        _offline(), res, looks, decide(res), spec=spec, progress=progress,
+        opts=DemoOptions(seed=3), store_url="sqlite:///x.db", stopped_by="sequential test decided",
+        timings={"offline_s": 1.25, "online_s": 2.5},
+    )  # fmt: skip
+    assert report.online is res and report.timeline == tuple(looks)
+    assert report.title == "abrec demo: ease (control) vs hybrid (treatment)"
+    assert report.run is not None and report.run.sessions_done == 150 and report.run.seed == 3
+    assert report.spec is not None and report.spec.id == "e"
+    # counts and CTR in the typed results agree with the events, counted here
     for name in ("control", "treatment"):
+        v = res.variant(name)
+        assert v is not None and v.n == 60
         evs = [e for e in events if e.variant == name]
-        assert by_name[name]["exposures"] == sum(e.type == "exposure" for e in evs)
-        assert by_name[name]["clicks"] == sum(e.type == "click" for e in evs)
-        assert by_name[name]["units"] == 60
-    ctr = next(e for e in on["effects"] if e["metric"] == "ctr")
-    clicks = {n: by_name[n]["clicks"] for n in by_name}
-    exps = {n: by_name[n]["exposures"] for n in by_name}
-    expected = clicks["treatment"] / exps["treatment"] - clicks["control"] / exps["control"]
-    assert ctr["estimate"] == pytest.approx(expected)
-    assert ctr["low"] < ctr["estimate"] < ctr["high"]
-    assert ctr["relative"] == pytest.approx(
-        (clicks["treatment"] / exps["treatment"]) / (clicks["control"] / exps["control"]) - 1
-    )
-    assert ctr["p_adjusted"] >= ctr["p_value"]
-    cuped = [e for e in on["effects"] if e["variance_reduction"] is not None]
-    assert len(cuped) == 1 and cuped[0]["metric"] == "clicks_per_unit"
-    seq = on["sequential"][0]
-    assert seq["low"] <= seq["estimate"] <= seq["high"]
+        exposures = sum(e.type == "exposure" for e in evs)
+        clicks = sum(e.type == "click" for e in evs)
+        assert (v.totals["exposures"], v.totals["clicks"]) == (exposures, clicks)
+        assert v.means["ctr"] == pytest.approx(clicks / exposures)
+    # agreement: the offline difference against the control model, the online CTR lift
+    ctr = {
+        n: sum(e.type == "click" for e in events if e.variant == n)
+        / sum(e.type == "exposure" for e in events if e.variant == n)
+        for n in ("control", "treatment")
+    }
+    (agree,) = report.agreement
+    assert agree.offline == Interval(0.01, 0.003, 0.016) and agree.offline_metric == "ndcg@10"
+    assert agree.online.estimate == pytest.approx(ctr["treatment"] / ctr["control"] - 1)
+    assert agree.online.low < agree.online.estimate < agree.online.high
+    # A/A: the offline difference is exactly 0; another baseline: unknown
+    (aa,) = agreement(_offline(), res, control_model="ease", treatment_model="ease")
+    assert aa.offline == Interval(0.0, 0.0, 0.0)
+    other = dataclasses.replace(_offline(), baseline="popularity")
+    assert agreement(other, res, control_model="ease", treatment_model="hybrid")[0].offline is None
+    assert agreement(_offline(), None, control_model="ease", treatment_model="hybrid") == ()
+    # the report round-trips through results.json and shows the counts
+    assert DemoReport.parse(report.to_json()) == report
+    page = render_html(report)
+    for name in ("control", "treatment"):
+        v = res.variant(name)
+        assert v is not None
+        assert f">{int(v.totals['exposures'])}<" in page and f">{int(v.totals['clicks'])}<" in page
+    comp = res.comparisons[0]
+    fixed = next(t.result for t in comp.tests if t.metric == "ctr")
+    assert isinstance(fixed, EffectResult)
+    seq = comp.sequential_ctr
+    assert seq is not None
     # the always-valid interval is wider than the fixed-horizon one
-    assert seq["high"] - seq["low"] > ctr["high"] - ctr["low"]
-    assert on["srm"] is not None and not on["srm"]["mismatch"]
-    assert {g["metric"] for g in on["guardrails"]} >= {"exposures_per_unit"}
-    assert all(math.isfinite(e["p_value"]) for e in on["effects"])
+    assert seq.ci.high - seq.ci.low > fixed.absolute.high - fixed.absolute.low
+    assert comp.cuped_clicks_per_unit is not None
+    assert {g.metric for g in comp.guardrails} >= {"exposures_per_unit"}
+    assert all(math.isfinite(t.result.p_value) for t in comp.tests)  # type: ignore[union-attr]
 
 
 def test_planned_units_tunes_the_sequential_test(tmp_path: Path) -> None:
