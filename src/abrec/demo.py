@@ -8,11 +8,11 @@
 2. online: the real service (`ServiceThread`, SQLite store in the run folder) on a free
    loopback port; the experiment is created and started through the admin API;
 3. simulated users (`abrec.simulate`) request recommendations and click; the demo polls
-   `/v1/experiments/{id}/results` and keeps the running always-valid confidence sequence
+   `/v1/experiments/{id}/results` and displays the server's running always-valid CTR test
    (intersection of the per-look intervals, running-minimum p-value); it stops early when
-   the sequential test rejects, else at the planned sample;
-4. decision (SRM, CTR lift, CUPED, guardrails) printed and `report.html` + `results.json`
-   written by `abrec.report`.
+   the server's sequential decision is "reject", else at the planned sample;
+4. decision (SRM, CTR lift, CUPED, guardrails) printed, and the typed
+   `abrec.report.DemoReport` written as `report.html` + `results.json` by `abrec.report`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,26 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from abrec import fmt
 from abrec.errors import AbrecError
+from abrec.experiment.analysis import ExperimentResults
+from abrec.experiment.spec import ExperimentSpec
+from abrec.report.model import (
+    Agreement,
+    Decision,
+    DemoReport,
+    LeaderboardRow,
+    Look,
+    OfflineComparison,
+    OfflineSection,
+    RunInfo,
+    SimulationInfo,
+)
 from abrec.simulate.click_model import ClickModel
 from abrec.simulate.population import Population
 from abrec.simulate.runner import SimulationConfig, SimulationProgress, Simulator
 from abrec.simulate.scenario import experiment_spec
+from abrec.stats import EffectResult, Interval
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,72 +107,23 @@ class DemoOptions:
     click_model: ClickModel = field(default_factory=ClickModel)
 
 
-@dataclass
-class Look:
-    """One look at the running experiment (running always-valid CS + counts)."""
+def look_at(results: ExperimentResults | None, elapsed_s: float) -> Look | None:
+    """The server's running always-valid CTR test at this poll; None while it has none.
 
-    elapsed_s: float
-    units: int
-    exposures: int
-    clicks: int
-    estimate: float
-    low: float
-    high: float
-    p_value: float
-    decision: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "variant": "treatment"}
-
-
-@dataclass
-class Monitor:
-    """Running confidence sequence for the CTR difference across looks."""
-
-    alpha: float
-    low: float = -math.inf
-    high: float = math.inf
-    p_value: float = 1.0
-    looks: list[Look] = field(default_factory=list)
-
-    def update(self, analysis: dict[str, Any], elapsed_s: float) -> Look | None:
-        """Record one look from a results payload; None while there is no sequential result yet."""
-        variants = analysis.get("variants") or []
-        units = sum(int(v.get("units") or 0) for v in variants)
-        exposures = sum(int(v.get("exposures") or 0) for v in variants)
-        clicks = sum(int(v.get("clicks") or 0) for v in variants)
-        comps = analysis.get("comparisons") or []
-        seq = comps[0].get("sequential_ctr") if comps else None
-        # one look = the test on all units at this moment (`last_look`); the server's own
-        # running value already intersects over unit prefixes of *this* snapshot, and
-        # intersecting those again across snapshots would mix two families of looks
-        if seq and seq.get("last_look"):
-            seq = seq["last_look"]
-        if not seq or seq.get("ci") is None or seq.get("p_value") is None:
-            return None
-        ci = seq["ci"]
-        low = ci.get("low") if ci.get("low") is not None else -math.inf
-        high = ci.get("high") if ci.get("high") is not None else math.inf
-        # running intersection of the per-look always-valid intervals and minimum p
-        self.low, self.high = max(self.low, float(low)), min(self.high, float(high))
-        self.p_value = min(self.p_value, float(seq["p_value"]))
-        look = Look(
-            elapsed_s=elapsed_s,
-            units=units,
-            exposures=exposures,
-            clicks=clicks,
-            estimate=float(seq.get("estimate") or 0.0),
-            low=self.low,
-            high=self.high,
-            p_value=self.p_value,
-            decision="reject" if self.rejected else "continue",
-        )
-        self.looks.append(look)
-        return look
-
-    @property
-    def rejected(self) -> bool:
-        return self.p_value < self.alpha or self.low > 0 or self.high < 0
+    The server's ``sequential_ctr`` is already the running result over entry-ordered looks
+    (intersected confidence sequences, running-minimum p-value); the demo only displays it.
+    """
+    comp = results.comparison() if results is not None else None
+    if results is None or comp is None or comp.sequential_ctr is None:
+        return None
+    return Look(
+        elapsed_s=elapsed_s,
+        units=sum(v.n for v in results.variants),
+        exposures=round(sum(v.totals.get("exposures", 0.0) for v in results.variants)),
+        clicks=round(sum(v.totals.get("clicks", 0.0) for v in results.variants)),
+        sequential=comp.sequential_ctr,
+        variant=comp.treatment,
+    )
 
 
 @dataclass
@@ -165,17 +131,27 @@ class DemoResult:
     """What the demo produced."""
 
     run_dir: Path
-    report: Path
-    results: dict[str, Any]
-    decision: dict[str, Any]
+    report_path: Path
+    report: DemoReport
     timings: dict[str, float]
+
+    @property
+    def decision(self) -> Decision:
+        """The decision shown in the report (always set by the demo)."""
+        assert self.report.decision is not None
+        return self.report.decision
+
+    @property
+    def analysis(self) -> ExperimentResults | None:
+        """The service's final results (None when it had none)."""
+        return self.report.online
 
 
 def parse_click_model(pairs: list[str]) -> ClickModel:
     """A `ClickModel` from `name=value` strings (unknown names or bad values raise)."""
     from pydantic import ValidationError
 
-    from abrec.errors import ConfigError
+    from abrec.errors import ConfigError, format_validation_error
 
     values: dict[str, float] = {}
     for pair in pairs:
@@ -189,7 +165,7 @@ def parse_click_model(pairs: list[str]) -> ClickModel:
     try:
         return ClickModel.model_validate(values)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        msgs = format_validation_error(exc, what="--click")
         raise ConfigError(
             f"--click: {msgs} (parameters: {', '.join(ClickModel.model_fields)})"
         ) from None
@@ -274,14 +250,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         shutil.rmtree(run_dir / "bundle", ignore_errors=True)
 
     # 4. decision + report ----------------------------------------------------------------
-    analysis = online["analysis"]
-    monitor: Monitor = online["monitor"]
-    decision = decide(analysis, monitor, aa=opts.aa)
+    analysis: ExperimentResults | None = online["analysis"]
+    looks: list[Look] = online["looks"]
+    decision = decide(analysis, aa=opts.aa)
     timings["total_s"] = time.perf_counter() - t0
-    results = build_results(
-        off,
+    report = build_report(
+        offline_section(off),
         analysis,
-        monitor,
+        looks,
         decision,
         spec=spec,
         progress=online["progress"],
@@ -290,10 +266,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         stopped_by=online["stopped_by"],
         timings=timings,
     )
-    report = write_report(run_dir, results)
-    print_decision(con, results)
-    con.print(f"Report: {report}\nResults: {run_dir / 'results.json'}")
-    return DemoResult(run_dir, report, results, decision, timings)
+    path = write_report(run_dir, report)
+    print_decision(con, report)
+    con.print(f"Report: {path}\nResults: {run_dir / 'results.json'}")
+    return DemoResult(run_dir, path, report, timings)
 
 
 def _run_online(
@@ -322,7 +298,7 @@ def _run_online(
             "fallback_model": "popularity",
         }
     )
-    monitor = Monitor(alpha=float(spec["alpha"]))
+    looks: list[Look] = []
     with ServiceThread(serve_cfg) as svc, httpx.Client(base_url=svc.url, timeout=60.0) as http:
         if not opts.quiet:
             con.print(f"service on {svc.url}  (store {store_url})")
@@ -360,12 +336,14 @@ def _run_online(
             thread.start()
             while thread.is_alive():
                 thread.join(timeout=opts.poll_s)
-                look = monitor.update(_results(http, spec["id"]), time.perf_counter() - start)
+                look = look_at(_results(http, spec["id"]), time.perf_counter() - start)
+                if look is not None:
+                    looks.append(look)
                 p = sim.progress()
                 progress.update(task, completed=p.sessions_done, status=_status(p, look))
                 if (
                     look is not None
-                    and monitor.rejected
+                    and look.decision == "reject"
                     and look.units >= opts.min_units
                     and not sim.stopped
                 ):
@@ -377,10 +355,12 @@ def _run_online(
             raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
         _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop", headers=headers), "stop")
         analysis = _results(http, spec["id"])
-        monitor.update(analysis, time.perf_counter() - start)
+        last = look_at(analysis, time.perf_counter() - start)
+        if last is not None:
+            looks.append(last)
     return {
         "analysis": analysis,
-        "monitor": monitor,
+        "looks": looks,
         "progress": outcome["progress"],
         "store_url": store_url,
         "stopped_by": stopped_by,
@@ -394,94 +374,72 @@ def _check(resp: httpx.Response, what: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"items": data}
 
 
-def _results(http: httpx.Client, exp_id: str) -> dict[str, Any]:
+def _results(http: httpx.Client, exp_id: str) -> ExperimentResults | None:
     resp = http.get(f"/v1/experiments/{exp_id}/results")
     if resp.status_code == 409:  # not analysable yet (no data)
-        return {}
-    return _check(resp, "results")
+        return None
+    _check(resp, "results")
+    return ExperimentResults.parse(resp.content)
 
 
 def _status(p: SimulationProgress, look: Look | None) -> str:
     s = f"units {p.units_seen}  clicks {p.clicks}"
     if look is not None:
-        s += f"  CTR diff {look.estimate:+.4f} CS [{look.low:+.4f}, {look.high:+.4f}]"
+        s += f"  CTR diff {_f(look.estimate)} CS [{_f(look.low)}, {_f(look.high)}]"
     return s
 
 
 # ----------------------------------------------------------------------------- decision
-def _comparison(analysis: dict[str, Any]) -> dict[str, Any]:
-    comps = analysis.get("comparisons") or []
-    return comps[0] if comps else {}
-
-
-def _test(comp: dict[str, Any], metric: str) -> dict[str, Any] | None:
-    for t in comp.get("tests") or []:
-        if t.get("metric") == metric:
-            return dict(t)
-    return None
-
-
-def decide(analysis: dict[str, Any], monitor: Monitor, *, aa: bool = False) -> dict[str, Any]:
-    """Decision from the SRM check, the running sequential test and the guardrails.
+def decide(results: ExperimentResults | None, *, aa: bool = False) -> Decision:
+    """Decision from the SRM check, the server's running sequential test and the guardrails.
 
     Only the always-valid sequential test can declare a winner (the demo peeks after
     every poll, so a fixed-horizon p-value would not be valid); an SRM alarm blocks
     any decision; a failed guardrail blocks shipping the treatment.
     """
-    srm = analysis.get("srm") or {}
-    comp = _comparison(analysis)
-    failed = [g["metric"] for g in comp.get("guardrails") or [] if not g.get("passed", True)]
-    cs = f"[{monitor.low:+.4f}, {monitor.high:+.4f}]"
+    comp = results.comparison() if results is not None else None
+    seq = comp.sequential_ctr if comp is not None else None
     label = "A/A test: " if aa else ""
-    if srm.get("mismatch"):
-        return {
-            "winner": None,
-            "verdict": f"{label}no decision: sample-ratio mismatch",
-            "text": f"SRM p = {srm.get('p_value'):.2g} < 0.001; fix assignment/logging first.",
-        }
-    if monitor.rejected:
-        better = "treatment" if monitor.low > 0 else "control"
+    if results is not None and results.srm is not None and results.srm.mismatch:
+        return Decision(
+            None,
+            f"{label}no decision: sample-ratio mismatch",
+            f"SRM p = {results.srm.p_value:.2g} < {results.srm.threshold:g}; "
+            "fix assignment/logging first.",
+        )
+    if comp is None or seq is None:
+        return Decision(
+            None,
+            f"{label}no winner: not enough data",
+            "the sequential test needs clicks and exposures in both arms; run more users.",
+        )
+    failed = [g.metric for g in comp.guardrails if not g.passed]
+    cs = fmt.interval(seq.ci.low, seq.ci.high, _f)
+    if seq.decision == "reject":
+        better = "treatment" if seq.ci.low > 0 else "control"
         if better == "treatment" and failed:
-            return {
-                "winner": None,
-                "verdict": f"{label}treatment has a higher CTR, but guardrails failed: {failed}",
-                "text": f"always-valid CI for the CTR difference {cs}; do not ship.",
-            }
-        return {
-            "winner": better,
-            "verdict": f"{label}{better} wins on click-through rate",
-            "text": (
-                f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} excludes 0; "
-                f"always-valid p = {monitor.p_value:.3g}."
-            ),
-        }
-    if not monitor.looks:
-        return {
-            "winner": None,
-            "verdict": f"{label}no winner: not enough data",
-            "text": "the sequential test needs clicks and exposures in both arms; run more users.",
-        }
-    return {
-        "winner": None,
-        "verdict": f"{label}no winner: no significant CTR difference",
-        "text": (
-            f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} contains 0 "
-            f"(always-valid p = {monitor.p_value:.3g})."
-        ),
-    }
+            return Decision(
+                None,
+                f"{label}treatment has a higher CTR, but guardrails failed: {failed}",
+                f"always-valid CI for the CTR difference {cs}; do not ship.",
+            )
+        return Decision(
+            better,
+            f"{label}{better} wins on click-through rate",
+            f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} excludes 0; "
+            f"always-valid p = {_g(seq.p_value)}.",
+        )
+    return Decision(
+        None,
+        f"{label}no winner: no significant CTR difference",
+        f"always-valid 95% CI for CTR(treatment) - CTR(control) {cs} contains 0 "
+        f"(always-valid p = {_g(seq.p_value)}).",
+    )
 
 
-# ----------------------------------------------------------------------------- results dict
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def offline_section(off: RunOutput) -> dict[str, Any]:
-    """Leaderboard (slice 'all') and paired comparisons for the report."""
+# ----------------------------------------------------------------------------- report
+def offline_section(off: RunOutput) -> OfflineSection:
+    """Leaderboard (slice 'all', best primary metric first) and paired comparisons."""
     res = off.result
     primary = off.config.evaluation.primary_metric
     test = off.config.evaluation.primary_test
@@ -495,100 +453,77 @@ def offline_section(off: RunOutput) -> dict[str, Any]:
             row = s[(s["model"] == model) & (s["metric"] == m)]
             if not row.empty:
                 r = row.iloc[0]
-                cells[m] = {"estimate": r["mean"], "low": r["ci_low"], "high": r["ci_high"]}
-        board.append({"model": model, "metrics": cells})
-    board.sort(key=lambda b: -(b["metrics"].get(primary, {}).get("estimate") or 0.0))
-    comparisons = []
+                cells[m] = Interval(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
+        board.append(LeaderboardRow(str(model), cells))
+
+    def primary_mean(row: LeaderboardRow) -> float:
+        ci = row.metrics.get(primary)
+        return ci.estimate if ci is not None and math.isfinite(ci.estimate) else 0.0
+
+    board.sort(key=lambda b: -primary_mean(b))
     c = res.comparisons
     c = c[(c["slice"] == "all") & (c["metric"] == primary)]
-    for r in c.to_dict("records"):
-        comparisons.append(
-            {
-                "model": r["model"],
-                "baseline": r["baseline"],
-                "metric": primary,
-                "estimate": r["diff"],
-                "low": r["diff_low"],
-                "high": r["diff_high"],
-                "p_value": r[f"p_{test}_holm"],
-                "test": f"paired {test}, Holm",
-            }
+    comparisons = tuple(
+        OfflineComparison(
+            model=str(r["model"]),
+            baseline=str(r["baseline"]),
+            metric=primary,
+            difference=Interval(float(r["diff"]), float(r["diff_low"]), float(r["diff_high"])),
+            p_value=float(r[f"p_{test}_holm"]),
+            test=f"paired {test}, Holm",
         )
-    return {
-        "primary_metric": primary,
-        "baseline": res.baseline,
-        "protocol": res.protocol,
-        "leaderboard": board,
-        "comparisons": comparisons,
-        "n_scored_users": res.info.get("n_scored_users"),
-    }
+        for r in c.to_dict("records")
+    )
+    n_scored = res.info.get("n_scored_users")
+    return OfflineSection(
+        primary_metric=primary,
+        baseline=str(res.baseline),
+        leaderboard=tuple(board),
+        comparisons=comparisons,
+        protocol=str(res.protocol),
+        n_scored_users=None if n_scored is None else int(n_scored),
+    )
 
 
-def online_section(analysis: dict[str, Any]) -> dict[str, Any]:
-    """Flatten `ExperimentResults.to_dict()` into the report's online section."""
-    effects, guards, seqs = [], [], []
-    for comp in analysis.get("comparisons") or []:
-        t = comp.get("treatment")
-        for mt in comp.get("tests") or []:
-            r = mt.get("result") or {}
-            effects.append(_effect(t, r, mt.get("p_value_holm")))
-        cuped = comp.get("cuped_clicks_per_unit")
-        if cuped:
-            effects.append(_effect(t, cuped, None))
-        seq = comp.get("sequential_ctr")
-        if seq:
-            ci = seq.get("ci") or {}
-            seqs.append(
-                {
-                    "variant": t,
-                    "metric": seq.get("metric") or "ctr",
-                    "estimate": seq.get("estimate"),
-                    "low": ci.get("low"),
-                    "high": ci.get("high"),
-                    "p_value": seq.get("p_value"),
-                    "decision": seq.get("decision"),
-                }
-            )
-        for g in comp.get("guardrails") or []:
-            guards.append({"variant": t, **g})
-    return {
-        "experiment": analysis.get("experiment"),
-        "status": analysis.get("status"),
-        "control": analysis.get("control"),
-        "variants": analysis.get("variants") or [],
-        "srm": analysis.get("srm"),
-        "effects": effects,
-        "sequential": seqs,
-        "guardrails": guards,
-        "notes": analysis.get("notes") or [],
-    }
+def agreement(
+    offline: OfflineSection,
+    online: ExperimentResults | None,
+    *,
+    control_model: str,
+    treatment_model: str,
+) -> tuple[Agreement, ...]:
+    """The offline difference of the treatment model against the control model next to the
+    online CTR lift of the treatment arm (empty when the service has no CTR test).
+
+    In an A/A test (the same model in both arms) the offline difference is exactly 0; when
+    the offline baseline is not the control model it is unknown (None).
+    """
+    comp = online.comparison() if online is not None else None
+    ctr = next((t for t in comp.tests if t.metric == "ctr"), None) if comp is not None else None
+    if comp is None or ctr is None or not isinstance(ctr.result, EffectResult):
+        return ()
+    off: Interval | None = None
+    if treatment_model == control_model:
+        off = Interval(0.0, 0.0, 0.0)
+    elif offline.baseline == control_model:
+        cmp = offline.comparison(treatment_model)
+        off = None if cmp is None else cmp.difference
+    return (
+        Agreement(
+            variant=comp.treatment,
+            offline_metric=offline.primary_metric,
+            offline=off,
+            online_metric="ctr",
+            online=ctr.result.relative,
+        ),
+    )
 
 
-def _effect(variant: Any, r: dict[str, Any], p_holm: Any) -> dict[str, Any]:
-    a, rel = r.get("absolute") or {}, r.get("relative") or {}
-    return {
-        "variant": variant,
-        "metric": r.get("metric"),
-        "method": r.get("method"),
-        "control_mean": r.get("control_mean"),
-        "treatment_mean": r.get("treatment_mean"),
-        "estimate": a.get("estimate"),
-        "low": a.get("low"),
-        "high": a.get("high"),
-        "relative": rel.get("estimate"),
-        "relative_low": rel.get("low"),
-        "relative_high": rel.get("high"),
-        "p_value": r.get("p_value"),
-        "p_adjusted": p_holm,
-        "variance_reduction": r.get("variance_reduction"),
-    }
-
-
-def build_results(
-    off: RunOutput,
-    analysis: dict[str, Any],
-    monitor: Monitor,
-    decision: dict[str, Any],
+def build_report(
+    offline: OfflineSection,
+    analysis: ExperimentResults | None,
+    looks: list[Look],
+    decision: Decision,
     *,
     spec: dict[str, Any],
     progress: SimulationProgress,
@@ -596,170 +531,127 @@ def build_results(
     store_url: str,
     stopped_by: str,
     timings: dict[str, float],
-) -> dict[str, Any]:
-    """The report/results.json payload (schema in `abrec.report.html`)."""
-    control_model = spec["variants"][0]["model"]
-    treatment_model = spec["variants"][1]["model"]
-    offline = offline_section(off)
-    online = online_section(analysis)
-    if monitor.looks:
-        # report what the monitor decided on: the intersection of the always-valid
-        # intervals over all looks and the running-minimum p-value, not the last look alone
-        for seq in online["sequential"]:
-            seq.update(
-                low=_num(monitor.low),
-                high=_num(monitor.high),
-                p_value=monitor.p_value,
-                decision="reject" if monitor.rejected else "continue",
-            )
-    agreement = []
-    ctr = _test(_comparison(analysis), "ctr")
-    off_cmp = next(
-        (c for c in offline["comparisons"] if c["model"] == treatment_model),
-        None,
-    )
-    if ctr is not None:
-        rel = (ctr.get("result") or {}).get("relative") or {}
-        if treatment_model == control_model:
-            off_est: dict[str, Any] = {"estimate": 0.0, "low": 0.0, "high": 0.0}
-        elif off_cmp is not None and offline["baseline"] == control_model:
-            off_est = off_cmp
-        else:
-            off_est = {}
-        agreement.append(
-            {
-                "variant": "treatment",
-                "offline_metric": offline["primary_metric"],
-                "offline_estimate": off_est.get("estimate"),
-                "offline_low": off_est.get("low"),
-                "offline_high": off_est.get("high"),
-                "online_metric": "ctr",
-                "online_estimate": rel.get("estimate"),
-                "online_low": rel.get("low"),
-                "online_high": rel.get("high"),
-            }
-        )
+) -> DemoReport:
+    """The typed report of a demo run (rendered to report.html, dumped to results.json)."""
+    exp = ExperimentSpec.model_validate(spec)
+    control_model = exp.variants[0].model
+    treatment_model = exp.variants[1].model
     title = f"abrec demo: {control_model} (control) vs {treatment_model} (treatment)"
-    return {
-        "title": ("A/A " if opts.aa else "") + title,
-        "meta": {
-            "mode": "A/A" if opts.aa else "A/B",
-            "experiment": spec["id"],
-            "control model": control_model,
-            "treatment model": treatment_model,
-            "simulated users": progress.units_seen,
-            "sessions (done / planned)": f"{progress.sessions_done} / {progress.sessions_planned}",
-            "stopped by": stopped_by,
-            "seed": opts.seed,
-            "store": store_url,
-            "offline time (s)": round(timings.get("offline_s", math.nan), 1),
-            "online time (s)": round(timings.get("online_s", math.nan), 1),
-        },
-        "decision": decision,
-        "offline": offline,
-        "online": online,
-        "timeline": [look.to_dict() for look in monitor.looks],
-        "agreement": agreement,
-        "sequential_running": {
-            "low": _num(monitor.low),
-            "high": _num(monitor.high),
-            "p_value": monitor.p_value,
-            "looks": len(monitor.looks),
-            "rejected": monitor.rejected,
-        },
-        "simulation": {
-            **progress.to_dict(),
-            "click_model": opts.click_model.model_dump(),
-            "sessions_mean": opts.sessions_mean,
-            "k": opts.k,
-        },
-        "spec": spec,
-        "analysis": analysis,
-        "timings": timings,
-    }
+    return DemoReport(
+        title=("A/A " if opts.aa else "") + title,
+        decision=decision,
+        run=RunInfo(
+            mode="A/A" if opts.aa else "A/B",
+            experiment=exp.id,
+            control_model=control_model,
+            treatment_model=treatment_model,
+            simulated_users=progress.units_seen,
+            sessions_done=progress.sessions_done,
+            sessions_planned=progress.sessions_planned,
+            stopped_by=stopped_by,
+            seed=opts.seed,
+            store=store_url,
+            offline_s=timings.get("offline_s"),
+            online_s=timings.get("online_s"),
+        ),
+        offline=offline,
+        online=analysis,
+        timeline=tuple(looks),
+        agreement=agreement(
+            offline, analysis, control_model=control_model, treatment_model=treatment_model
+        ),
+        simulation=SimulationInfo(
+            progress=progress,
+            click_model=opts.click_model,
+            sessions_mean=opts.sessions_mean,
+            k=opts.k,
+        ),
+        spec=exp,
+        timings=dict(timings),
+    )
 
 
-def print_decision(con: Console, results: dict[str, Any]) -> None:
+def print_decision(con: Console, report: DemoReport) -> None:
     """The decision block printed at the end of the demo."""
     from rich.table import Table
 
     con.rule("[bold]3. Decision")
-    on = results["online"]
-    table = Table(title="Assignment and outcomes", title_justify="left")
-    for col in ("variant", "model", "units", "exposures", "clicks", "CTR"):
-        table.add_column(col, justify="left" if col in ("variant", "model") else "right")
-    for v in on["variants"]:
-        ctr = _num(v.get("ctr"))
-        table.add_row(
-            str(v.get("name")),
-            str(v.get("model")),
-            str(v.get("units")),
-            str(v.get("exposures")),
-            str(v.get("clicks")),
-            "–" if ctr is None else f"{ctr:.4f}",
-        )
-    con.print(table)
-    srm = on.get("srm") or {}
-    if srm:
-        ok = "[green]OK[/]" if not srm.get("mismatch") else "[bold red]MISMATCH[/]"
+    on = report.online
+    comp = on.comparison() if on is not None else None
+    if on is not None:
+        table = Table(title="Assignment and outcomes", title_justify="left")
+        for col in ("variant", "model", "units", "exposures", "clicks", "CTR"):
+            table.add_column(col, justify="left" if col in ("variant", "model") else "right")
+        for v in on.variants:
+            table.add_row(
+                v.variant,
+                str(v.model),
+                str(v.n),
+                fmt.num(round(v.totals.get("exposures", 0.0))),
+                fmt.num(round(v.totals.get("clicks", 0.0))),
+                fmt.num(v.means.get("ctr"), 4, fixed=True),
+            )
+        con.print(table)
+    if on is not None and on.srm is not None:
+        srm = on.srm
+        ok = "[green]OK[/]" if not srm.mismatch else "[bold red]MISMATCH[/]"
+        con.print(f"SRM check: {ok} (chi2 = {srm.chi2:.3f}, p = {srm.p_value:.3g})")
+    ctr = next((t for t in comp.tests if t.metric == "ctr"), None) if comp is not None else None
+    if ctr is not None and isinstance(ctr.result, EffectResult):
+        r = ctr.result
         con.print(
-            f"SRM check: {ok} (chi2 = {srm.get('chi2', 0):.3f}, p = {srm.get('p_value', 1):.3g})"
+            f"CTR lift (treatment vs control): {_pct(r.relative.estimate)} "
+            f"{fmt.interval(r.relative.low, r.relative.high, _pct)} 95% CI, "
+            f"fixed-horizon p = {_g(r.p_value)} (Holm {_g(ctr.p_value_holm)}); "
+            f"absolute {_f(r.absolute.estimate)} {fmt.interval(r.absolute.low, r.absolute.high, _f)}"
         )
-    eff = {(e["metric"], e["method"]): e for e in on["effects"]}
-    ctr_e = next((e for (m, _), e in eff.items() if m == "ctr"), None)
-    if ctr_e is not None:
+    if report.run is not None:
+        run = report.run
         con.print(
-            f"CTR lift (treatment vs control): {_pct(ctr_e['relative'])} "
-            f"[{_pct(ctr_e['relative_low'])}, {_pct(ctr_e['relative_high'])}] 95% CI, "
-            f"fixed-horizon p = {_g(ctr_e['p_value'])} (Holm {_g(ctr_e['p_adjusted'])}); "
-            f"absolute {_f(ctr_e['estimate'])} [{_f(ctr_e['low'])}, {_f(ctr_e['high'])}]"
+            f"Stopped: {run.stopped_by} ({run.sessions_done} / {run.sessions_planned} sessions)"
         )
-    con.print(
-        f"Stopped: {results['meta'].get('stopped by')} ({results['meta'].get('sessions (done / planned)')} sessions)"
-    )
-    run = results.get("sequential_running") or {}
-    con.print(
-        f"Sequential (always-valid, {len(results.get('timeline') or [])} looks): CTR difference CI "
-        f"[{_f(run.get('low'))}, {_f(run.get('high'))}], p = {_g(run.get('p_value'))}"
-    )
-    cuped = next((e for e in on["effects"] if e.get("variance_reduction") is not None), None)
+    seq = comp.sequential_ctr if comp is not None else None
+    if seq is not None:
+        con.print(
+            f"Sequential (always-valid, {len(report.timeline)} looks): CTR difference CI "
+            f"{fmt.interval(seq.ci.low, seq.ci.high, _f)}, p = {_g(seq.p_value)}"
+        )
+    cuped = comp.cuped_clicks_per_unit if comp is not None else None
     if cuped is not None:
+        rel = cuped.relative
         con.print(
-            f"CUPED clicks/unit: lift {_pct(cuped['relative'])} "
-            f"[{_pct(cuped['relative_low'])}, {_pct(cuped['relative_high'])}], p = {_g(cuped['p_value'])}; "
-            f"variance reduction {_pct(cuped['variance_reduction'])}"
+            f"CUPED clicks/unit: lift {_pct(rel.estimate)} {fmt.interval(rel.low, rel.high, _pct)}"
+            f", p = {_g(cuped.p_value)}; variance reduction {_pct(cuped.variance_reduction)}"
         )
-    for g in on.get("guardrails") or []:
-        status = "[green]pass[/]" if g.get("passed") else "[bold red]FAIL[/]"
+    for g in comp.guardrails if comp is not None else ():
+        status = "[green]pass[/]" if g.passed else "[bold red]FAIL[/]"
         con.print(
-            f"Guardrail {g.get('metric')}: {status} "
-            f"(difference {_f(g.get('estimate'))}, always-valid CI "
-            f"[{_f(g.get('low'))}, {_f(g.get('high'))}])"
+            f"Guardrail {g.metric}: {status} (difference {_f(g.estimate)}, always-valid CI "
+            f"{fmt.interval(g.low, g.high, _f)})"
         )
-    for a in results.get("agreement") or []:
+    for a in report.agreement:
+        off = a.offline or Interval(math.nan, math.nan, math.nan)
         con.print(
-            f"Offline {a['offline_metric']} difference {_f(a['offline_estimate'])} "
-            f"[{_f(a['offline_low'])}, {_f(a['offline_high'])}]  vs  online CTR lift "
-            f"{_pct(a['online_estimate'])} [{_pct(a['online_low'])}, {_pct(a['online_high'])}]"
+            f"Offline {a.offline_metric} difference {_f(off.estimate)} "
+            f"{fmt.interval(off.low, off.high, _f)}  vs  online CTR lift "
+            f"{_pct(a.online.estimate)} {fmt.interval(a.online.low, a.online.high, _pct)}"
         )
-    d = results["decision"]
-    style = "bold green" if d.get("winner") else "bold yellow"
-    con.print(f"[{style}]Decision: {d['verdict']}[/] — {d['text']}")
+    d = report.decision
+    if d is not None:
+        style = "bold green" if d.winner else "bold yellow"
+        con.print(f"[{style}]Decision: {d.verdict}[/] — {d.text}")
 
 
 def _pct(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{100 * v:+.2f}%"
+    return fmt.pct(x)
 
 
 def _f(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:+.4f}"
+    return fmt.num(x, signed=True, fixed=True)
 
 
 def _g(x: Any) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:.3g}"
+    return fmt.num(x, 3)
 
 
 __all__ = [
@@ -767,11 +659,11 @@ __all__ = [
     "DemoError",
     "DemoOptions",
     "DemoResult",
-    "Monitor",
-    "build_results",
+    "agreement",
+    "build_report",
     "decide",
+    "look_at",
     "offline_section",
-    "online_section",
     "parse_click_model",
     "run_demo",
 ]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from abrec.report import DemoReport
 
 DATA = os.environ.get("ABREC_DATA")
 pytestmark = [
@@ -65,55 +65,73 @@ def _sql_counts(db: Path, experiment: str) -> dict[str, dict[str, int]]:
     }
 
 
-def _check_run(out: Path) -> dict[str, Any]:
+def _check_run(out: Path) -> DemoReport:
     report, results = out / "report.html", out / "results.json"
     assert report.is_file() and results.is_file()
     assert not (out / "bundle").exists()  # served models are dropped unless --keep-bundle
-    data = json.loads(results.read_text())
+    rep = DemoReport.parse(results.read_text())  # results.json is the typed report
     page = report.read_text()
     assert "http://" not in page and "https://" not in page
     assert all(s.startswith("data:image/png;base64,") for s in re.findall(r'src="([^"]*)"', page))
+    assert rep.online is not None and rep.spec is not None and rep.simulation is not None
+    assert rep.run is not None and rep.decision is not None and rep.offline is not None
     # results.json agrees with a direct SQL count on the run's SQLite store
-    sql = _sql_counts(out / "events.db", data["spec"]["id"])
-    variants = {v["name"]: v for v in data["online"]["variants"]}
+    sql = _sql_counts(out / "events.db", rep.spec.id)
+    variants = {v.variant: v for v in rep.online.variants}
     assert set(variants) == set(sql) == {"control", "treatment"}
     for name, v in variants.items():
-        for key in ("exposures", "clicks", "conversions", "units"):
-            assert v[key] == sql[name][key], (name, key)
+        counts = {"units": v.n, **{k: v.totals[k] for k in ("exposures", "clicks", "conversions")}}
+        for key, value in counts.items():
+            assert value == sql[name][key], (name, key)
         assert sql[name]["rows"] == sql[name]["ids"]  # no duplicate events
-        assert v["ctr"] == pytest.approx(v["clicks"] / v["exposures"])
-    sim = data["simulation"]
-    assert sum(v["clicks"] for v in variants.values()) == sim["clicks"]
-    assert sum(v["exposures"] for v in variants.values()) == sim["exposures"]
-    assert sum(v["units"] for v in variants.values()) == sim["units_seen"] <= USERS
+        assert v.means["ctr"] == pytest.approx(sql[name]["clicks"] / sql[name]["exposures"])
+    sim = rep.simulation.progress
+    assert sum(s["clicks"] for s in sql.values()) == sim.clicks
+    assert sum(s["exposures"] for s in sql.values()) == sim.exposures
+    assert sum(s["units"] for s in sql.values()) == sim.units_seen <= USERS
     # the report shows those numbers
-    for v in variants.values():
-        assert f">{v['exposures']}<" in page and f">{v['clicks']}<" in page
-    assert data["online"]["srm"] is not None and data["timeline"]
-    # the sequential row shows the running-minimum p-value over all looks
-    running = data["sequential_running"]
-    assert data["online"]["sequential"][0]["p_value"] == running["p_value"]
-    assert data["offline"]["leaderboard"] and data["decision"]["verdict"] in page
-    return data
+    for s in sql.values():
+        assert f">{s['exposures']}<" in page and f">{s['clicks']}<" in page
+    assert rep.online.srm is not None and rep.timeline
+    # the demo displays the server's sequential result: the last look is the final result
+    comp = rep.online.comparison()
+    assert comp is not None and comp.sequential_ctr is not None
+    seq = comp.sequential_ctr
+    assert rep.timeline[-1].sequential == seq
+    assert rep.timeline[-1].units == sum(s["units"] for s in sql.values())
+    # the final estimate uses every unit: the CTR difference from the SQL counts
+    ctr = {n: s["clicks"] / s["exposures"] for n, s in sql.items()}
+    assert seq.estimate == pytest.approx(ctr["treatment"] - ctr["control"])
+    assert seq.ci.low <= seq.estimate <= seq.ci.high
+    # the demo stops early only on the server's "reject", and decides on the server's result
+    if rep.run.stopped_by == "sequential test decided":
+        assert any(look.decision == "reject" for look in rep.timeline)
+    if seq.decision == "continue":
+        assert rep.decision.winner is None
+    assert rep.offline.leaderboard and rep.decision.verdict in page
+    return rep
 
 
 def test_reduced_demo_ab(tmp_path: Path) -> None:
     out = tmp_path / "ab"
     proc = _demo(out, "--seed", "1")
-    data = _check_run(out)
-    assert [v["model"] for v in data["online"]["variants"]] == ["ease", "hybrid"]
+    rep = _check_run(out)
+    assert rep.online is not None
+    assert [v.model for v in rep.online.variants] == ["ease", "hybrid"]
     assert "Decision:" in proc.stdout and "SRM check" in proc.stdout
-    effects = {(e["metric"], e["method"]) for e in data["online"]["effects"]}
-    assert any(m == "ctr" for m, _ in effects)
-    assert any(e["variance_reduction"] is not None for e in data["online"]["effects"])
-    assert data["agreement"][0]["offline_metric"] == "ndcg@10"
+    comp = rep.online.comparison()
+    assert comp is not None and any(t.metric == "ctr" for t in comp.tests)
+    cuped = comp.cuped_clicks_per_unit
+    assert cuped is not None and cuped.variance_reduction is not None
+    assert rep.agreement[0].offline_metric == "ndcg@10"
 
 
 def test_reduced_demo_aa_declares_no_winner(tmp_path: Path) -> None:
     out = tmp_path / "aa"
     proc = _demo(out, "--aa", "--seed", "2")
-    data = _check_run(out)
-    assert [v["model"] for v in data["online"]["variants"]] == ["ease", "ease"]
-    assert data["decision"]["winner"] is None
-    assert "no winner" in data["decision"]["verdict"]
+    rep = _check_run(out)
+    assert rep.online is not None and rep.decision is not None
+    assert [v.model for v in rep.online.variants] == ["ease", "ease"]
+    assert rep.decision.winner is None
+    assert "no winner" in rep.decision.verdict
     assert "A/A" in proc.stdout

@@ -12,14 +12,20 @@ from pydantic import ValidationError
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+import abrec.stats as st
 from abrec.errors import ExperimentError
-from abrec.experiment.analysis import analyze
+from abrec.experiment import analysis as exp_analysis
+from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.experiment.spec import ExperimentSpec
 from abrec.stats import (
+    Interval,
     MeanStats,
+    MetricSpec,
+    NotTestableError,
     RatioStats,
     SequentialResult,
     StatsError,
+    column_source,
     sequential_ratio_test,
     sequential_test,
 )
@@ -44,8 +50,13 @@ def _spec(**kw: object) -> ExperimentSpec:
     return ExperimentSpec.model_validate(data)
 
 
-def _simulate(seed: int = 11) -> tuple[list[Event], dict[str, dict[str, np.ndarray]]]:
-    """Synthetic events with a known CTR lift and a covariate correlated with clicks."""
+def _simulate(
+    seed: int = 11, cov_share: float = 1.0
+) -> tuple[list[Event], dict[str, dict[str, np.ndarray]]]:
+    """Synthetic events with a known CTR lift and a covariate correlated with clicks.
+
+    A unit has a covariate event with probability ``cov_share``; its ``x`` is NaN otherwise.
+    """
     rng = np.random.default_rng(seed)
     events: list[Event] = []
     per_unit: dict[str, dict[str, list[float]]] = {
@@ -80,7 +91,10 @@ def _simulate(seed: int = 11) -> tuple[list[Event], dict[str, dict[str, np.ndarr
         for kind, n in (("exposure", n_exp), ("click", n_click), ("conversion", n_conv)):
             for _ in range(n):
                 add(unit, variant, kind)
-        add(unit, variant, "covariate", x)
+        if cov_share >= 1.0 or rng.random() < cov_share:
+            add(unit, variant, "covariate", x)
+        else:
+            x = math.nan
         d = per_unit[variant]
         d["e"].append(n_exp)
         d["c"].append(n_click)
@@ -115,12 +129,14 @@ def test_analysis_matches_independent_statistics(
     c, t = ref["control"], ref["lm"]
 
     # per-variant counts
-    by_name = {v.name: v for v in res.variants}
+    by_name = {v.variant: v for v in res.variants}
     for name, d in ref.items():
         v = by_name[name]
-        assert v.units == len(d["e"]) and v.exposures == d["e"].sum() and v.clicks == d["c"].sum()
-        assert v.conversions == d["v"].sum() and v.units_with_covariate == len(d["x"])
-        assert v.ctr == pytest.approx(d["c"].sum() / d["e"].sum())
+        tot = v.totals
+        assert v.n == len(d["e"]) and tot["exposures"] == d["e"].sum()
+        assert tot["clicks"] == d["c"].sum() and tot["conversions"] == d["v"].sum()
+        assert tot["units_with_covariate"] == len(d["x"])
+        assert v.means["ctr"] == pytest.approx(d["c"].sum() / d["e"].sum())
 
     # SRM: scipy chi-square on unit counts against 50/50
     assert res.srm is not None
@@ -160,6 +176,13 @@ def test_analysis_matches_independent_statistics(
     raw = [mt.result.p_value for mt in cmp.tests]
     expected_holm = multipletests(raw, method="holm")[1]
     np.testing.assert_allclose([mt.p_value_holm for mt in cmp.tests], expected_holm, rtol=1e-12)
+    expected_bh = multipletests(raw, method="fdr_bh")[1]
+    np.testing.assert_allclose([mt.p_value_bh for mt in cmp.tests], expected_bh, rtol=1e-12)
+    assert [mt.significant for mt in cmp.tests] == list(expected_holm < 0.05)
+    # the typed results survive the JSON round trip of the results endpoint
+    back = ExperimentResults.parse(res.to_json())
+    assert back.to_dict() == res.to_dict()
+    assert ExperimentResults.parse(json.loads(json.dumps(res.to_dict()))).to_dict() == res.to_dict()
 
     # CUPED on clicks per unit: theta pooled, then Welch on adjusted values (scipy)
     x_all = np.concatenate([c["x"], t["x"]])
@@ -242,7 +265,7 @@ def test_srm_alarm_and_guardrail_failure(store: EventStore) -> None:
 
 def test_sparse_and_empty_experiments_do_not_raise(store: EventStore) -> None:
     res = analyze(store, _spec())
-    assert res.srm is None and all(v.units == 0 for v in res.variants)
+    assert res.srm is None and all(v.n == 0 for v in res.variants)
     assert res.comparisons[0].tests == () and res.comparisons[0].sequential_ctr is None
     json.dumps(res.to_dict(), allow_nan=False)
     _exposures(store, {"control": 1, "ghost": 2})
@@ -577,3 +600,154 @@ def test_guardrails_on_every_tested_metric(store: EventStore) -> None:
     low, high, _, _ = _reference_guardrail(variant, clicks, 50, 10_000)
     g = guards["clicks_per_unit"]
     assert (g.low, g.high) == pytest.approx((low, high), rel=1e-9)
+
+
+STORE_METRICS = [
+    MetricSpec("ctr", "ratio", "clicks", "exposures"),
+    MetricSpec("clicks_per_unit", "mean", "clicks"),
+    MetricSpec("conversions_per_unit", "mean", "conversions"),
+    MetricSpec("exposures_per_unit", "mean", "exposures"),
+    MetricSpec("clicks_cuped", "mean", "clicks", covariate="covariate"),
+]
+
+
+def _columns(ref: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    names = {"e": "exposures", "c": "clicks", "v": "conversions", "x": "covariate"}
+    cols = {names[k]: np.concatenate([ref[v][k] for v in ref]) for k in names}
+    variants = np.concatenate([np.full(len(ref[v]["e"]), v) for v in ref])
+    return cols, variants
+
+
+def test_csv_and_store_paths_give_the_same_comparisons(store: EventStore) -> None:
+    """The same per-unit data through numpy (CSV path) and SQL (store path): same results."""
+    events, ref = _simulate(seed=5, cov_share=0.6)
+    assert store.append(events) == len(events)
+    cols, variants = _columns(ref)
+    kw = {"control": "control", "metrics": STORE_METRICS, "weights": {"control": 1, "lm": 1}}
+    from_csv = st.analyze(column_source(cols, variants), **kw)  # type: ignore[arg-type]
+    from_sql = st.analyze(store.source("recs"), **kw)  # type: ignore[arg-type]
+    _close(from_sql.to_dict(), from_csv.to_dict())
+
+    # CUPED is restricted to the units with a covariate: scipy Welch on adjusted values
+    c, t = ref["control"], ref["lm"]
+    mc, mt = ~np.isnan(c["x"]), ~np.isnan(t["x"])
+    x_all = np.concatenate([c["x"][mc], t["x"][mt]])
+    y_all = np.concatenate([c["c"][mc], t["c"][mt]])
+    theta = np.cov(y_all, x_all, ddof=1)[0, 1] / np.var(x_all, ddof=1)
+    adj = stats.ttest_ind(
+        t["c"][mt] - theta * t["x"][mt], c["c"][mc] - theta * c["x"][mc], equal_var=False
+    )
+    cuped = next(cmp for cmp in from_sql.comparisons if cmp.metric == "clicks_cuped")
+    assert cuped.result.p_value == pytest.approx(adj.pvalue, rel=1e-6)  # type: ignore[union-attr]
+
+    # the store analysis reports the engine's comparisons (the same type, the same numbers)
+    res = analyze(store, _spec())
+    (tc,) = res.comparisons
+    # (the Holm/BH family of the store analysis is its four metrics, without CUPED)
+    fixed = st.analyze(column_source(cols, variants), **{**kw, "metrics": STORE_METRICS[:4]})  # type: ignore[arg-type]
+    csv_by_metric = {cmp.metric: cmp for cmp in (*fixed.comparisons, *from_csv.comparisons[4:])}
+    assert [c.metric for c in tc.tests] == [m.name for m in STORE_METRICS[:4]]
+    for got in tc.tests:
+        want = csv_by_metric[got.metric]
+        assert type(got) is type(want)
+        _close(got.to_dict(), want.to_dict())
+    assert tc.cuped_clicks_per_unit is not None
+    want_cuped = csv_by_metric["clicks_cuped"].result.to_dict()
+    _close(tc.cuped_clicks_per_unit.to_dict(), {**want_cuped, "metric": "clicks_per_unit"})
+    assert any("60%" in n or "% of units" in n for n in tc.notes)
+
+
+def _close(a: object, b: object, rel: float = 1e-9) -> None:
+    """Recursive equality with a relative tolerance on floats (None for NaN on both sides)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert set(a) == set(b), (sorted(a), sorted(b))
+        for k in a:
+            _close(a[k], b[k], rel)
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _close(x, y, rel)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=rel, abs=1e-12)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("target", ["cuped_test", "sequential_ctr", "compare"])
+def test_a_bug_in_the_statistics_propagates(
+    store: EventStore,
+    simulated: tuple[list[Event], dict[str, dict[str, np.ndarray]]],
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+) -> None:
+    """Only NotTestableError becomes a "not tested" note; a bug surfaces as itself."""
+    events, _ = simulated
+    assert store.append(events) == len(events)
+
+    def bug(*_a: object, **_k: object) -> None:
+        raise TypeError("injected bug")
+
+    monkeypatch.setattr(exp_analysis, target, bug)
+    with pytest.raises(TypeError, match="injected bug"):
+        analyze(store, _spec())
+
+
+def test_not_testable_becomes_a_note(
+    store: EventStore,
+    simulated: tuple[list[Event], dict[str, dict[str, np.ndarray]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events, _ = simulated
+    assert store.append(events) == len(events)
+
+    def untestable(*_a: object, **_k: object) -> None:
+        raise NotTestableError("too few units")
+
+    monkeypatch.setattr(exp_analysis, "cuped_test", untestable)
+    monkeypatch.setattr(st.analysis, "welch_ttest", untestable)
+    res = analyze(store, _spec())
+    (tc,) = res.comparisons
+    assert tc.cuped_clicks_per_unit is None
+    assert [c.metric for c in tc.tests] == ["ctr"]
+    assert "CUPED: not tested (too few units)" in tc.notes
+    assert "clicks_per_unit: not tested (too few units)" in tc.notes
+
+
+def test_a_bug_in_an_early_look_propagates(
+    store: EventStore,
+    simulated: tuple[list[Event], dict[str, dict[str, np.ndarray]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Early looks skip only NotTestableError; a bug at any look surfaces."""
+    import abrec.stats.sequential as seq_mod
+
+    events, _ = simulated
+    assert store.append(events) == len(events)
+    real = seq_mod.sequential_ratio_test
+    calls = {"n": 0}
+
+    def first_call_buggy(*a: object, **k: object) -> SequentialResult:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TypeError("injected bug")
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seq_mod, "sequential_ratio_test", first_call_buggy)
+    with pytest.raises(TypeError, match="injected bug"):
+        analyze(store, _spec())
+
+
+def test_a_guardrail_fails_only_when_its_ci_lies_below_zero() -> None:
+    """The boundary: an always-valid CI that reaches 0 is not a significant drop."""
+    from abrec.experiment.analysis import RunningSequentialResult, _guardrail
+
+    def seq(high: float) -> RunningSequentialResult:
+        return RunningSequentialResult(
+            method="m", metric="exposures_per_unit", estimate=high - 1.0,
+            ci=Interval(high - 1.0, high - 2.0, high), p_value=0.5, decision="continue",
+            n_control=10, n_treatment=10, alpha=0.05, rho=0.1, control_mean=2.0,
+        )  # fmt: skip
+
+    assert _guardrail("exposures_per_unit", seq(0.0), None).passed
+    assert not _guardrail("exposures_per_unit", seq(-1e-12), None).passed
+    assert _guardrail("exposures_per_unit", seq(1e-12), None).passed

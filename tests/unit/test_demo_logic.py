@@ -1,96 +1,103 @@
-"""Demo logic: running confidence sequence, decision rules, flattening real analysis results."""
+"""Demo logic: it displays the server's sequential result, decides on it, flattens real results."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from abrec.demo import Monitor, decide, online_section
-from abrec.experiment.analysis import analyze
+from abrec.demo import DemoOptions, agreement, build_report, decide, look_at
+from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.experiment.spec import ExperimentSpec
+from abrec.report import DemoReport, LeaderboardRow, OfflineComparison, OfflineSection, render_html
 from abrec.simulate import experiment_spec
+from abrec.simulate.runner import SimulationProgress
+from abrec.stats import EffectResult, Interval
 from abrec.store import Event, EventStore
 
 
-def _payload(
-    est: float, low: float, high: float, p: float, units: int = 200, srm: bool = False
-) -> dict[str, Any]:
-    return {
-        "variants": [
-            {"name": "control", "units": units // 2, "exposures": 10 * units, "clicks": units},
-            {
-                "name": "treatment",
-                "units": units - units // 2,
-                "exposures": 10 * units,
-                "clicks": units,
-            },
-        ],
-        "srm": {"chi2": 30.0 if srm else 0.1, "p_value": 1e-8 if srm else 0.7, "mismatch": srm},
-        "comparisons": [
-            {
-                "treatment": "treatment",
-                "sequential_ctr": {
-                    "estimate": est,
-                    "ci": {"estimate": est, "low": low, "high": high},
-                    "p_value": p,
-                    "decision": "reject" if p < 0.05 else "continue",
-                },
-                "guardrails": [{"metric": "exposures_per_unit", "passed": True}],
-            }
-        ],
-    }
+def _real(tmp_path: Path, seed: int = 0) -> tuple[ExperimentResults, list[Event]]:
+    store = EventStore.from_url(f"sqlite:///{tmp_path / f'ev{seed}.db'}")
+    store.create_schema()
+    events = _events(seed)
+    store.append(events)
+    spec = ExperimentSpec.model_validate(
+        {**experiment_spec("e", "ease", "hybrid"), "status": "running"}
+    )
+    res = analyze(store, spec)
+    store.dispose()
+    # what the demo gets is the endpoint's JSON parsed back
+    return ExperimentResults.parse(res.to_json()), events
 
 
-def test_monitor_intersects_intervals_and_keeps_min_p() -> None:
-    m = Monitor(alpha=0.05)
-    assert m.update({}, 0.1) is None  # nothing to analyse yet
-    m.update(_payload(0.01, -0.02, 0.05, 0.6), 1.0)
-    m.update(_payload(0.02, -0.01, 0.07, 0.4), 2.0)
-    m.update(_payload(0.0, -0.03, 0.03, 0.9), 3.0)
-    assert (m.low, m.high) == (-0.01, 0.03)
-    assert m.p_value == 0.4 and not m.rejected
-    assert [lk.p_value for lk in m.looks] == [0.6, 0.4, 0.4]
-    assert m.looks[-1].units == 200 and m.looks[-1].clicks == 400
-    m.update(_payload(0.03, 0.005, 0.06, 0.01), 4.0)
-    assert m.rejected and m.looks[-1].decision == "reject"
-    assert m.low == 0.005
+def _with_seq(
+    res: ExperimentResults,
+    low: float,
+    high: float,
+    p: float,
+    *,
+    guard_ok: bool = True,
+    srm: bool = False,
+) -> ExperimentResults:
+    comp = res.comparisons[0]
+    assert comp.sequential_ctr is not None
+    seq = dataclasses.replace(
+        comp.sequential_ctr,
+        ci=Interval((low + high) / 2, low, high),
+        p_value=p,
+        decision="reject" if p <= 0.05 else "continue",
+    )
+    guards = tuple(dataclasses.replace(g, passed=guard_ok) for g in comp.guardrails)
+    comp = dataclasses.replace(comp, sequential_ctr=seq, guardrails=guards)
+    out = dataclasses.replace(res, comparisons=(comp,))
+    if srm:
+        assert res.srm is not None
+        out = dataclasses.replace(
+            out, srm=dataclasses.replace(res.srm, mismatch=True, p_value=1e-8)
+        )
+    return out
 
 
-def test_monitor_uses_each_polls_last_look() -> None:
-    m = Monitor(alpha=0.05)
-    payload = _payload(0.02, 0.001, 0.05, 0.01)  # the server's running (intersected) value
-    seq = payload["comparisons"][0]["sequential_ctr"]
-    seq["last_look"] = {"estimate": 0.01, "ci": {"low": -0.02, "high": 0.04}, "p_value": 0.3}
-    look = m.update(payload, 1.0)
-    assert look is not None and look.estimate == 0.01
-    assert (m.low, m.high, m.p_value) == (-0.02, 0.04, 0.3) and not m.rejected
+def test_look_displays_the_servers_running_result(tmp_path: Path) -> None:
+    res, events = _real(tmp_path)
+    assert look_at(None, 0.1) is None
+    look = look_at(res, 1.5)
+    assert look is not None
+    seq = res.comparisons[0].sequential_ctr
+    assert seq is not None
+    # the server's running values, not a re-computation
+    assert (look.estimate, look.low, look.high, look.p_value, look.decision) == (
+        seq.estimate, seq.ci.low, seq.ci.high, seq.p_value, seq.decision
+    )  # fmt: skip
+    assert look.units == 120
+    assert look.exposures == sum(e.type == "exposure" for e in events)
+    assert look.clicks == sum(e.type == "click" for e in events)
+    no_seq = dataclasses.replace(
+        res, comparisons=(dataclasses.replace(res.comparisons[0], sequential_ctr=None),)
+    )
+    assert look_at(no_seq, 1.0) is None
 
 
-def test_decide_rules() -> None:
-    m = Monitor(alpha=0.05)
-    m.update(_payload(0.03, 0.005, 0.06, 0.01), 1.0)
-    d = decide(_payload(0.03, 0.005, 0.06, 0.01), m)
-    assert d["winner"] == "treatment" and "wins" in d["verdict"]
+def test_decide_rules(tmp_path: Path) -> None:
+    res, _ = _real(tmp_path)
+    d = decide(_with_seq(res, 0.005, 0.06, 0.01))
+    assert d.winner == "treatment" and "wins" in d.verdict
+    assert "[+0.0050, +0.0600]" in d.text and "p = 0.01" in d.text
     # a failed guardrail blocks shipping
-    bad = _payload(0.03, 0.005, 0.06, 0.01)
-    bad["comparisons"][0]["guardrails"][0]["passed"] = False
-    assert decide(bad, m)["winner"] is None
+    assert decide(_with_seq(res, 0.005, 0.06, 0.01, guard_ok=False)).winner is None
     # SRM blocks any decision
-    assert decide(_payload(0.03, 0.005, 0.06, 0.01, srm=True), m)["winner"] is None
+    srm = decide(_with_seq(res, 0.005, 0.06, 0.01, srm=True))
+    assert srm.winner is None and "sample-ratio mismatch" in srm.verdict
     # control better
-    m2 = Monitor(alpha=0.05)
-    m2.update(_payload(-0.03, -0.06, -0.005, 0.01), 1.0)
-    assert decide({}, m2)["winner"] == "control"
-    # nothing significant: no winner, A/A label
-    m3 = Monitor(alpha=0.05)
-    m3.update(_payload(0.0, -0.02, 0.02, 0.8), 1.0)
-    assert decide({}, Monitor(alpha=0.05))["verdict"] == "no winner: not enough data"
-    d3 = decide({}, m3, aa=True)
-    assert d3["winner"] is None and d3["verdict"].startswith("A/A test: no winner")
+    assert decide(_with_seq(res, -0.06, -0.005, 0.01)).winner == "control"
+    # the decision follows the server's decision (p <= alpha), nothing else
+    assert decide(_with_seq(res, -0.02, 0.02, 0.8)).winner is None
+    assert decide(None).verdict == "no winner: not enough data"
+    d3 = decide(_with_seq(res, -0.02, 0.02, 0.8), aa=True)
+    assert d3.winner is None and d3.verdict.startswith("A/A test: no winner")
 
 
 def _events(seed: int = 0) -> list[Event]:
@@ -139,42 +146,76 @@ def _events(seed: int = 0) -> list[Event]:
     return out
 
 
-def test_online_section_flattens_real_analysis(tmp_path: Path) -> None:
-    store = EventStore.from_url(f"sqlite:///{tmp_path / 'ev.db'}")
-    store.create_schema()
-    events = _events()
-    store.append(events)
-    spec = ExperimentSpec.model_validate(
-        {**experiment_spec("e", "ease", "hybrid"), "status": "running"}
+def _offline() -> OfflineSection:
+    return OfflineSection(
+        primary_metric="ndcg@10",
+        baseline="ease",
+        leaderboard=(
+            LeaderboardRow("hybrid", {"ndcg@10": Interval(0.11, 0.10, 0.12)}),
+            LeaderboardRow("ease", {"ndcg@10": Interval(0.10, 0.09, 0.11)}),
+        ),
+        comparisons=(
+            OfflineComparison("hybrid", "ease", "ndcg@10", Interval(0.01, 0.003, 0.016), 0.004),
+        ),
     )
-    analysis = analyze(store, spec).to_dict()
-    store.dispose()
-    on = online_section(analysis)
-    by_name = {v["name"]: v for v in on["variants"]}
+
+
+def test_typed_report_from_real_results(tmp_path: Path) -> None:
+    res, events = _real(tmp_path)
+    looks = [look for t in (1.0, 2.0) if (look := look_at(res, t)) is not None]
+    progress = SimulationProgress(200, 150, 120, 0, 0, 0, 0, 0, 0, 3.0, True)
+    spec = experiment_spec("e", "ease", "hybrid")
+    report = build_report(
+        _offline(), res, looks, decide(res), spec=spec, progress=progress,
+        opts=DemoOptions(seed=3), store_url="sqlite:///x.db", stopped_by="sequential test decided",
+        timings={"offline_s": 1.25, "online_s": 2.5},
+    )  # fmt: skip
+    assert report.online is res and report.timeline == tuple(looks)
+    assert report.title == "abrec demo: ease (control) vs hybrid (treatment)"
+    assert report.run is not None and report.run.sessions_done == 150 and report.run.seed == 3
+    assert report.spec is not None and report.spec.id == "e"
+    # counts and CTR in the typed results agree with the events, counted here
     for name in ("control", "treatment"):
+        v = res.variant(name)
+        assert v is not None and v.n == 60
         evs = [e for e in events if e.variant == name]
-        assert by_name[name]["exposures"] == sum(e.type == "exposure" for e in evs)
-        assert by_name[name]["clicks"] == sum(e.type == "click" for e in evs)
-        assert by_name[name]["units"] == 60
-    ctr = next(e for e in on["effects"] if e["metric"] == "ctr")
-    clicks = {n: by_name[n]["clicks"] for n in by_name}
-    exps = {n: by_name[n]["exposures"] for n in by_name}
-    expected = clicks["treatment"] / exps["treatment"] - clicks["control"] / exps["control"]
-    assert ctr["estimate"] == pytest.approx(expected)
-    assert ctr["low"] < ctr["estimate"] < ctr["high"]
-    assert ctr["relative"] == pytest.approx(
-        (clicks["treatment"] / exps["treatment"]) / (clicks["control"] / exps["control"]) - 1
-    )
-    assert ctr["p_adjusted"] >= ctr["p_value"]
-    cuped = [e for e in on["effects"] if e["variance_reduction"] is not None]
-    assert len(cuped) == 1 and cuped[0]["metric"] == "clicks_per_unit"
-    seq = on["sequential"][0]
-    assert seq["low"] <= seq["estimate"] <= seq["high"]
+        exposures = sum(e.type == "exposure" for e in evs)
+        clicks = sum(e.type == "click" for e in evs)
+        assert (v.totals["exposures"], v.totals["clicks"]) == (exposures, clicks)
+        assert v.means["ctr"] == pytest.approx(clicks / exposures)
+    # agreement: the offline difference against the control model, the online CTR lift
+    ctr = {
+        n: sum(e.type == "click" for e in events if e.variant == n)
+        / sum(e.type == "exposure" for e in events if e.variant == n)
+        for n in ("control", "treatment")
+    }
+    (agree,) = report.agreement
+    assert agree.offline == Interval(0.01, 0.003, 0.016) and agree.offline_metric == "ndcg@10"
+    assert agree.online.estimate == pytest.approx(ctr["treatment"] / ctr["control"] - 1)
+    assert agree.online.low < agree.online.estimate < agree.online.high
+    # A/A: the offline difference is exactly 0; another baseline: unknown
+    (aa,) = agreement(_offline(), res, control_model="ease", treatment_model="ease")
+    assert aa.offline == Interval(0.0, 0.0, 0.0)
+    other = dataclasses.replace(_offline(), baseline="popularity")
+    assert agreement(other, res, control_model="ease", treatment_model="hybrid")[0].offline is None
+    assert agreement(_offline(), None, control_model="ease", treatment_model="hybrid") == ()
+    # the report round-trips through results.json and shows the counts
+    assert DemoReport.parse(report.to_json()) == report
+    page = render_html(report)
+    for name in ("control", "treatment"):
+        v = res.variant(name)
+        assert v is not None
+        assert f">{int(v.totals['exposures'])}<" in page and f">{int(v.totals['clicks'])}<" in page
+    comp = res.comparisons[0]
+    fixed = next(t.result for t in comp.tests if t.metric == "ctr")
+    assert isinstance(fixed, EffectResult)
+    seq = comp.sequential_ctr
+    assert seq is not None
     # the always-valid interval is wider than the fixed-horizon one
-    assert seq["high"] - seq["low"] > ctr["high"] - ctr["low"]
-    assert on["srm"] is not None and not on["srm"]["mismatch"]
-    assert {g["metric"] for g in on["guardrails"]} >= {"exposures_per_unit"}
-    assert all(math.isfinite(e["p_value"]) for e in on["effects"])
+    assert seq.ci.high - seq.ci.low > fixed.absolute.high - fixed.absolute.low
+    assert comp.cuped_clicks_per_unit is not None
+    assert {g.metric for g in comp.guardrails} >= {"exposures_per_unit"}
+    assert all(math.isfinite(t.result.p_value) for t in comp.tests)  # type: ignore[union-attr]
 
 
 def test_planned_units_tunes_the_sequential_test(tmp_path: Path) -> None:
@@ -182,22 +223,25 @@ def test_planned_units_tunes_the_sequential_test(tmp_path: Path) -> None:
 
     store = EventStore.from_url(f"sqlite:///{tmp_path / 'ev.db'}")
     store.create_schema()
-    store.append(_events(1))
+    events = _events(1)
+    store.append(events)
     base = {**experiment_spec("e", "ease", "hybrid"), "status": "running"}
     default = ExperimentSpec.model_validate(base)
     tuned = ExperimentSpec.model_validate({**base, "planned_units": 120})
     seq_default = analyze(store, default).to_dict()["comparisons"][0]["sequential_ctr"]
     seq_tuned = analyze(store, tuned).to_dict()["comparisons"][0]["sequential_ctr"]
-    summary = store.variant_summary("e")
     store.dispose()
 
-    def rs(v: Any) -> RatioStats:
-        return RatioStats(
-            v.n_units, v.sum_clicks, v.sum_sq_clicks, v.sum_exposures, v.sum_sq_exposures,
-            v.sum_clicks_exposures,
-        )  # fmt: skip
+    def rs(variant: str) -> RatioStats:
+        # per-unit clicks and exposures counted from the events, independently of the store
+        units: dict[str, list[float]] = {}
+        for e in events:
+            if e.variant == variant and e.type in ("exposure", "click"):
+                units.setdefault(e.unit_id, [0.0, 0.0])[e.type == "exposure"] += 1
+        c, x = np.array(list(units.values())).T
+        return RatioStats.from_arrays(c, x)
 
-    ref = sequential_ratio_test(rs(summary["control"]), rs(summary["treatment"]), target_n=120)
+    ref = sequential_ratio_test(rs("control"), rs("treatment"), target_n=120)
     assert seq_tuned["ci"]["low"] == pytest.approx(ref.ci.low)
     assert seq_tuned["p_value"] == pytest.approx(ref.p_value)
     # tuned to the sample actually planned, the confidence sequence is tighter there

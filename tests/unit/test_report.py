@@ -1,187 +1,213 @@
-"""HTML/JSON report: self-contained, contains the numbers it is given."""
+"""HTML/JSON report: typed input, self-contained page, contains the numbers it is given."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
-from abrec.report import ReportError, render_html, write_report
-from abrec.report.html import fmt
+from abrec.experiment.analysis import (
+    ExperimentResults,
+    GuardrailResult,
+    RunningSequentialResult,
+    TreatmentResult,
+)
+from abrec.experiment.spec import ExperimentSpec
+from abrec.report import (
+    Agreement,
+    Decision,
+    DemoReport,
+    LeaderboardRow,
+    Look,
+    OfflineComparison,
+    OfflineSection,
+    ReportError,
+    RunInfo,
+    SimulationInfo,
+    render_html,
+    write_report,
+)
+from abrec.simulate import experiment_spec
+from abrec.simulate.click_model import ClickModel
+from abrec.simulate.runner import SimulationProgress
+from abrec.stats import SRM_THRESHOLD, Comparison, EffectResult, Interval, SRMResult, VariantSummary
 
 
-def _results() -> dict[str, Any]:
-    return {
-        "title": "abrec demo: ease vs hybrid",
-        "meta": {"seed": 7, "users": 610, "store": "sqlite:///runs/x/events.db"},
-        "decision": {
-            "winner": "treatment",
-            "verdict": "treatment wins on CTR",
-            "text": "always-valid p = 0.0012",
-        },
-        "offline": {
-            "primary_metric": "ndcg@10",
-            "baseline": "ease",
-            "leaderboard": [
-                {
-                    "model": "ease",
-                    "metrics": {
-                        "ndcg@10": {"estimate": 0.10231, "low": 0.0912, "high": 0.1144},
-                        "recall@10": {"estimate": 0.0731, "low": 0.0655, "high": 0.0812},
-                    },
-                },
-                {
-                    "model": "hybrid",
-                    "metrics": {
-                        "ndcg@10": {"estimate": 0.11172, "low": 0.0998, "high": 0.1233},
-                        "recall@10": {"estimate": 0.0802, "low": 0.0721, "high": 0.0893},
-                    },
-                },
-            ],
-            "comparisons": [
-                {
-                    "model": "hybrid",
-                    "baseline": "ease",
-                    "metric": "ndcg@10",
-                    "estimate": 0.00941,
-                    "low": 0.00312,
-                    "high": 0.01577,
-                    "p_value": 0.00385,
-                }
-            ],
-        },
-        "online": {
-            "experiment": "demo",
-            "control": "control",
-            "variants": [
-                {
-                    "name": "control",
-                    "model": "ease",
-                    "weight": 0.5,
-                    "units": 301,
-                    "exposures": 11873,
-                    "clicks": 1043,
-                    "conversions": 311,
-                    "ctr": 0.087846,
-                },
-                {
-                    "name": "treatment",
-                    "model": "hybrid",
-                    "weight": 0.5,
-                    "units": 309,
-                    "exposures": 12210,
-                    "clicks": 1187,
-                    "conversions": 356,
-                    "ctr": 0.097215,
-                },
-            ],
-            "srm": {"chi2": 0.10492, "p_value": 0.74601, "mismatch": False},
-            "effects": [
-                {
-                    "variant": "treatment",
-                    "metric": "ctr",
-                    "method": "delta",
-                    "control_mean": 0.087846,
-                    "treatment_mean": 0.097215,
-                    "estimate": 0.009369,
-                    "low": 0.00121,
-                    "high": 0.01753,
-                    "relative": 0.10665,
-                    "relative_low": 0.0122,
-                    "relative_high": 0.2011,
-                    "p_value": 0.02431,
-                    "p_adjusted": 0.04862,
-                    "variance_reduction": None,
-                },
-                {
-                    "variant": "treatment",
-                    "metric": "clicks_per_unit",
-                    "method": "cuped",
-                    "control_mean": 3.4651,
-                    "treatment_mean": 3.8414,
-                    "estimate": 0.3763,
-                    "low": 0.0144,
-                    "high": 0.7382,
-                    "relative": 0.1086,
-                    "relative_low": 0.0041,
-                    "relative_high": 0.2131,
-                    "p_value": 0.04158,
-                    "p_adjusted": 0.04862,
-                    "variance_reduction": 0.31257,
-                },
-            ],
-            "sequential": [
-                {
-                    "variant": "treatment",
-                    "metric": "ctr",
-                    "estimate": 0.009369,
-                    "low": -0.00213,
-                    "high": 0.02087,
-                    "p_value": 0.31337,
-                    "decision": "continue",
-                }
-            ],
-            "guardrails": [
-                {
-                    "variant": "treatment",
-                    "metric": "exposures_per_unit",
-                    "estimate": 0.0912,
-                    "low": -0.2231,
-                    "high": 0.4055,
-                    "passed": True,
-                }
-            ],
-        },
-        "timeline": [
-            {
-                "elapsed_s": 1.0 * i,
-                "units": 50 * i,
-                "exposures": 900 * i,
-                "clicks": 80 * i,
-                "variant": "treatment",
-                "estimate": 0.01 / i,
-                "low": -0.05 / i,
-                "high": 0.07 / i,
-                "p_value": 0.9,
-            }
-            for i in range(1, 8)
-        ],
-        "agreement": [
-            {
-                "variant": "treatment",
-                "offline_metric": "ndcg@10",
-                "offline_estimate": 0.00941,
-                "offline_low": 0.00312,
-                "offline_high": 0.01577,
-                "online_metric": "ctr",
-                "online_estimate": 0.10665,
-                "online_low": 0.0122,
-                "online_high": 0.2011,
-            }
-        ],
-        "analysis": {"raw": [1, 2, 3], "nan": float("nan")},
-    }
+def _effect(
+    metric: str,
+    method: str,
+    means: tuple[float, float],
+    diff: Interval,
+    rel: Interval,
+    p: float,
+    vr: float | None = None,
+) -> EffectResult:
+    return EffectResult(
+        method=method,
+        metric=metric,
+        control_mean=means[0],
+        treatment_mean=means[1],
+        n_control=301,
+        n_treatment=309,
+        absolute=diff,
+        relative=rel,
+        p_value=p,
+        alpha=0.05,
+        alternative="two-sided",
+        variance_reduction=vr,
+    )
+
+
+def _seq(low: float, high: float, p: float) -> RunningSequentialResult:
+    return RunningSequentialResult(
+        method="always-valid",
+        metric="ctr",
+        estimate=0.009369,
+        ci=Interval(0.009369, low, high),
+        p_value=p,
+        decision="continue",
+        n_control=301,
+        n_treatment=309,
+        alpha=0.05,
+        rho=0.01,
+    )
+
+
+def _online() -> ExperimentResults:
+    ctr = _effect(
+        "ctr",
+        "delta",
+        (0.087846, 0.097215),
+        Interval(0.009369, 0.00121, 0.01753),
+        Interval(0.10665, 0.0122, 0.2011),
+        0.02431,
+    )
+    cuped = _effect(
+        "clicks_per_unit",
+        "cuped",
+        (3.4651, 3.8414),
+        Interval(0.3763, 0.0144, 0.7382),
+        Interval(0.1086, 0.0041, 0.2131),
+        0.04158,
+        vr=0.31257,
+    )
+    comp = TreatmentResult(
+        treatment="treatment",
+        control="control",
+        primary=None,
+        tests=(Comparison("ctr", "treatment", "ratio", ctr, 0.02431, 0.04862, 0.03, True),),
+        sequential_ctr=_seq(-0.00213, 0.02087, 0.31337),
+        cuped_clicks_per_unit=cuped,
+        guardrails=(
+            GuardrailResult("exposures_per_unit", 0.0912, -0.2231, 0.4055, 0.01, 0.9, True),
+        ),
+        notes=(),
+    )
+    variants = tuple(
+        VariantSummary(
+            name, n, {"ctr": ctr_}, {"exposures": e, "clicks": c, "conversions": k}, model, 0.5
+        )
+        for name, model, n, e, c, k, ctr_ in [
+            ("control", "ease", 301, 11873.0, 1043.0, 311.0, 0.087846),
+            ("treatment", "hybrid", 309, 12210.0, 1187.0, 356.0, 0.097215),
+        ]
+    )
+    srm = SRMResult(0.10492, 0.74601, False, (305.0, 305.0), (301, 309))
+    return ExperimentResults("demo", "running", "control", 0.05, "ctr", variants, srm, (comp,), ())
+
+
+def _report() -> DemoReport:
+    ndcg = {"ease": Interval(0.10231, 0.0912, 0.1144), "hybrid": Interval(0.11172, 0.0998, 0.1233)}
+    recall = {"ease": Interval(0.0731, 0.0655, 0.0812), "hybrid": Interval(0.0802, 0.0721, 0.0893)}
+    offline = OfflineSection(
+        primary_metric="ndcg@10",
+        baseline="ease",
+        leaderboard=tuple(
+            LeaderboardRow(m, {"ndcg@10": ndcg[m], "recall@10": recall[m]})
+            for m in ("ease", "hybrid")
+        ),
+        comparisons=(
+            OfflineComparison(
+                "hybrid",
+                "ease",
+                "ndcg@10",
+                Interval(0.00941, 0.00312, 0.01577),
+                0.00385,
+                "paired permutation, Holm",
+            ),
+        ),
+        protocol="ml-small-temporal-v1",
+        n_scored_users=600,
+    )
+    timeline = tuple(
+        Look(1.0 * i, 50 * i, 900 * i, 80 * i, _seq(-0.05 / i, 0.07 / i, 0.9)) for i in range(1, 8)
+    )
+    progress = SimulationProgress(40, 40, 610, 24083, 2230, 667, 27000, 27000, 0, 12.5, False)
+    return DemoReport(
+        title="abrec demo: ease vs hybrid",
+        decision=Decision("treatment", "treatment wins on CTR", "always-valid p = 0.0012"),
+        run=RunInfo(
+            "A/B",
+            "demo",
+            "ease",
+            "hybrid",
+            610,
+            40,
+            40,
+            "planned sample reached",
+            7,
+            "sqlite:///runs/x/events.db",
+            12.34,
+            math.nan,
+        ),
+        offline=offline,
+        online=_online(),
+        timeline=timeline,
+        agreement=(
+            Agreement(
+                "treatment",
+                "ndcg@10",
+                Interval(0.00941, 0.00312, 0.01577),
+                "ctr",
+                Interval(0.10665, 0.0122, 0.2011),
+            ),
+        ),
+        simulation=SimulationInfo(progress, ClickModel(), 5.0, 10),
+        spec=ExperimentSpec.model_validate(experiment_spec("demo", "ease", "hybrid")),
+        timings={"offline_s": 12.34, "online_s": math.nan},
+    )
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full report written once for the module (rendering plots is the slow part)."""
-    return write_report(tmp_path_factory.mktemp("report") / "run", _results())
+    return write_report(tmp_path_factory.mktemp("report") / "run", _report())
 
 
-def test_report_files_and_json_round_trip(written: Path) -> None:
-    res = _results()
+def test_results_json_is_the_typed_report(written: Path) -> None:
     assert written.name == "report.html" and written.exists()
-    data = json.loads((written.parent / "results.json").read_text())
-    assert data["analysis"]["nan"] is None  # NaN written as null, JSON stays strict
-    res["analysis"]["nan"] = None
-    assert data == json.loads(json.dumps(res))
+    text = (written.parent / "results.json").read_text()
+    data = json.loads(text)  # strict JSON: NaN written as null
+    assert data["timings"] == {"offline_s": 12.34, "online_s": None}
+    assert data["run"]["online_s"] is None
+    # the online part has exactly the results endpoint's JSON shape
+    assert data["online"] == json.loads(_online().to_json()) == _online().to_dict()
+    assert data["timeline"][0]["sequential"]["ci"]["low"] == -0.05
+    # and the whole document parses back into the same report (NaN back where it was)
+    back = DemoReport.parse(text)
+    assert back.timings["offline_s"] == 12.34 and math.isnan(back.timings["online_s"])
+    assert back.run is not None and back.run.online_s is None
+    expected = _report()
+    assert dataclasses.replace(back, timings={}, run=None) == dataclasses.replace(
+        expected, timings={}, run=None
+    )
+    assert back.timeline[3].p_value == 0.9 and back.timeline[3].low == pytest.approx(-0.05 / 4)
+    assert DemoReport.parse(data) == back
 
 
 def test_report_is_self_contained(written: Path) -> None:
@@ -189,7 +215,7 @@ def test_report_is_self_contained(written: Path) -> None:
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page and "@import" not in page
     srcs = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert len(srcs) >= 5  # leaderboard, assignment, lift, confidence sequence, 2x agreement
+    assert len(srcs) == 6  # leaderboard, assignment, lift, confidence sequence, 2x agreement
     for s in srcs:
         assert s.startswith("data:image/png;base64,")
         assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -203,8 +229,9 @@ def test_report_contains_the_numbers(written: Path) -> None:
         "[0.0998, 0.1233]",
         "0.00941 [0.00312, 0.01577]",  # paired diff + CI
         "0.00385",
-        "11873",
-        "1187",
+        ">11873<",  # raw counts as integers
+        ">1187<",
+        ">356<",
         "0.0972",  # treatment CTR
         "0.746",  # SRM p
         "no sample-ratio mismatch",
@@ -213,38 +240,59 @@ def test_report_contains_the_numbers(written: Path) -> None:
         "0.0243",  # p-values: 3 significant digits
         "0.0486",
         "0.009369 [-0.00213, 0.02087]",  # sequential CI
+        "0.313",  # always-valid p
         "continue",
         "exposures_per_unit",
+        "0.0912 [-0.2231, 0.4055]",  # guardrail
         "treatment wins on CTR",
         "always-valid p = 0.0012",
         "sqlite:///runs/x/events.db",
+        "40 / 40",
+        "12.3",
+        "7 looks; last look after 7 s: 350 units, 6300 exposures, 560 clicks.",
     ]:
         assert text in page, text
 
 
-def test_report_flags_srm_and_failed_guardrail_and_escapes(tmp_path: Path) -> None:
-    res = _results()
-    res["online"]["srm"] = {"chi2": 40.2, "p_value": 2.3e-10, "mismatch": True}
-    res["online"]["guardrails"][0]["passed"] = False
-    res["offline"]["leaderboard"][0]["model"] = "<script>alert(1)</script>"
-    res["decision"] = {"winner": None, "verdict": "no winner", "text": ""}
-    res["timeline"] = res["agreement"] = []
-    page = render_html(json.loads(json.dumps(res)))
-    assert "sample-ratio mismatch (p &lt; 0.001)" in page
+def test_report_flags_srm_and_failed_guardrail_and_escapes() -> None:
+    rep = _report()
+    online = rep.online
+    assert online is not None and online.srm is not None
+    comp = online.comparisons[0]
+    bad_guard = dataclasses.replace(comp.guardrails[0], passed=False)
+    online = dataclasses.replace(
+        online,
+        srm=dataclasses.replace(online.srm, mismatch=True, p_value=2.3e-10, threshold=0.01),
+        comparisons=(dataclasses.replace(comp, guardrails=(bad_guard,)),),
+    )
+    assert rep.offline is not None
+    board = (
+        dataclasses.replace(rep.offline.leaderboard[0], model="<script>alert(1)</script>"),
+        *rep.offline.leaderboard[1:],
+    )
+    rep = dataclasses.replace(
+        rep,
+        online=online,
+        offline=dataclasses.replace(rep.offline, leaderboard=board),
+        decision=Decision(None, "no winner", ""),
+        timeline=(),
+        agreement=(),
+    )
+    page = render_html(rep)
+    # the threshold is the SRM result's, not a hard-coded one
+    assert "sample-ratio mismatch (p &lt; 0.01)" in page and "p &lt; 0.001)" not in page
     assert ">fail<" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'class="banner nowin"' in page
+    default = dataclasses.replace(online.srm, threshold=SRM_THRESHOLD)
+    page = render_html(dataclasses.replace(rep, online=dataclasses.replace(online, srm=default)))
+    assert f"sample-ratio mismatch (p &lt; {SRM_THRESHOLD:g})" in page
 
 
 def test_report_minimal_and_bad_input(tmp_path: Path) -> None:
-    path = write_report(tmp_path, {"title": "empty"})
-    assert "<h1>empty</h1>" in path.read_text()
-    with pytest.raises(ReportError):
-        render_html([1, 2])  # type: ignore[arg-type]
-
-
-def test_fmt() -> None:
-    assert fmt(0.123456) == "0.1235"
-    assert fmt(12) == "12" and fmt(np.int64(3)) == "3"
-    assert fmt(None) == "–" and fmt(math.nan) == "–" and fmt(True) == "yes"
-    assert fmt(1.5e-7, 3) == "1.5e-07"
+    path = write_report(tmp_path, DemoReport(title="empty <1>"))
+    page = path.read_text()
+    assert "<h1>empty &lt;1&gt;</h1>" in page and "<img" not in page
+    assert DemoReport.parse((tmp_path / "results.json").read_text()) == DemoReport("empty <1>")
+    with pytest.raises(ReportError, match="DemoReport"):
+        render_html({"title": "a dict"})  # type: ignore[arg-type]

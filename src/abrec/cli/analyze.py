@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from abrec import fmt
 from abrec.cli.app import app
 
 if TYPE_CHECKING:
@@ -83,16 +84,15 @@ def _read(path: Path, columns: list[str], variant_col: str) -> Any:
     return df
 
 
-def _fmt(x: float | None, pct: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if math.isinf(x):
+def _num(x: float | None, pct: bool = False) -> str:
+    """A number as :mod:`abrec.fmt` writes it; ±inf (one-sided bounds) as ∞ rather than missing."""
+    if x is not None and math.isinf(x):
         return "∞" if x > 0 else "-∞"
-    return f"{x:+.2%}" if pct else f"{x:.4g}"
+    return fmt.pct(x) if pct else fmt.num(x)
 
 
-def _ci(low: float, high: float, pct: bool = False) -> str:
-    return f"[{_fmt(low, pct)}, {_fmt(high, pct)}]"
+def _pct(x: float | None) -> str:
+    return _num(x, pct=True)
 
 
 def _render(analysis: ExperimentAnalysis, metrics: list[MetricSpec]) -> None:
@@ -108,7 +108,7 @@ def _render(analysis: ExperimentAnalysis, metrics: list[MetricSpec]) -> None:
     for m in metrics:
         vt.add_column(f"mean {m.name}", justify="right")
     for v in analysis.variants:
-        vt.add_row(v.variant, str(v.n), *(_fmt(v.means[m.name]) for m in metrics))
+        vt.add_row(v.variant, str(v.n), *(_num(v.means[m.name]) for m in metrics))
     console.print(vt)
     srm = analysis.srm
     verdict = "[bold red]MISMATCH[/]" if srm.mismatch else "[green]ok[/]"
@@ -134,19 +134,19 @@ def _render(analysis: ExperimentAnalysis, metrics: list[MetricSpec]) -> None:
         rel: Interval | None
         if isinstance(r, BayesResult):
             ci, rel = r.credible_interval, r.relative
-            tail = [f"{r.prob_beat_control:.1%}", _fmt(r.expected_loss)]
+            tail = [f"{r.prob_beat_control:.1%}", _num(r.expected_loss)]
         elif isinstance(r, SequentialResult):
             ci, rel = r.ci, None
-            tail = [_fmt(r.p_value), _fmt(c.p_value_holm)]
+            tail = [_num(r.p_value), _num(c.p_value_holm)]
         else:
             ci, rel = r.absolute, r.relative
-            tail = [_fmt(r.p_value), _fmt(c.p_value_holm)]
+            tail = [_num(r.p_value), _num(c.p_value_holm)]
         ct.add_row(
             c.metric,
             c.variant,
             r.method,
-            f"{_fmt(ci.estimate)} {_ci(ci.low, ci.high)}",
-            f"{_fmt(rel.estimate, True)} {_ci(rel.low, rel.high, True)}" if rel else "—",
+            f"{_num(ci.estimate)} {fmt.interval(ci.low, ci.high, _num)}",
+            f"{_pct(rel.estimate)} {fmt.interval(rel.low, rel.high, _pct)}" if rel else fmt.MISSING,
             *tail,
         )
     console.print(ct)

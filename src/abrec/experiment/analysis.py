@@ -13,84 +13,66 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import TypeAdapter
 
 from abrec.errors import ExperimentError
-from abrec.experiment.spec import ExperimentSpec
+from abrec.experiment.spec import METRICS, ExperimentSpec
 from abrec.stats import (
+    SRM_THRESHOLD,
+    Comparison,
     CupedStats,
     EffectResult,
     MeanStats,
+    MetricSpec,
+    NotTestableError,
+    Num,
     RatioStats,
     SequentialMonitor,
     SequentialResult,
     SRMResult,
-    StatsError,
+    Untested,
+    VariantSummary,
+    compare,
     cuped_test,
-    holm,
-    ratio_test,
+    metric_stats,
+    srm_note,
     srm_test,
-    welch_ttest,
 )
-from abrec.stats.errors import StatsInputError
+from abrec.stats.analysis import Stats
 from abrec.stats.results import ToDictMixin
-from abrec.store.events import VariantSummary
 from abrec.store.sql import EventStore
 
-SRM_THRESHOLD = 0.001
 #: Units between two looks of the sequential CTR test when neither the call nor the spec says.
 DEFAULT_LOOK_EVERY = 100
 #: Guardrails checked when a spec names none.
 DEFAULT_GUARDRAILS: tuple[str, ...] = ("exposures_per_unit",)
-#: Fixed-horizon metrics tested for every treatment (Holm-corrected together).
-TESTED_METRICS: tuple[str, ...] = (
-    "ctr",
-    "clicks_per_unit",
-    "conversions_per_unit",
-    "exposures_per_unit",
-)
-
-
-@dataclass(frozen=True)
-class VariantResult(ToDictMixin):
-    """Observed counts and metric values of one variant."""
-
-    name: str
-    model: str
-    weight: float
-    units: int
-    exposures: int
-    clicks: int
-    conversions: int
-    ctr: float | None
-    clicks_per_unit: float | None
-    conversions_per_unit: float | None
-    exposures_per_unit: float | None
-    units_with_covariate: int
-
-
-@dataclass(frozen=True)
-class MetricTest(ToDictMixin):
-    """A fixed-horizon test of one metric, with its Holm-adjusted p-value."""
-
-    metric: str
-    result: EffectResult
-    p_value_holm: float
-    significant: bool
+#: How each of :data:`abrec.experiment.spec.METRICS` is computed from the per-unit columns
+#: of the store; all are tested for every treatment (Holm-corrected together).
+METRIC_SPECS: dict[str, MetricSpec] = {
+    "ctr": MetricSpec("ctr", "ratio", "clicks", "exposures"),
+    "clicks_per_unit": MetricSpec("clicks_per_unit", "mean", "clicks"),
+    "conversions_per_unit": MetricSpec("conversions_per_unit", "mean", "conversions"),
+    "exposures_per_unit": MetricSpec("exposures_per_unit", "mean", "exposures"),
+}
+assert tuple(METRIC_SPECS) == METRICS
+#: CUPED on clicks per unit, over the units that have a covariate event.
+CUPED_SPEC = MetricSpec("clicks_per_unit", "mean", "clicks", covariate="covariate")
 
 
 @dataclass(frozen=True)
 class FixedHorizonCI(ToDictMixin):
     """A fixed-horizon (Welch / delta-method) CI, valid only at a horizon fixed in advance."""
 
-    estimate: float
-    low: float
-    high: float
-    p_value: float
+    estimate: Num
+    low: Num
+    high: Num
+    p_value: Num
 
 
 @dataclass(frozen=True)
@@ -105,11 +87,11 @@ class GuardrailResult(ToDictMixin):
     """
 
     metric: str
-    estimate: float
-    low: float
-    high: float
-    relative: float
-    p_value: float
+    estimate: Num
+    low: Num
+    high: Num
+    relative: Num
+    p_value: Num
     passed: bool
     method: str = "always-valid confidence sequence"
     looks: int = 0
@@ -133,13 +115,17 @@ class RunningSequentialResult(SequentialResult):
 
 
 @dataclass(frozen=True)
-class Comparison(ToDictMixin):
-    """One treatment against the control."""
+class TreatmentResult(ToDictMixin):
+    """One treatment against the control: fixed-horizon tests, sequential CTR, CUPED, guardrails.
+
+    ``tests`` are the engine's :class:`abrec.stats.Comparison` objects (Holm decides
+    ``significant``; the Benjamini-Hochberg p-value is there too).
+    """
 
     treatment: str
     control: str
-    primary: MetricTest | None
-    tests: tuple[MetricTest, ...]
+    primary: Comparison | None
+    tests: tuple[Comparison, ...]
     sequential_ctr: RunningSequentialResult | None
     cuped_clicks_per_unit: EffectResult | None
     guardrails: tuple[GuardrailResult, ...]
@@ -148,96 +134,95 @@ class Comparison(ToDictMixin):
 
 @dataclass(frozen=True)
 class ExperimentResults(ToDictMixin):
-    """Everything ``GET /v1/experiments/{id}/results`` reports."""
+    """Everything ``GET /v1/experiments/{id}/results`` reports (its response model).
+
+    NaN and infinite values are ``null`` in JSON and NaN again when parsed back.
+    """
 
     experiment: str
     status: str
     control: str
-    alpha: float
+    alpha: Num
     primary_metric: str
-    variants: tuple[VariantResult, ...]
+    variants: tuple[VariantSummary, ...]
     srm: SRMResult | None
-    comparisons: tuple[Comparison, ...]
+    comparisons: tuple[TreatmentResult, ...]
     notes: tuple[str, ...]
 
+    @classmethod
+    def parse(cls, data: str | bytes | Mapping[str, Any]) -> ExperimentResults:
+        """Parse the results endpoint's JSON (text or decoded) back into this type.
 
-def _div(a: float, b: float) -> float | None:
-    return a / b if b > 0 else None
+        Raises:
+            pydantic.ValidationError: when ``data`` is not a results document.
+        """
+        if isinstance(data, str | bytes):
+            return RESULTS_ADAPTER.validate_json(data)
+        return RESULTS_ADAPTER.validate_python(data)
 
+    def to_json(self) -> str:
+        """The JSON the results endpoint sends."""
+        return RESULTS_ADAPTER.dump_json(self).decode()
 
-def _empty(variant: str) -> VariantSummary:
-    return VariantSummary(variant, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    def comparison(self, treatment: str | None = None) -> TreatmentResult | None:
+        """The result of ``treatment`` (the first treatment when None), if any."""
+        for c in self.comparisons:
+            if treatment is None or c.treatment == treatment:
+                return c
+        return None
 
-
-def _mean_stats(s: VariantSummary, metric: str) -> MeanStats:
-    if metric == "clicks_per_unit":
-        return MeanStats(s.n_units, s.sum_clicks, s.sum_sq_clicks)
-    if metric == "conversions_per_unit":
-        return MeanStats(s.n_units, s.sum_conversions, s.sum_sq_conversions)
-    if metric == "exposures_per_unit":
-        return MeanStats(s.n_units, s.sum_exposures, s.sum_sq_exposures)
-    raise ValueError(f"{metric} is not a per-unit mean metric")  # pragma: no cover
-
-
-def _ratio_stats(s: VariantSummary) -> RatioStats:
-    return RatioStats(
-        s.n_units,
-        s.sum_clicks,
-        s.sum_sq_clicks,
-        s.sum_exposures,
-        s.sum_sq_exposures,
-        s.sum_clicks_exposures,
-    )
+    def variant(self, name: str) -> VariantSummary | None:
+        """The summary of variant ``name``, if any."""
+        return next((v for v in self.variants if v.variant == name), None)
 
 
-def _cuped_stats(s: VariantSummary) -> CupedStats:
-    return CupedStats(
-        s.n_covariate, s.cov_sum_clicks, s.cov_sum_sq_clicks, s.sum_x, s.sum_sq_x, s.sum_x_clicks
-    )
+def _div(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
 
 
-def _fixed(metric: str, c: VariantSummary, t: VariantSummary, alpha: float) -> EffectResult:
-    if metric == "ctr":
-        return ratio_test(_ratio_stats(c), _ratio_stats(t), alpha=alpha, metric="ctr")
-    return welch_ttest(_mean_stats(c, metric), _mean_stats(t, metric), alpha=alpha, metric=metric)
-
-
-def _variant_result(spec: ExperimentSpec, s: VariantSummary) -> VariantResult:
-    v = spec.variant(s.variant)
-    return VariantResult(
-        name=v.name,
+def _variant_summary(
+    spec: ExperimentSpec, name: str, stats: Mapping[str, Stats], cuped: Stats
+) -> VariantSummary:
+    ctr = stats["ctr"]
+    assert isinstance(ctr, RatioStats)
+    conv = stats["conversions_per_unit"]
+    assert isinstance(conv, MeanStats)
+    v = spec.variant(name)
+    n = ctr.n
+    return VariantSummary(
+        variant=name,
+        n=n,
+        means={
+            "ctr": _div(ctr.sum_num, ctr.sum_den),
+            "clicks_per_unit": _div(ctr.sum_num, n),
+            "conversions_per_unit": _div(conv.sum, n),
+            "exposures_per_unit": _div(ctr.sum_den, n),
+        },
+        totals={
+            "exposures": ctr.sum_den,
+            "clicks": ctr.sum_num,
+            "conversions": conv.sum,
+            "units_with_covariate": float(cuped.n),
+        },
         model=v.model,
         weight=v.weight,
-        units=s.n_units,
-        exposures=s.exposures,
-        clicks=s.clicks,
-        conversions=s.conversions,
-        ctr=_div(s.clicks, s.exposures),
-        clicks_per_unit=_div(s.sum_clicks, s.n_units),
-        conversions_per_unit=_div(s.sum_conversions, s.n_units),
-        exposures_per_unit=_div(s.sum_exposures, s.n_units),
-        units_with_covariate=s.n_covariate,
     )
 
 
-def _srm(
-    spec: ExperimentSpec, summaries: dict[str, VariantSummary]
-) -> tuple[SRMResult | None, list[str]]:
+def _srm(spec: ExperimentSpec, units: Mapping[str, int]) -> tuple[SRMResult | None, list[str]]:
     names = [v.name for v in spec.variants if v.weight > 0]
-    observed = [summaries[n].n_units for n in names]
+    observed = [units[n] for n in names]
     notes: list[str] = []
-    zero_weight = [v.name for v in spec.variants if v.weight == 0 and summaries[v.name].n_units]
+    zero_weight = [v.name for v in spec.variants if v.weight == 0 and units[v.name]]
     if zero_weight:
         notes.append(f"variants {zero_weight} have weight 0 but exposed units; left out of SRM")
     if len(names) < 2 or sum(observed) == 0:
         notes.append("SRM not computed: no exposed units yet")
         return None, notes
     res = srm_test(observed, [spec.variant(n).weight for n in names], threshold=SRM_THRESHOLD)
-    if res.mismatch:
-        notes.append(
-            f"sample-ratio mismatch (p={res.p_value:.2g} < {SRM_THRESHOLD}): the observed split "
-            "does not match the weights; investigate assignment/logging before trusting effects"
-        )
+    note = srm_note(res)
+    if note:
+        notes.append(note)
     return res, notes
 
 
@@ -335,7 +320,7 @@ def _running(
     for c, t in zip(cs[:-1], ts[:-1], strict=True):
         try:
             monitor.update(c, t)
-        except (StatsError, ArithmeticError, ValueError):
+        except NotTestableError:
             continue
     running = monitor.update(cs[-1], ts[-1])
     last = monitor.last_look
@@ -360,10 +345,10 @@ def sequential_ctr(
     are skipped; they carry no evidence and skipping looks keeps the guarantee.
 
     Raises:
-        StatsError: when the last look (all units) cannot be tested.
+        NotTestableError: when the last look (all units) cannot be tested.
     """
     if order.n_units == 0:
-        raise StatsInputError("no exposed units yet")
+        raise NotTestableError("no exposed units yet")
     cs, ts = prefix_ratio_stats(order, control), prefix_ratio_stats(order, treatment)
     return _running(order, cs, ts, alpha=alpha, target_n=target_n, metric="ctr")
 
@@ -383,13 +368,13 @@ def sequential_metric(
     the result is the running intersection of the confidence sequences over the looks.
 
     Raises:
-        StatsError: when the last look (all units) cannot be tested.
-        ExperimentError: when ``metric`` is not one of :data:`TESTED_METRICS`.
+        NotTestableError: when the last look (all units) cannot be tested.
+        ExperimentError: when ``metric`` is not one of :data:`METRIC_SPECS`.
     """
     if metric == "ctr":
         return sequential_ctr(order, control, treatment, alpha=alpha, target_n=target_n)
     if order.n_units == 0:
-        raise StatsInputError("no exposed units yet")
+        raise NotTestableError("no exposed units yet")
     cs = prefix_mean_stats(order, control, metric)
     ts = prefix_mean_stats(order, treatment, metric)
     return _running(order, cs, ts, alpha=alpha, target_n=target_n, metric=metric)
@@ -440,112 +425,96 @@ def analyze(
     alpha: float | None = None,
     look_every: int | None = None,
 ) -> ExperimentResults:
-    """Analyse an experiment from the events in ``store``; never raises for sparse data.
+    """Analyse an experiment from the events in ``store``; sparse data become notes.
 
     Per treatment vs control: CTR (ratio of sums, delta method), clicks/conversions/
-    exposures per unit (Welch), Holm-adjusted p-values across those tests and all
-    treatments, an always-valid sequential test of CTR over looks at every ``look_every``
-    units in entry order (default: the spec's ``sequential_look_every``, else 100), CUPED on
-    clicks per unit when covariate events exist, and guardrails judged on the same looks with
-    always-valid CIs (a significant drop fails, even at a data-dependent stopping time).
+    exposures per unit (Welch), with Holm- (decides ``significant``) and BH-adjusted
+    p-values across those tests and all treatments (the engine :func:`abrec.stats.compare`
+    on sums aggregated in SQL), an always-valid sequential test of CTR over looks at every
+    ``look_every`` units in entry order (default: the spec's ``sequential_look_every``, else
+    100), CUPED on clicks per unit over the units with a covariate event, and guardrails
+    judged on the same looks with always-valid CIs (a significant drop fails, even at a
+    data-dependent stopping time). Only :class:`abrec.stats.NotTestableError` becomes a
+    "not tested" note; any other error propagates.
 
     Raises:
         ExperimentError: when ``look_every`` is not a positive integer.
     """
     a = spec.alpha if alpha is None else float(alpha)
     every = _look_every(spec, look_every)
-    raw = store.variant_summary(spec.id)
-    summaries = {n: raw.get(n, _empty(n)) for n in spec.variant_names}
+    source = store.source(spec.id)
+    raw = metric_stats(source, list(METRIC_SPECS.values()))
+    raw_cuped = metric_stats(source, [CUPED_SPEC])[CUPED_SPEC.name]
+    names = spec.variant_names
+    stats = {m: {v: raw[m].get(v) or ms.stats({}) for v in names} for m, ms in METRIC_SPECS.items()}
+    cuped_stats = {v: raw_cuped.get(v) or CUPED_SPEC.stats({}) for v in names}
     notes: list[str] = []
-    unknown = sorted(set(raw) - set(summaries))
+    unknown = sorted(set(raw["ctr"]) - set(names))
     if unknown:
         notes.append(f"events for variants not in the spec were ignored: {unknown}")
-    variants = tuple(_variant_result(spec, summaries[n]) for n in spec.variant_names)
-    srm, srm_notes = _srm(spec, summaries)
+    variants = tuple(
+        _variant_summary(spec, n, {m: stats[m][n] for m in METRIC_SPECS}, cuped_stats[n])
+        for n in names
+    )
+    srm, srm_notes = _srm(spec, {v.variant: v.n for v in variants})
     notes.extend(srm_notes)
 
-    control = summaries[spec.control or spec.variant_names[0]]
-    treatments = [n for n in spec.variant_names if n != control.variant]
+    control = spec.control or names[0]
+    treatments = [n for n in names if n != control]
     guardrail_names = tuple(spec.guardrails) or DEFAULT_GUARDRAILS
     order = entry_order(store, spec, every)
+    target_n = spec.planned_units or 10_000
 
-    # Fixed-horizon tests for every (treatment, metric), then Holm over the whole family.
-    fixed: dict[tuple[str, str], EffectResult] = {}
-    cmp_notes: dict[str, list[str]] = {t: [] for t in treatments}
-    for t in treatments:
-        for metric in TESTED_METRICS:
-            try:
-                fixed[(t, metric)] = _fixed(metric, control, summaries[t], a)
-            except (StatsError, ArithmeticError, ValueError) as exc:
-                cmp_notes[t].append(f"{metric}: not tested ({exc})")
-    keys = list(fixed)
-    adjusted = holm([fixed[k].p_value for k in keys]) if keys else np.zeros(0)
-    holm_p = {k: float(p) for k, p in zip(keys, adjusted, strict=True)}
-
+    # Fixed-horizon tests for every (treatment, metric): Holm and BH over the whole family.
+    untested: list[Untested] = []
+    tests, _ = compare(
+        stats, list(METRIC_SPECS.values()), control, treatments, alpha=a, untested=untested
+    )
     comparisons = []
     for t in treatments:
-        ts = summaries[t]
-        tests = tuple(
-            MetricTest(m, fixed[(t, m)], holm_p[(t, m)], holm_p[(t, m)] < a)
-            for m in TESTED_METRICS
-            if (t, m) in fixed
-        )
-        primary = next((mt for mt in tests if mt.metric == spec.primary_metric), None)
+        cmp_notes = [u.note for u in untested if u.variant == t]
+        t_tests = tuple(sorted(
+            (c for c in tests if c.variant == t), key=lambda c: METRICS.index(c.metric)
+        ))  # fmt: skip
+        primary = next((c for c in t_tests if c.metric == spec.primary_metric), None)
         seq: RunningSequentialResult | None = None
         try:
-            seq = sequential_ctr(
-                order, control.variant, t, alpha=a, target_n=spec.planned_units or 10_000
-            )
-        except (StatsError, ArithmeticError, ValueError) as exc:
-            cmp_notes[t].append(f"sequential ctr: not tested ({exc})")
-        cuped: EffectResult | None = None
-        if control.n_covariate and ts.n_covariate:
-            try:
-                cuped = cuped_test(
-                    _cuped_stats(control), _cuped_stats(ts), alpha=a, metric="clicks_per_unit"
-                )
-                covered = (control.n_covariate + ts.n_covariate) / max(
-                    control.n_units + ts.n_units, 1
-                )
-                if covered < 1:
-                    cmp_notes[t].append(
-                        f"CUPED uses the {covered:.0%} of units that have a covariate event"
-                    )
-            except (StatsError, ArithmeticError, ValueError) as exc:
-                cmp_notes[t].append(f"CUPED: not tested ({exc})")
+            seq = sequential_ctr(order, control, t, alpha=a, target_n=target_n)
+        except NotTestableError as exc:
+            cmp_notes.append(f"sequential ctr: not tested ({exc})")
+        cuped, cuped_note = _cuped(
+            cuped_stats[control], cuped_stats[t], stats["ctr"], control, t, a
+        )
+        if cuped_note:
+            cmp_notes.append(cuped_note)
         guards = []
         for g in guardrail_names:
             try:
                 g_seq = seq if g == "ctr" and seq is not None else None
                 if g_seq is None:
-                    g_seq = sequential_metric(
-                        order,
-                        control.variant,
-                        t,
-                        g,
-                        alpha=a,
-                        target_n=spec.planned_units or 10_000,
-                    )
-            except (StatsError, ArithmeticError, ValueError) as exc:
-                cmp_notes[t].append(f"guardrail {g}: not judged ({exc})")
+                    g_seq = sequential_metric(order, control, t, g, alpha=a, target_n=target_n)
+            except NotTestableError as exc:
+                cmp_notes.append(f"guardrail {g}: not judged ({exc})")
                 continue
-            guards.append(_guardrail(g, g_seq, fixed.get((t, g))))
+            fixed = next((c.result for c in t_tests if c.metric == g), None)
+            assert fixed is None or isinstance(fixed, EffectResult)
+            guards.append(_guardrail(g, g_seq, fixed))
         comparisons.append(
-            Comparison(
+            TreatmentResult(
                 treatment=t,
-                control=control.variant,
+                control=control,
                 primary=primary,
-                tests=tests,
+                tests=t_tests,
                 sequential_ctr=seq,
                 cuped_clicks_per_unit=cuped,
                 guardrails=tuple(guards),
-                notes=tuple(cmp_notes[t]),
+                notes=tuple(cmp_notes),
             )
         )
     return ExperimentResults(
         experiment=spec.id,
         status=spec.status,
-        control=control.variant,
+        control=control,
         alpha=a,
         primary_metric=spec.primary_metric,
         variants=variants,
@@ -553,3 +522,29 @@ def analyze(
         comparisons=tuple(comparisons),
         notes=tuple(notes),
     )
+
+
+def _cuped(
+    c: Stats,
+    t: Stats,
+    ctr: Mapping[str, Stats],
+    control: str,
+    treatment: str,
+    alpha: float,
+) -> tuple[EffectResult | None, str | None]:
+    """CUPED on clicks per unit over units with a covariate (None when nobody has one)."""
+    assert isinstance(c, CupedStats) and isinstance(t, CupedStats)
+    if not (c.n and t.n):
+        return None, None
+    try:
+        res = cuped_test(c, t, alpha=alpha, metric="clicks_per_unit")
+    except NotTestableError as exc:
+        return None, f"CUPED: not tested ({exc})"
+    covered = (c.n + t.n) / max(ctr[control].n + ctr[treatment].n, 1)
+    if covered < 1:
+        return res, f"CUPED uses the {covered:.0%} of units that have a covariate event"
+    return res, None
+
+
+#: Parses and dumps :class:`ExperimentResults` (the results endpoint's JSON).
+RESULTS_ADAPTER: TypeAdapter[ExperimentResults] = TypeAdapter(ExperimentResults)

@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from abrec.errors import ConfigError, ExperimentError
+from abrec.errors import ConfigError, ExperimentError, format_validation_error
 
 Status = Literal["draft", "running", "stopped"]
 
@@ -153,15 +153,9 @@ def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         ident = data.get("id", "?") if isinstance(data, dict) else "?"
-        raise ExperimentError(f"invalid experiment spec {ident!r}: {_summarise(exc)}") from exc
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+        raise ExperimentError(
+            f"invalid experiment spec {ident!r}: {format_validation_error(exc, what='spec')}"
+        ) from exc
 
 
 def load_specs(path: str | Path) -> list[ExperimentSpec]:
@@ -191,7 +185,9 @@ def load_specs(path: str | Path) -> list[ExperimentSpec]:
         try:
             spec = ExperimentSpec.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(f"{p}: experiment #{i + 1} is invalid: {_summarise(exc)}") from exc
+            raise ConfigError(
+                f"{p}: experiment #{i + 1} is invalid: {format_validation_error(exc, what='spec')}"
+            ) from exc
         if spec.id in seen:
             raise ConfigError(f"{p}: experiment id {spec.id!r} appears more than once")
         seen.add(spec.id)

@@ -1,44 +1,24 @@
 """Self-contained HTML + JSON run report (inline CSS, base64 PNG plots, no external URLs).
 
-`write_report(run_dir, results)` takes one JSON-ready dict; every section is optional
-and rendered only when present. Keys (all numbers are floats, intervals are 95%):
-
-- ``title``: str; ``meta``: {name: value} shown as a table.
-- ``decision``: {``winner``: str | None, ``verdict``: str, ``text``: str}.
-- ``offline``: {``primary_metric``, ``baseline``, ``leaderboard``: [{``model``,
-  ``metrics``: {name: {``estimate``, ``low``, ``high``}}}], ``comparisons``:
-  [{``model``, ``baseline``, ``metric``, ``estimate``, ``low``, ``high``, ``p_value``}]}.
-- ``online``: {``experiment``, ``control``, ``variants``: [{``name``, ``model``,
-  ``weight``, ``units``, ``exposures``, ``clicks``, ``conversions``, ``ctr``}],
-  ``srm``: {``chi2``, ``p_value``, ``mismatch``}, ``effects``: [{``variant``,
-  ``metric``, ``method``, ``control_mean``, ``treatment_mean``, ``estimate``,
-  ``low``, ``high``, ``relative``, ``relative_low``, ``relative_high``,
-  ``p_value``, ``p_adjusted``, ``variance_reduction``}], ``sequential``:
-  [{``variant``, ``metric``, ``estimate``, ``low``, ``high``, ``p_value``,
-  ``decision``}], ``guardrails``: [{``variant``, ``metric``, ``estimate``,
-  ``low``, ``high``, ``passed``}]}.
-- ``timeline``: [{``elapsed_s``, ``units``, ``exposures``, ``clicks``, ``variant``,
-  ``estimate``, ``low``, ``high``, ``p_value``}] (the sequential confidence sequence).
-- ``agreement``: [{``variant``, ``offline_metric``, ``offline_estimate``,
-  ``offline_low``, ``offline_high``, ``online_metric``, ``online_estimate``,
-  ``online_low``, ``online_high``}].
-Any other keys (e.g. the raw analysis) are kept in ``results.json`` only.
+`write_report(run_dir, report)` takes a typed :class:`abrec.report.model.DemoReport` and
+writes ``report.html`` and ``results.json`` (the report's JSON dump). Every section but the
+title is optional and rendered only when present; intervals are 95%.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from abrec import fmt
 from abrec.errors import AbrecError
+from abrec.experiment.analysis import ExperimentResults, TreatmentResult
 from abrec.report import plots
+from abrec.report.model import Agreement, Decision, DemoReport, Look, OfflineSection, RunInfo
+from abrec.stats import EffectResult, Interval
 
 
 class ReportError(AbrecError, ValueError):
@@ -65,54 +45,29 @@ img{max-width:100%;height:auto}.grid{display:grid;grid-template-columns:1fr 1fr;
 """
 
 
-def _json_ready(obj: Any) -> Any:
-    """Plain JSON types; NaN/inf become null; numpy scalars/arrays become Python values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_json_ready(v) for v in obj.tolist()]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+def _ci(iv: Interval | None) -> str:
+    """``estimate [low, high]`` with 4 significant digits."""
+    if iv is None:
+        return f"{fmt.MISSING} {fmt.interval(None, None)}"
+    return f"{fmt.num(iv.estimate)} {fmt.interval(iv.low, iv.high)}"
 
 
-def fmt(x: Any, digits: int = 4) -> str:
-    """Number with `digits` significant digits; integers unchanged; missing as an en dash."""
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return html.escape(str(x))
-    if not math.isfinite(v):
-        return "–"
-    return f"{v:.{digits}g}"
+def _pct_ci(iv: Interval | None) -> str:
+    """``+x.xx% [+l.ll%, +h.hh%]``."""
+    if iv is None:
+        return f"{fmt.MISSING} {fmt.interval(None, None, fmt.pct)}"
+    return f"{fmt.pct(iv.estimate)} {fmt.interval(iv.low, iv.high, fmt.pct)}"
 
 
-def _pct(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{100 * v:+.2f}%" if math.isfinite(v) else "–"
+def _value(x: str | int | float | None) -> str:
+    """A table cell: text escaped, numbers through :func:`abrec.fmt.num`."""
+    return _e(x) if isinstance(x, str) else fmt.num(x)
 
 
-def _ci(d: Mapping[str, Any], est: str = "estimate", lo: str = "low", hi: str = "high") -> str:
-    return f"{fmt(d.get(est))} [{fmt(d.get(lo))}, {fmt(d.get(hi))}]"
+def _count(totals: dict[str, float], key: str) -> str:
+    """A raw count from a variant's totals, as an integer."""
+    v = fmt.as_float(totals.get(key))
+    return fmt.MISSING if v is None else str(round(v))
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -133,90 +88,78 @@ def _section(title: str, inner: str) -> str:
     return f"<h2>{html.escape(title)}</h2><section>{inner}</section>"
 
 
-def _decision(d: Mapping[str, Any]) -> str:
-    cls = "win" if d.get("winner") else "nowin"
-    verdict = _e(d.get("verdict", ""))
-    text = _e(d.get("text", ""))
-    return f'<div class="banner {cls}">{verdict}<div class="muted">{text}</div></div>'
+def _decision(d: Decision) -> str:
+    cls = "win" if d.winner else "nowin"
+    return f'<div class="banner {cls}">{_e(d.verdict)}<div class="muted">{_e(d.text)}</div></div>'
 
 
-def _offline(off: Mapping[str, Any]) -> str:
-    board = list(off.get("leaderboard", []))
+def _run(run: RunInfo) -> str:
+    rows = [[_e(k), f"<span>{_value(v)}</span>"] for k, v in run.rows()]
+    return _section("Run", _table(["setting", "value"], rows))
+
+
+def _offline(off: OfflineSection) -> str:
+    board = off.leaderboard
     metrics: list[str] = []
     for row in board:
-        for m in row.get("metrics", {}):
-            if m not in metrics:
-                metrics.append(m)
-    rows = [
-        [_e(r.get("model"))] + [_ci(r.get("metrics", {}).get(m, {})) for m in metrics]
-        for r in board
-    ]
+        metrics.extend(m for m in row.metrics if m not in metrics)
+    rows = [[_e(r.model)] + [_ci(r.metrics.get(m)) for m in metrics] for r in board]
     out = '<p class="muted">mean over scored users [95% bootstrap CI]</p>'
     out += _table(["model", *metrics], rows)
-    primary = str(off.get("primary_metric") or (metrics[0] if metrics else ""))
+    primary = off.primary_metric or (metrics[0] if metrics else "")
     if primary:
-        pts = [(str(r.get("model")), r.get("metrics", {}).get(primary, {})) for r in board]
+        cis = [r.metrics.get(primary) for r in board]
         out += _img(
             plots.interval_chart(
-                [p[0] for p in pts],
-                [p[1].get("estimate") for p in pts],
-                [p[1].get("low") for p in pts],
-                [p[1].get("high") for p in pts],
+                [r.model for r in board],
+                [None if c is None else c.estimate for c in cis],
+                [None if c is None else c.low for c in cis],
+                [None if c is None else c.high for c in cis],
                 title=f"offline {primary} with 95% CI",
                 xlabel=primary,
                 zero_line=False,
             ),
             f"offline {primary}",
         )
-    comps = list(off.get("comparisons", []))
-    if comps:
+    if off.comparisons:
         out += "<h3>Paired comparisons</h3>" + _table(
             ["model", "baseline", "metric", "difference [95% CI]", "p-value"],
             [
                 [
-                    _e(c.get("model")),
-                    _e(c.get("baseline")),
-                    _e(c.get("metric")),
-                    _ci(c),
-                    fmt(c.get("p_value"), 3),
+                    _e(c.model),
+                    _e(c.baseline),
+                    _e(c.metric),
+                    _ci(c.difference),
+                    fmt.num(c.p_value, 3),
                 ]
-                for c in comps
+                for c in off.comparisons
             ],
         )
     return _section("Offline leaderboard", out)
 
 
-def _online(on: Mapping[str, Any]) -> str:
+def _online(on: ExperimentResults) -> str:
     parts: list[str] = []
-    variants = list(on.get("variants", []))
+    variants = on.variants
     if variants:
-        total = sum(float(v.get("units") or 0) for v in variants)
-        wsum = sum(float(v.get("weight") or 0) for v in variants)
-        expected = (
-            [total * float(v.get("weight") or 0) / wsum for v in variants] if wsum > 0 else None
-        )
+        total = sum(v.n for v in variants)
+        weights = [v.weight or 0.0 for v in variants]
+        wsum = sum(weights)
+        expected = [total * w / wsum for w in weights] if wsum > 0 else None
+        headers = ["variant", "model", "weight", "units", "exposures", "clicks", "conversions"]
         parts.append(
             _table(
-                [
-                    "variant",
-                    "model",
-                    "weight",
-                    "units",
-                    "exposures",
-                    "clicks",
-                    "conversions",
-                    "CTR",
-                ],
+                [*headers, "CTR"],
                 [
                     [
-                        _e(v.get("name")),
-                        _e(v.get("model", "")),
-                        fmt(v.get("weight")),
-                        fmt(v.get("units")),
-                        fmt(v.get("exposures")),
-                        fmt(v.get("clicks")),
-                        fmt(v.get("conversions")),
-                        fmt(v.get("ctr")),
+                        _e(v.variant),
+                        _e(v.model or ""),
+                        fmt.num(v.weight),
+                        fmt.num(v.n),
+                        _count(v.totals, "exposures"),
+                        _count(v.totals, "clicks"),
+                        _count(v.totals, "conversions"),
+                        fmt.num(v.means.get("ctr")),
                     ]
                     for v in variants
                 ],
@@ -225,8 +168,8 @@ def _online(on: Mapping[str, Any]) -> str:
         parts.append(
             _img(
                 plots.bar_chart(
-                    [str(v.get("name")) for v in variants],
-                    [float(v.get("units") or 0) for v in variants],
+                    [v.variant for v in variants],
+                    [float(v.n) for v in variants],
                     expected,
                     title="assignment counts per variant",
                     ylabel="units",
@@ -234,36 +177,52 @@ def _online(on: Mapping[str, Any]) -> str:
                 "assignment counts",
             )
         )
-    srm = on.get("srm")
-    if srm:
-        bad = bool(srm.get("mismatch"))
+    srm = on.srm
+    if srm is not None:
         verdict = (
-            '<span class="bad">sample-ratio mismatch (p &lt; 0.001): do not trust the effects</span>'
-            if bad
+            f'<span class="bad">sample-ratio mismatch (p &lt; {srm.threshold:g}): '
+            "do not trust the effects</span>"
+            if srm.mismatch
             else '<span class="ok">no sample-ratio mismatch</span>'
         )
         parts.append(
             f"<p>SRM check (chi-square vs intended weights): {verdict}; "
-            f"chi2 = {fmt(srm.get('chi2'))}, p = {fmt(srm.get('p_value'), 3)}</p>"
+            f"chi2 = {fmt.num(srm.chi2)}, p = {fmt.num(srm.p_value, 3)}</p>"
         )
     return _section("Online experiment: assignment", "".join(parts)) if parts else ""
 
 
-def _effects(effects: Sequence[Mapping[str, Any]]) -> str:
+#: One row of the effects table: the treatment, the fixed-horizon result, its Holm p-value.
+_Effect = tuple[str, EffectResult, float | None]
+
+
+def _effect_rows(comps: Sequence[TreatmentResult]) -> list[_Effect]:
+    """Every fixed-horizon test (with its Holm p-value), then CUPED, per treatment."""
+    out: list[_Effect] = []
+    for comp in comps:
+        for t in comp.tests:
+            if isinstance(t.result, EffectResult):
+                out.append((comp.treatment, t.result, t.p_value_holm))
+        if comp.cuped_clicks_per_unit is not None:
+            out.append((comp.treatment, comp.cuped_clicks_per_unit, None))
+    return out
+
+
+def _effects(effects: Sequence[_Effect]) -> str:
     rows = [
         [
-            _e(f"{e.get('variant')} vs control"),
-            _e(e.get("metric")),
-            _e(e.get("method", "")),
-            fmt(e.get("control_mean")),
-            fmt(e.get("treatment_mean")),
-            _ci(e),
-            f"{_pct(e.get('relative'))} [{_pct(e.get('relative_low'))}, {_pct(e.get('relative_high'))}]",
-            fmt(e.get("p_value"), 3),
-            fmt(e.get("p_adjusted"), 3),
-            _pct(e.get("variance_reduction")) if e.get("variance_reduction") is not None else "–",
+            _e(f"{v} vs control"),
+            _e(r.metric),
+            _e(r.method),
+            fmt.num(r.control_mean),
+            fmt.num(r.treatment_mean),
+            _ci(r.absolute),
+            _pct_ci(r.relative),
+            fmt.num(r.p_value, 3),
+            fmt.num(p_holm, 3),
+            fmt.pct(r.variance_reduction),
         ]
-        for e in effects
+        for v, r, p_holm in effects
     ]
     out = _table(
         [
@@ -280,40 +239,34 @@ def _effects(effects: Sequence[Mapping[str, Any]]) -> str:
         ],
         rows,
     )
-    labels = [f"{e.get('variant')}: {e.get('metric')} ({e.get('method', '')})" for e in effects]
     out += _img(
         plots.interval_chart(
-            labels,
-            [_rel(e, "relative") for e in effects],
-            [_rel(e, "relative_low") for e in effects],
-            [_rel(e, "relative_high") for e in effects],
+            [f"{v}: {r.metric} ({r.method})" for v, r, _ in effects],
+            [100.0 * r.relative.estimate for _, r, _ in effects],
+            [100.0 * r.relative.low for _, r, _ in effects],
+            [100.0 * r.relative.high for _, r, _ in effects],
             title="online relative lift per metric (95% CI)",
             xlabel="relative lift (%)",
         ),
         "online lift per metric",
     )
-    cuped = [e for e in effects if e.get("variance_reduction") is not None]
+    cuped = [(v, r) for v, r, _ in effects if r.variance_reduction is not None]
     if cuped:
         out += (
             "<h3>CUPED</h3><p>"
             + "; ".join(
-                f"{_e(e.get('metric'))} ({_e(e.get('variant'))}): variance reduced by "
-                f"{_pct(e.get('variance_reduction'))}"
-                for e in cuped
+                f"{_e(r.metric)} ({_e(v)}): variance reduced by {fmt.pct(r.variance_reduction)}"
+                for v, r in cuped
             )
             + "</p>"
         )
     return _section("Online effects (fixed horizon)", out)
 
 
-def _rel(e: Mapping[str, Any], key: str) -> float:
-    v = e.get(key)
-    return 100.0 * float(v) if v is not None else float("nan")
-
-
-def _sequential(seq: Sequence[Mapping[str, Any]], timeline: Sequence[Mapping[str, Any]]) -> str:
+def _sequential(comps: Sequence[TreatmentResult], timeline: Sequence[Look]) -> str:
     out = ""
-    if seq:
+    seqs = [(c.treatment, c.sequential_ctr) for c in comps if c.sequential_ctr is not None]
+    if seqs:
         out += _table(
             [
                 "comparison",
@@ -324,53 +277,63 @@ def _sequential(seq: Sequence[Mapping[str, Any]], timeline: Sequence[Mapping[str
             ],
             [
                 [
-                    _e(f"{s.get('variant')} vs control"),
-                    _e(s.get("metric", "ctr")),
-                    _ci(s),
-                    fmt(s.get("p_value"), 3),
-                    _e(s.get("decision", "")),
+                    _e(f"{v} vs control"),
+                    _e(s.metric or "ctr"),
+                    _ci(Interval(s.estimate, s.ci.low, s.ci.high)),
+                    fmt.num(s.p_value, 3),
+                    _e(s.decision),
                 ]
-                for s in seq
+                for v, s in seqs
             ],
         )
     if timeline:
         out += _img(
-            plots.confidence_sequence(timeline, "sequential confidence sequence over time"),
+            plots.confidence_sequence(
+                [look.variant for look in timeline],
+                [look.units for look in timeline],
+                [look.estimate for look in timeline],
+                [look.low for look in timeline],
+                [look.high for look in timeline],
+                "sequential confidence sequence over time",
+            ),
             "confidence sequence",
         )
         last = timeline[-1]
         out += (
-            f'<p class="muted">{len(timeline)} looks; last look after {fmt(last.get("elapsed_s"), 3)} s: '
-            f"{fmt(last.get('units'))} units, {fmt(last.get('exposures'))} exposures, "
-            f"{fmt(last.get('clicks'))} clicks.</p>"
+            f'<p class="muted">{len(timeline)} looks; last look after '
+            f"{fmt.num(last.elapsed_s, 3)} s: {fmt.num(last.units)} units, "
+            f"{fmt.num(last.exposures)} exposures, {fmt.num(last.clicks)} clicks.</p>"
         )
     return _section("Sequential monitoring (safe under peeking)", out) if out else ""
 
 
-def _guardrails(g: Sequence[Mapping[str, Any]]) -> str:
+def _guardrails(comps: Sequence[TreatmentResult]) -> str:
     rows = [
         [
-            _e(f"{x.get('variant')} vs control"),
-            _e(x.get("metric")),
-            _ci(x),
-            '<span class="ok">pass</span>' if x.get("passed") else '<span class="bad">fail</span>',
+            _e(f"{c.treatment} vs control"),
+            _e(g.metric),
+            _ci(Interval(g.estimate, g.low, g.high)),
+            '<span class="ok">pass</span>' if g.passed else '<span class="bad">fail</span>',
         ]
-        for x in g
+        for c in comps
+        for g in c.guardrails
     ]
+    if not rows:
+        return ""
     return _section(
         "Guardrails",
         _table(["comparison", "metric", "difference [always-valid 95% CI]", "status"], rows),
     )
 
 
-def _agreement(a: Sequence[Mapping[str, Any]]) -> str:
+def _agreement(a: Sequence[Agreement]) -> str:
     rows = [
         [
-            _e(f"{x.get('variant')} vs control"),
-            _e(x.get("offline_metric")),
-            _ci(x, "offline_estimate", "offline_low", "offline_high"),
-            _e(x.get("online_metric")),
-            f"{_pct(x.get('online_estimate'))} [{_pct(x.get('online_low'))}, {_pct(x.get('online_high'))}]",
+            _e(f"{x.variant} vs control"),
+            _e(x.offline_metric),
+            _ci(x.offline),
+            _e(x.online_metric),
+            _pct_ci(x.online),
         ]
         for x in a
     ]
@@ -384,78 +347,74 @@ def _agreement(a: Sequence[Mapping[str, Any]]) -> str:
         ],
         rows,
     )
+    labels = [x.variant for x in a]
+    offs = [x.offline for x in a]
     off = plots.interval_chart(
-        [str(x.get("variant")) for x in a],
-        [x.get("offline_estimate") for x in a],
-        [x.get("offline_low") for x in a],
-        [x.get("offline_high") for x in a],
-        title=f"offline {a[0].get('offline_metric')} difference",
+        labels,
+        [None if o is None else o.estimate for o in offs],
+        [None if o is None else o.low for o in offs],
+        [None if o is None else o.high for o in offs],
+        title=f"offline {a[0].offline_metric} difference",
         xlabel="difference vs control model",
     )
     on = plots.interval_chart(
-        [str(x.get("variant")) for x in a],
-        [_rel(x, "online_estimate") for x in a],
-        [_rel(x, "online_low") for x in a],
-        [_rel(x, "online_high") for x in a],
-        title=f"online {a[0].get('online_metric')} lift",
+        labels,
+        [100.0 * x.online.estimate for x in a],
+        [100.0 * x.online.low for x in a],
+        [100.0 * x.online.high for x in a],
+        title=f"online {a[0].online_metric} lift",
         xlabel="relative lift (%)",
     )
     out += f'<div class="grid">{_img(off, "offline difference")}{_img(on, "online lift")}</div>'
     return _section("Offline vs online", out)
 
 
-def render_html(results: Mapping[str, Any]) -> str:
-    """The report page as one self-contained HTML string."""
-    if not isinstance(results, Mapping):
-        raise ReportError("results must be a dict (see abrec.report.html for its keys)")
-    title = str(results.get("title", "abrec report"))
-    body = [f"<h1>{_e(title)}</h1>"]
+def render_html(report: DemoReport) -> str:
+    """The report page as one self-contained HTML string.
+
+    Raises:
+        ReportError: when ``report`` is not a :class:`DemoReport`.
+    """
+    if not isinstance(report, DemoReport):
+        raise ReportError(
+            f"the report must be an abrec.report.DemoReport, got {type(report).__name__}"
+        )
+    body = [f"<h1>{_e(report.title)}</h1>"]
     body.append(
         f'<p class="muted">generated {datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}</p>'
     )
-    if results.get("decision"):
-        body.append(_decision(results["decision"]))
-    meta = results.get("meta") or {}
-    if meta:
-        body.append(
-            _section(
-                "Run",
-                _table(
-                    ["setting", "value"],
-                    [[_e(k), f"<span>{fmt(v)}</span>"] for k, v in meta.items()],
-                ),
-            )
-        )
-    if results.get("offline"):
-        body.append(_offline(results["offline"]))
-    online = results.get("online") or {}
-    if online:
-        body.append(_online(online))
-        if online.get("effects"):
-            body.append(_effects(online["effects"]))
-    seq = online.get("sequential") or []
-    timeline = results.get("timeline") or []
-    if seq or timeline:
-        body.append(_sequential(seq, timeline))
-    if online.get("guardrails"):
-        body.append(_guardrails(online["guardrails"]))
-    if results.get("agreement"):
-        body.append(_agreement(results["agreement"]))
+    if report.decision is not None:
+        body.append(_decision(report.decision))
+    if report.run is not None:
+        body.append(_run(report.run))
+    if report.offline is not None:
+        body.append(_offline(report.offline))
+    comps: tuple[TreatmentResult, ...] = ()
+    if report.online is not None:
+        comps = report.online.comparisons
+        body.append(_online(report.online))
+        effects = _effect_rows(comps)
+        if effects:
+            body.append(_effects(effects))
+    body.append(_sequential(comps, report.timeline))
+    body.append(_guardrails(comps))
+    if report.agreement:
+        body.append(_agreement(report.agreement))
     body.append('<p class="muted">All numbers are also in results.json beside this file.</p>')
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_e(report.title)}</title>"
         f"<style>{_CSS}</style></head><body><main>{''.join(body)}</main></body></html>"
     )
 
 
-def write_report(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
-    """Write `report.html` and `results.json` into `run_dir`; returns the HTML path."""
+def write_report(run_dir: str | Path, report: DemoReport) -> Path:
+    """Write ``report.html`` and ``results.json`` into ``run_dir``; returns the HTML path."""
+    page = render_html(report)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    clean = _json_ready(results)
-    page = render_html(clean)
-    (run_dir / "results.json").write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+    (run_dir / "results.json").write_text(report.to_json())
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out

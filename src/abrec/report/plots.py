@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,19 +41,29 @@ def _num(x: Any) -> float:
         return float("nan")
 
 
-def confidence_sequence(timeline: Sequence[Mapping[str, Any]], title: str) -> str | None:
-    """Running estimate and always-valid interval against units observed (one line per variant)."""
-    rows = [r for r in timeline if np.isfinite(_num(r.get("estimate")))]
+def confidence_sequence(
+    variants: Sequence[str],
+    units: Sequence[float],
+    estimates: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    title: str,
+) -> str | None:
+    """Running estimate and always-valid interval against units observed (one line per variant).
+
+    The five sequences hold one entry per look; looks without a finite estimate are left out.
+    """
+    rows = [
+        (str(v), _num(u), _num(e), _num(lo), _num(hi))
+        for v, u, e, lo, hi in zip(variants, units, estimates, lows, highs, strict=True)
+        if np.isfinite(_num(e))
+    ]
     if not rows:
         return None
     fig, ax = _figure()
-    variants = sorted({str(r.get("variant", "treatment")) for r in rows})
-    for c, v in zip(_COLORS, variants, strict=False):
-        sel = [r for r in rows if str(r.get("variant", "treatment")) == v]
-        x = np.array([_num(r.get("units")) for r in sel])
-        est = np.array([_num(r.get("estimate")) for r in sel])
-        lo = np.array([_num(r.get("low")) for r in sel])
-        hi = np.array([_num(r.get("high")) for r in sel])
+    for c, v in zip(_COLORS, sorted({r[0] for r in rows}), strict=False):
+        sel = np.array([r[1:] for r in rows if r[0] == v])
+        x, est, lo, hi = sel.T
         ax.fill_between(
             x, lo, hi, color=c, alpha=0.2, step="post", label=f"{v}: 95% always-valid CI"
         )

@@ -3,17 +3,27 @@
 Every function returns a frozen dataclass; see docs/statistics.md for formulas and references.
 """
 
+from abrec.jsonsafe import json_safe
 from abrec.stats.analysis import (
+    Aggregates,
     Comparison,
     ExperimentAnalysis,
     MetricSpec,
+    Source,
+    Term,
+    Untested,
     VariantSummary,
     aggregate,
+    analyze,
     analyze_experiment,
+    column_source,
+    compare,
+    metric_stats,
+    srm_note,
 )
 from abrec.stats.bayesian import bayes_means, bayes_proportions, bayes_ratio
 from abrec.stats.bootstrap import bootstrap
-from abrec.stats.errors import StatsError, StatsInputError
+from abrec.stats.errors import NotTestableError, StatsError, StatsInputError
 from abrec.stats.frequentist import (
     compare_variants,
     cupac_test,
@@ -34,11 +44,14 @@ from abrec.stats.power import (
     sample_size_proportions,
 )
 from abrec.stats.results import (
+    SRM_THRESHOLD,
     BayesResult,
     BootstrapResult,
     EffectResult,
     Interval,
     MannWhitneyResult,
+    Num,
+    OptNum,
     SampleSizeResult,
     SequentialResult,
     SRMResult,
@@ -55,6 +68,8 @@ from abrec.stats.srm import srm_test
 from abrec.stats.sufficient import CupedStats, MeanStats, RatioStats, proportion_stats
 
 __all__ = [
+    "SRM_THRESHOLD",
+    "Aggregates",
     "BayesResult",
     "BootstrapResult",
     "Comparison",
@@ -65,30 +80,41 @@ __all__ = [
     "MannWhitneyResult",
     "MeanStats",
     "MetricSpec",
+    "NotTestableError",
+    "Num",
+    "OptNum",
     "RatioStats",
     "SRMResult",
     "SampleSizeResult",
     "SequentialMonitor",
     "SequentialResult",
+    "Source",
     "StatsError",
     "StatsInputError",
+    "Term",
+    "Untested",
     "VariantSummary",
     "aggregate",
     "always_valid_pvalue",
+    "analyze",
     "analyze_experiment",
     "bayes_means",
     "bayes_proportions",
     "bayes_ratio",
     "benjamini_hochberg",
     "bootstrap",
+    "column_source",
+    "compare",
     "compare_variants",
     "confidence_sequence_radius",
     "cupac_test",
     "cuped_test",
     "holm",
+    "json_safe",
     "mann_whitney",
     "mde_means",
     "mde_proportions",
+    "metric_stats",
     "optimal_rho",
     "power_means",
     "power_proportions",
@@ -99,6 +125,7 @@ __all__ = [
     "sample_size_proportions",
     "sequential_ratio_test",
     "sequential_test",
+    "srm_note",
     "srm_test",
     "welch_ttest",
     "ztest_proportions",

@@ -9,7 +9,7 @@ from typing import Literal, cast
 import numpy as np
 import numpy.typing as npt
 
-from abrec.stats.errors import StatsInputError
+from abrec.stats.errors import NotTestableError, StatsInputError
 
 Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
@@ -54,7 +54,7 @@ def check_count(value: int, name: str) -> int:
 def check_min_units(n_control: int, n_treatment: int, what: str, k: int = 2) -> None:
     """Raise unless both groups have at least `k` units."""
     if n_control < k or n_treatment < k:
-        raise StatsInputError(
+        raise NotTestableError(
             f"{what} needs at least {k} units per group, got control={n_control}, "
             f"treatment={n_treatment}; an empty or singleton group usually means wrong "
             "variant labels."

@@ -21,7 +21,7 @@ from abrec.stats._checks import (
     z_or_t_quantile,
 )
 from abrec.stats._groups import Moments, two_groups
-from abrec.stats.errors import StatsInputError
+from abrec.stats.errors import NotTestableError, StatsInputError
 from abrec.stats.results import EffectResult, Interval, MannWhitneyResult
 from abrec.stats.sufficient import CupedStats, MeanStats, RatioStats
 
@@ -135,7 +135,7 @@ def _effect(
     a, b = c.var_of_mean, t.var_of_mean
     se = math.sqrt(a + b)
     if se == 0.0 and (test_se is None or test_se == 0.0):
-        raise StatsInputError(
+        raise NotTestableError(
             f"{method}: the metric{' ' + repr(metric) if metric else ''} has zero variance in "
             "both groups (every unit has the same value), so no test is possible; "
             "check that the column holds per-unit values."
@@ -345,7 +345,7 @@ def mann_whitney(
     tie = float(np.sum(counts.astype(np.float64) ** 3 - counts))
     var_u = nc * nt / 12.0 * ((n + 1) - tie / (n * (n - 1)))
     if var_u <= 0:
-        raise StatsInputError(
+        raise NotTestableError(
             "mann_whitney: all values are identical in both groups, so ranks carry no information."
         )
     mu = nc * nt / 2.0

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import numpy as np
+from pydantic import BeforeValidator, PlainSerializer
+
+from abrec.jsonsafe import json_safe
 
 
-def json_safe(value: Any) -> Any:
-    """Convert a value (dataclass, dict, sequence, numpy) to JSON-ready Python; NaN/±inf -> None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays
-        return json_safe(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
+def _none_to_nan(v: Any) -> Any:
+    return math.nan if v is None else v
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+#: p-value below which the sample-ratio check flags a mismatch (the one definition).
+SRM_THRESHOLD = 0.001
+
+#: A float that may be undefined (NaN, ±inf): JSON ``null`` on the wire, NaN when parsed back.
+Num = Annotated[
+    float,
+    BeforeValidator(_none_to_nan),
+    PlainSerializer(_finite_or_none, return_type=float | None, when_used="json"),
+]
+#: An optional float (None when not applicable); NaN/±inf also become ``null`` in JSON.
+OptNum = Annotated[
+    float | None, PlainSerializer(_finite_or_none, return_type=float | None, when_used="json")
+]
 
 
 class ToDictMixin:
@@ -41,9 +48,9 @@ class ToDictMixin:
 class Interval(ToDictMixin):
     """A point estimate with a confidence (or credible) interval [low, high]."""
 
-    estimate: float
-    low: float
-    high: float
+    estimate: Num
+    low: Num
+    high: Num
 
     def contains(self, value: float) -> bool:
         """Whether `value` lies in the closed interval."""
@@ -64,20 +71,20 @@ class EffectResult(ToDictMixin):
 
     method: str
     metric: str
-    control_mean: float
-    treatment_mean: float
+    control_mean: Num
+    treatment_mean: Num
     n_control: int
     n_treatment: int
     absolute: Interval
     relative: Interval
-    p_value: float
-    alpha: float
+    p_value: Num
+    alpha: Num
     alternative: str
-    variance_reduction: float | None = None
+    variance_reduction: OptNum = None
     notes: tuple[str, ...] = ()
-    statistic: float | None = None
-    std_error: float | None = None
-    df: float | None = None
+    statistic: OptNum = None
+    std_error: OptNum = None
+    df: OptNum = None
 
     @property
     def significant(self) -> bool:
@@ -91,16 +98,16 @@ class SequentialResult(ToDictMixin):
 
     method: str
     metric: str
-    estimate: float
+    estimate: Num
     ci: Interval
-    p_value: float
+    p_value: Num
     decision: Literal["continue", "reject"]
     n_control: int
     n_treatment: int
-    alpha: float
-    rho: float
-    control_mean: float = math.nan
-    treatment_mean: float = math.nan
+    alpha: Num
+    rho: Num
+    control_mean: Num = math.nan
+    treatment_mean: Num = math.nan
     looks: int = 1
     notes: tuple[str, ...] = ()
 
@@ -109,12 +116,12 @@ class SequentialResult(ToDictMixin):
 class SRMResult(ToDictMixin):
     """Chi-square goodness-of-fit test of observed unit counts against the intended split."""
 
-    chi2: float
-    p_value: float
+    chi2: Num
+    p_value: Num
     mismatch: bool
     expected: tuple[float, ...]
     observed: tuple[int, ...]
-    threshold: float = 0.001
+    threshold: Num = SRM_THRESHOLD
     df: int = 1
 
 
@@ -128,16 +135,16 @@ class BayesResult(ToDictMixin):
 
     method: str
     metric: str
-    control_mean: float
-    treatment_mean: float
+    control_mean: Num
+    treatment_mean: Num
     n_control: int
     n_treatment: int
-    prob_beat_control: float
-    expected_loss: float
-    expected_loss_control: float
+    prob_beat_control: Num
+    expected_loss: Num
+    expected_loss_control: Num
     credible_interval: Interval
     relative: Interval
-    credibility: float
+    credibility: Num
     prior: str
     notes: tuple[str, ...] = ()
 
@@ -147,14 +154,14 @@ class MannWhitneyResult(ToDictMixin):
     """Mann-Whitney U test (normal approximation with tie and optional continuity correction)."""
 
     metric: str
-    u_statistic: float
-    p_value: float
-    prob_superiority: float
+    u_statistic: Num
+    p_value: Num
+    prob_superiority: Num
     n_control: int
     n_treatment: int
-    alpha: float
+    alpha: Num
     alternative: str
-    z: float
+    z: Num
     method: str = "mann-whitney"
 
 
@@ -164,9 +171,9 @@ class BootstrapResult(ToDictMixin):
 
     method: str
     interval: Interval
-    std_error: float
+    std_error: Num
     n_resamples: int
-    confidence: float
+    confidence: Num
 
 
 @dataclass(frozen=True)
@@ -176,8 +183,8 @@ class SampleSizeResult(ToDictMixin):
     n_control: int
     n_treatment: int
     n_total: int
-    mde: float
-    alpha: float
-    power: float
-    ratio: float
+    mde: Num
+    alpha: Num
+    power: Num
+    ratio: Num
     alternative: str

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from abrec.stats._checks import check_alpha, check_count
 from abrec.stats._groups import two_groups
-from abrec.stats.errors import StatsInputError
+from abrec.stats.errors import NotTestableError, StatsInputError
 from abrec.stats.results import Interval, SequentialResult
 from abrec.stats.sufficient import MeanStats, RatioStats
 
@@ -93,7 +93,7 @@ def _sequential(
     d = t.mean - c.mean
     v = c.var_of_mean + t.var_of_mean
     if v == 0.0:
-        raise StatsInputError(
+        raise NotTestableError(
             f"{method}: the metric has zero variance in both groups; "
             "wait for more data or check the metric column."
         )

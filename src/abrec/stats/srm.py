@@ -9,11 +9,11 @@ from scipy import stats as sps
 
 from abrec.stats._checks import check_alpha
 from abrec.stats.errors import StatsInputError
-from abrec.stats.results import SRMResult
+from abrec.stats.results import SRM_THRESHOLD, SRMResult
 
 
 def srm_test(
-    observed: Sequence[int], weights: Sequence[float], *, threshold: float = 0.001
+    observed: Sequence[int], weights: Sequence[float], *, threshold: float = SRM_THRESHOLD
 ) -> SRMResult:
     """Pearson chi-square test of observed counts per variant against `weights` (any scale)."""
     threshold = check_alpha(threshold, "threshold")

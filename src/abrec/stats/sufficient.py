@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from abrec.stats._checks import as_1d, check_count, check_finite, same_length
-from abrec.stats.errors import StatsInputError
+from abrec.stats.errors import NotTestableError, StatsInputError
 
 
 def _centered(sum_sq: float, sum_: float, n: int) -> float:
@@ -26,7 +26,7 @@ def _cross(sum_ab: float, sum_a: float, sum_b: float, n: int) -> float:
 
 def _need(n: int, k: int, what: str) -> None:
     if n < k:
-        raise StatsInputError(
+        raise NotTestableError(
             f"{what} needs at least {k} unit(s) per group, got n={n}; "
             "collect more data or check the variant labels."
         )
@@ -141,7 +141,7 @@ class RatioStats(_Sums):
         """Ratio of sums, sum_num / sum_den."""
         _need(self.n, 1, "a ratio")
         if self.sum_den == 0:
-            raise StatsInputError(
+            raise NotTestableError(
                 "the denominator sums to 0 in a group, so the ratio is undefined; "
                 "check the denominator column (e.g. exposures)."
             )

@@ -1,15 +1,16 @@
-"""The event record and the per-variant sufficient statistics read back from the store."""
+"""The event record and the per-unit columns the store aggregates."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EVENT_TYPES: tuple[str, ...] = ("exposure", "click", "conversion", "covariate")
+#: Per-unit columns the store aggregates (see :meth:`abrec.store.EventStore.aggregate`).
+UNIT_COLUMNS: tuple[str, ...] = ("exposures", "clicks", "conversions", "covariate")
 
 
 def _now() -> datetime:
@@ -67,37 +68,3 @@ class Event(BaseModel):
         if self.type == "covariate" and self.value is None:
             raise ValueError("a covariate event needs its pre-experiment metric in 'value'")
         return self
-
-
-@dataclass(frozen=True)
-class VariantSummary:
-    """Per-variant totals and per-unit sufficient statistics, computed in SQL.
-
-    Unit-level statistics cover exposed units (≥1 exposure). ``c`` = clicks per unit,
-    ``e`` = exposures per unit, ``v`` = conversions per unit, ``x`` = covariate; the
-    ``cov_*`` sums of clicks are restricted to units that have a covariate.
-    """
-
-    variant: str
-    n_units: int
-    exposures: int
-    clicks: int
-    conversions: int
-    sum_clicks: float
-    sum_sq_clicks: float
-    sum_exposures: float
-    sum_sq_exposures: float
-    sum_clicks_exposures: float
-    sum_conversions: float
-    sum_sq_conversions: float
-    n_covariate: int = 0
-    sum_x: float = 0.0
-    sum_sq_x: float = 0.0
-    sum_x_clicks: float = 0.0
-    sum_x_exposures: float = 0.0
-    cov_sum_clicks: float = 0.0
-    cov_sum_sq_clicks: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from abrec.errors import StoreError
-from abrec.store.events import Event, VariantSummary
+from abrec.stats.analysis import Term, VariantSums
+from abrec.store.events import UNIT_COLUMNS, Event
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -236,10 +237,12 @@ class EventStore:
             sa.select(
                 e.variant.label("variant"),
                 e.unit_id.label("unit_id"),
-                n_of("exposure").label("e"),
-                n_of("click").label("c"),
-                n_of("conversion").label("v"),
-                sa.func.avg(sa.case((e.type == "covariate", e.value), else_=None)).label("x"),
+                n_of("exposure").label("exposures"),
+                n_of("click").label("clicks"),
+                n_of("conversion").label("conversions"),
+                sa.func.avg(sa.case((e.type == "covariate", e.value), else_=None)).label(
+                    "covariate"
+                ),
                 sa.func.min(e.ts).label("first_ts"),
             )
             .where(e.experiment == experiment)
@@ -247,63 +250,52 @@ class EventStore:
             .subquery("per_unit")
         )
 
-    def variant_summary(self, experiment: str) -> dict[str, VariantSummary]:
-        """Per-variant counts and per-unit sufficient statistics, aggregated in SQL.
+    def aggregate(
+        self, experiment: str, terms: Sequence[Term], require: str | None = None
+    ) -> VariantSums:
+        """Per-variant sums of products of per-unit columns, computed in SQL.
 
-        Units are grouped first (clicks, exposures, conversions and mean covariate per
-        unit), then variants; only units with at least one exposure are counted.
+        Units are grouped first (per unit: ``exposures``, ``clicks``, ``conversions`` and
+        the mean ``covariate``, NULL when the unit has none), then variants; only units with
+        at least one exposure count. A term is a tuple of those column names whose product
+        is summed, ``()`` counts units; with ``require``, only units where that column is
+        not NULL count. This is the store's :data:`abrec.stats.Source`.
+
+        Raises:
+            StoreError: when a term or ``require`` names an unknown column.
         """
         u = self._per_unit(experiment).c
-        has_x = u.x.is_not(None)
-        q = (
-            sa.select(
-                u.variant,
-                sa.func.count(),
-                sa.func.sum(u.e),
-                sa.func.sum(u.c),
-                sa.func.sum(u.v),
-                sa.func.sum(u.c * u.c),
-                sa.func.sum(u.e * u.e),
-                sa.func.sum(u.c * u.e),
-                sa.func.sum(u.v * u.v),
-                sa.func.count(u.x),
-                sa.func.sum(u.x),
-                sa.func.sum(u.x * u.x),
-                sa.func.sum(u.x * u.c),
-                sa.func.sum(u.x * u.e),
-                sa.func.sum(sa.case((has_x, u.c), else_=0)),
-                sa.func.sum(sa.case((has_x, u.c * u.c), else_=0)),
-            )
-            .where(u.e > 0)
-            .group_by(u.variant)
-            .order_by(u.variant)
-        )
-        with self._tx("summarise variants") as conn:
+        known = set(UNIT_COLUMNS)
+        used = {c for t in terms for c in t} | ({require} if require is not None else set())
+        bad = sorted(used - known)
+        if bad:
+            raise StoreError(f"unknown per-unit column(s) {bad}; use {list(UNIT_COLUMNS)}")
+
+        def total(term: Term) -> Any:
+            if not term:
+                return sa.func.count()
+            prod = u[term[0]]
+            for c in term[1:]:
+                prod = prod * u[c]
+            return sa.func.sum(prod)
+
+        q = sa.select(u.variant, *(total(t) for t in terms)).where(u.exposures > 0)
+        if require is not None:
+            q = q.where(u[require].is_not(None))
+        q = q.group_by(u.variant).order_by(u.variant)
+        with self._tx("aggregate per-unit data") as conn:
             rows = conn.execute(q).all()
-        out: dict[str, VariantSummary] = {}
-        for r in rows:
-            out[str(r[0])] = VariantSummary(
-                variant=str(r[0]),
-                n_units=_to_int(r[1]),
-                exposures=_to_int(r[2]),
-                clicks=_to_int(r[3]),
-                conversions=_to_int(r[4]),
-                sum_clicks=_to_float(r[3]),
-                sum_sq_clicks=_to_float(r[5]),
-                sum_exposures=_to_float(r[2]),
-                sum_sq_exposures=_to_float(r[6]),
-                sum_clicks_exposures=_to_float(r[7]),
-                sum_conversions=_to_float(r[4]),
-                sum_sq_conversions=_to_float(r[8]),
-                n_covariate=_to_int(r[9]),
-                sum_x=_to_float(r[10]),
-                sum_sq_x=_to_float(r[11]),
-                sum_x_clicks=_to_float(r[12]),
-                sum_x_exposures=_to_float(r[13]),
-                cov_sum_clicks=_to_float(r[14]),
-                cov_sum_sq_clicks=_to_float(r[15]),
-            )
-        return out
+        return {
+            str(r[0]): {t: _to_float(v) for t, v in zip(terms, r[1:], strict=True)} for r in rows
+        }
+
+    def source(self, experiment: str) -> Callable[[Sequence[Term], str | None], VariantSums]:
+        """:meth:`aggregate` bound to one experiment: an :data:`abrec.stats.Source`."""
+
+        def source(terms: Sequence[Term], require: str | None = None) -> VariantSums:
+            return self.aggregate(experiment, terms, require)
+
+        return source
 
     def unit_frame(self, experiment: str) -> dict[str, np.ndarray]:
         """Per-unit aggregates (aggregated in SQL), one row per (variant, unit).
@@ -313,9 +305,9 @@ class EventStore:
         Units without exposures are included; filter on ``exposures > 0`` as needed.
         """
         u = self._per_unit(experiment).c
-        q = sa.select(u.unit_id, u.variant, u.e, u.c, u.v, u.x, u.first_ts).order_by(
-            u.variant, u.unit_id
-        )
+        q = sa.select(
+            u.unit_id, u.variant, u.exposures, u.clicks, u.conversions, u.covariate, u.first_ts
+        ).order_by(u.variant, u.unit_id)
         with self._tx("read per-unit data") as conn:
             rows = conn.execute(q).all()
         first_ts = []
