@@ -2,7 +2,7 @@
 
 `run_demo(DemoOptions(...))` is what `abrec demo` runs:
 
-1. offline: `abrec.pipeline.run` on the demo config (MovieLens latest-small, protocol
+1. offline: `abrec.offline.run.run` on the demo config (MovieLens latest-small, protocol
    ml-small-temporal-v1, bundled MiniLM; embeddings cached on disk), leaderboard printed,
    fitted models saved as a `ModelBundle` in the run folder;
 2. online: the real service (`ServiceThread`, SQLite store in the run folder) on a free
@@ -53,7 +53,8 @@ from abrec.stats import EffectResult, Interval
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from abrec.pipeline import RunConfig, RunOutput
+    from abrec.offline.config import RunConfig
+    from abrec.offline.run import RunOutput
 
 EXPERIMENT_ID = "demo-ctr"
 
@@ -173,24 +174,25 @@ def parse_click_model(pairs: list[str]) -> ClickModel:
 
 def demo_config(path: Path | None) -> RunConfig:
     """The offline run config: `path` if given, else `DEMO_CONFIG`."""
-    from abrec import pipeline
+    from abrec.offline.config import load_config, parse_config
 
     if path is not None:
-        return pipeline.load_config(path)
-    return pipeline.parse_config(DEMO_CONFIG, "abrec.demo.DEMO_CONFIG")
+        return load_config(path)
+    return parse_config(DEMO_CONFIG, "abrec.demo.DEMO_CONFIG")
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     """Run the whole loop and write the report (see the module docstring)."""
     from rich.console import Console
 
-    from abrec import pipeline
+    from abrec.offline.present import print_leaderboard
+    from abrec.offline.run import default_run_dir, run
     from abrec.report import write_report
 
     con = console or Console()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    run_dir = Path(opts.output) if opts.output is not None else pipeline.default_run_dir()
+    run_dir = Path(opts.output) if opts.output is not None else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = demo_config(opts.config)
     # compare offline against the model the control arm serves, so the report can put
@@ -208,14 +210,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
 
     # 1. offline ------------------------------------------------------------------------
     con.rule("[bold]1. Offline evaluation")
-    off = pipeline.run(
+    off = run(
         cfg,
         run_dir / "offline",
         quiet=opts.quiet,
         console=con,
         save_models_dir=run_dir / "bundle",
     )
-    pipeline.print_leaderboard(off, con)
+    print_leaderboard(off, con)
     timings["offline_s"] = time.perf_counter() - t0
 
     # 2./3. online ------------------------------------------------------------------------
@@ -287,7 +289,6 @@ def _run_online(
     from abrec.serve.runner import ServiceThread
 
     token = os.environ.get(ADMIN_TOKEN_ENV) or secrets.token_urlsafe(24)
-    os.environ[ADMIN_TOKEN_ENV] = token  # read by create_app
     headers = {"Authorization": f"Bearer {token}"}
     db = (run_dir / "events.db").resolve()
     store_url = f"sqlite:///{db}"
@@ -296,6 +297,7 @@ def _run_online(
             "store_url": store_url,
             "bundle": str((run_dir / "bundle").resolve()),
             "fallback_model": "popularity",
+            "admin_token": token,
         }
     )
     looks: list[Look] = []

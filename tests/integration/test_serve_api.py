@@ -488,13 +488,13 @@ def test_results_after_traffic(svc: Svc) -> None:
     assert r.status_code == 200, r.text
     res = r.json()
     assert res["experiment"] == "exp1" and res["control"] == "control"
-    summary = svc.store.variant_summary("exp1")
-    by_name = {v["name"]: v for v in res["variants"]}
+    agg = svc.store.aggregate("exp1", [(), ("exposures",), ("clicks",)])
+    by_name = {v["variant"]: v for v in res["variants"]}
     assert set(by_name) == {"control", "treatment"}
     for name, v in by_name.items():
-        assert v["units"] == summary[name].n_units
-        assert v["exposures"] == summary[name].exposures
-        assert v["clicks"] == summary[name].clicks
+        assert v["n"] == agg[name][()]
+        assert v["totals"]["exposures"] == agg[name][("exposures",)]
+        assert v["totals"]["clicks"] == agg[name][("clicks",)]
     assert res["srm"] is not None and 0.0 <= res["srm"]["p_value"] <= 1.0
     (comp,) = res["comparisons"]
     assert comp["treatment"] == "treatment" and comp["control"] == "control"

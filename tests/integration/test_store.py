@@ -119,13 +119,27 @@ def _random_events(rng: np.random.Generator, n_units: int) -> list[Event]:
     return out
 
 
-def test_variant_summary_matches_numpy(store: EventStore) -> None:
+def test_aggregate_matches_numpy(store: EventStore) -> None:
+    """SQL sums of per-unit products equal the same sums computed from the raw events."""
     rng = np.random.default_rng(7)
     events = _random_events(rng, 300)
     assert store.append(events) == len(events)
-    summary = store.variant_summary("exp")
-    assert set(summary) == {"a", "b"}
-    for variant, s in summary.items():
+    terms = [
+        (),
+        ("exposures",),
+        ("clicks",),
+        ("conversions",),
+        ("clicks", "clicks"),
+        ("exposures", "exposures"),
+        ("clicks", "exposures"),
+        ("conversions", "conversions"),
+    ]
+    cov_terms = [(), ("covariate",), ("covariate", "covariate"), ("covariate", "clicks")]
+    cov_terms += [("covariate", "exposures"), ("clicks",), ("clicks", "clicks")]
+    sums = store.aggregate("exp", terms)
+    cov = store.aggregate("exp", cov_terms, require="covariate")
+    assert set(sums) == {"a", "b"} and set(cov) == {"a", "b"}
+    for variant in ("a", "b"):
         units: dict[str, dict[str, float]] = {}
         for e in events:
             if e.variant != variant:
@@ -145,21 +159,17 @@ def test_variant_summary_matches_numpy(store: EventStore) -> None:
         v = np.array([d["v"] for d in rows], dtype=float)
         x = np.array([d["x"] for d in rows], dtype=float)
         m = ~np.isnan(x)
-        assert s.n_units == len(rows)
-        assert (s.exposures, s.clicks, s.conversions) == (e_.sum(), c.sum(), v.sum())
-        np.testing.assert_allclose(
-            [s.sum_sq_clicks, s.sum_sq_exposures, s.sum_clicks_exposures, s.sum_sq_conversions],
-            [(c * c).sum(), (e_ * e_).sum(), (c * e_).sum(), (v * v).sum()],
-        )
-        assert s.n_covariate == m.sum()
-        np.testing.assert_allclose(
-            [s.sum_x, s.sum_sq_x, s.sum_x_clicks, s.sum_x_exposures],
-            [x[m].sum(), (x[m] ** 2).sum(), (x[m] * c[m]).sum(), (x[m] * e_[m]).sum()],
-            rtol=1e-9,
-        )
-        np.testing.assert_allclose(
-            [s.cov_sum_clicks, s.cov_sum_sq_clicks], [c[m].sum(), (c[m] ** 2).sum()]
-        )
+        want = [len(rows), e_.sum(), c.sum(), v.sum(), (c * c).sum(), (e_ * e_).sum()]
+        want += [(c * e_).sum(), (v * v).sum()]
+        np.testing.assert_allclose([sums[variant][t] for t in terms], want, rtol=1e-12)
+        want_cov = [m.sum(), x[m].sum(), (x[m] ** 2).sum(), (x[m] * c[m]).sum()]
+        want_cov += [(x[m] * e_[m]).sum(), c[m].sum(), (c[m] ** 2).sum()]
+        np.testing.assert_allclose([cov[variant][t] for t in cov_terms], want_cov, rtol=1e-9)
+
+
+def test_aggregate_rejects_unknown_columns(store: EventStore) -> None:
+    with pytest.raises(StoreError, match="unknown per-unit column"):
+        store.aggregate("exp", [("clicks", "bogus")])
 
 
 def test_unit_frame(store: EventStore) -> None:
@@ -184,7 +194,7 @@ def test_unit_frame(store: EventStore) -> None:
     assert f["first_ts"].dtype == np.dtype("datetime64[us]")
     assert f["first_ts"][0] == np.datetime64("2024-05-01T12:00:00")
     empty = store.unit_frame("nothing")
-    assert len(empty["unit_id"]) == 0 and store.variant_summary("nothing") == {}
+    assert len(empty["unit_id"]) == 0 and store.aggregate("nothing", [()]) == {}
 
 
 def test_experiments_are_versioned(store: EventStore) -> None:

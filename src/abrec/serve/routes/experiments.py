@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
+from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.serve.schemas import Problem
 from abrec.serve.services import ExperimentId, Svc, spec_or_404
 
@@ -16,18 +15,16 @@ router = APIRouter(tags=["results"])
 
 @router.get(
     "/v1/experiments/{experiment_id}/results",
+    response_model=ExperimentResults,
     responses={404: {"model": Problem}, 409: {"model": Problem}},
 )
-async def results(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
+async def results(experiment_id: ExperimentId, s: Svc) -> ExperimentResults:
     """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential)."""
-    from abrec.experiment.analysis import analyze
-
     spec = spec_or_404(s, experiment_id)
     try:
         res = await run_in_threadpool(analyze, s.store, spec)
     except StoreError:
         raise
-    except (AbrecError, ValueError) as exc:
+    except AbrecError as exc:
         raise HTTPException(409, f"cannot analyse {experiment_id!r} yet: {exc}") from exc
-    out: dict[str, Any] = res.to_dict()
-    return out
+    return res
