@@ -163,7 +163,7 @@ class ServiceMachine(RuleBasedStateMachine):
                 "type": data.draw(
                     st.sampled_from(["click", "click", "conversion", "exposure", "covariate"])
                 ),
-                "event_id": data.draw(st.sampled_from(["e0", "e1", "e2", f"n{self.n}"])),
+                "event_id": data.draw(st.sampled_from(["e0", "e1", *[f"n{self.n}"] * 3])),
             }
             self.n += 1
             if ev["type"] == "covariate":
@@ -195,6 +195,20 @@ class ServiceMachine(RuleBasedStateMachine):
         if r.status_code in (200, 409, 422) and isinstance(r.json(), dict):
             body = r.json()
             assert body["accepted"] + body["rejected"] == len(events), body
+
+    @rule(data=st.data(), n=st.integers(2, 4), by_request=st.booleans())
+    def hammer(self, data: st.DataObject, n: int, by_request: bool) -> None:
+        """Several clicks on one served item (fresh ids): only the bound may be accepted."""
+        if not self.served:
+            return
+        base = dict(data.draw(st.sampled_from(self.served)))
+        if not by_request:
+            base.pop("request_id")
+        events = []
+        for _ in range(n):
+            self.n += 1
+            events.append({**base, "type": "click", "event_id": f"h{self.n}"})
+        self._ok(self.live.client.post("/v1/events", json={"events": events}))
 
     @rule(
         exp=st.sampled_from(["fz-a", "fz-b"]),
