@@ -49,6 +49,7 @@ def _load_worker(
     seed: int,
     out: Any,
     variants: dict[str, str] | None = None,
+    round_tag: str = "r0",
 ) -> None:
     """Runs in its own process: fire requests, report latencies (s), errors and wall time.
 
@@ -72,7 +73,8 @@ def _load_worker(
                 {
                     "event_id": f"{run_tag}-{i}-{j}",
                     "experiment": "bench",
-                    # the service rejects events for an arm the unit is not assigned to
+                    # a click references an exposure of its unit, variant and item
+                    # (`expose_all` stored them as /v1/recommend would)
                     "variant": variants[units[i]]
                     if variants
                     else ("control" if i % 2 else "treatment"),
@@ -80,6 +82,7 @@ def _load_worker(
                     "type": "click",
                     "item_id": str(j),
                     "position": j,
+                    "request_id": f"{round_tag}-{i}",
                 }
                 for j in range(10)
             ]
@@ -154,11 +157,11 @@ def drive(
     """Warm up, then run the load generator in a separate process; summarise its results."""
     ctx = mp.get_context("spawn")
     results = []
-    for n, secs in ((min(200, args.requests), 5.0), (args.requests, args.seconds)):
+    for r, (n, secs) in enumerate(rounds(args)):
         q = ctx.Queue()
         p = ctx.Process(
             target=_load_worker,
-            args=(url, route, n, secs, args.concurrency, unit_ids, seed, q, variants),
+            args=(url, route, n, secs, args.concurrency, unit_ids, seed, q, variants, f"r{r}"),
         )
         p.start()
         results.append(q.get(timeout=secs + 120))
@@ -230,18 +233,47 @@ def build_bundle(path: Path) -> tuple[Path, str]:
     return path, what
 
 
-def assign_all(url: str, prefix: str, units: list[str]) -> dict[str, str]:
-    """Each unit's (sticky, stored) variant in the bench experiment, as the service assigns."""
+def rounds(args: argparse.Namespace) -> list[tuple[int, float]]:
+    """(requests, seconds) of the warm-up and the measured round."""
+    return [(min(200, args.requests), 5.0), (args.requests, args.seconds)]
+
+
+def expose_all(
+    url: str, prefix: str, units: list[str], args: argparse.Namespace, seed: int
+) -> dict[str, str]:
+    """Each unit's (sticky, stored) variant, as the service assigns, and the exposures the
+    event load's clicks reference (request ``r{round}-{i}``, items 0..9), stored directly."""
     from abrec.experiment.registry import ExperimentRegistry
-    from abrec.store import EventStore
+    from abrec.store import Event, EventStore
 
     store = EventStore.from_url(url, table_prefix=prefix)
     try:
         reg = ExperimentRegistry(store)
         got = {u: reg.assign("bench", u) for u in units}
+        variants = {u: v for u, v in got.items() if v is not None}
+        for r, (n, _) in enumerate(rounds(args)):
+            rng = np.random.default_rng(seed)  # the load worker's draw of units
+            drawn = [units[i] for i in rng.integers(0, len(units), n)]
+            store.append(
+                [
+                    Event(
+                        event_id=f"bench-exp-r{r}-{i}-{j}",
+                        experiment="bench",
+                        variant=variants[u],
+                        unit_id=u,
+                        type="exposure",
+                        item_id=str(j),
+                        position=j,
+                        request_id=f"r{r}-{i}",
+                    )
+                    for i, u in enumerate(drawn)
+                    if u in variants
+                    for j in range(10)
+                ]
+            )
     finally:
         store.dispose()
-    return {u: v for u, v in got.items() if v is not None}
+    return variants
 
 
 def fmt(name: str, ours: float, base: float, unit: str) -> str:
@@ -292,7 +324,7 @@ def main() -> None:
                 with ServiceThread(cfg) as svc:
                     route = "/v1/recommend"
                     rows.append((backend, route, drive(svc.url, route, args, units, 2)))
-                    variants = assign_all(url, prefix, units)
+                    variants = expose_all(url, prefix, units, args, 2)
                     route = "/v1/events"
                     rows.append((backend, route, drive(svc.url, route, args, units, 2, variants)))
             finally:

@@ -99,13 +99,28 @@ def ev(eid: str, **kw: object) -> dict[str, object]:
     return base
 
 
-def assigned(svc: Svc, unit: str, exp: str = "exp1") -> dict[str, object]:
-    """Event fields for a unit that /v1/recommend assigned in ``exp``."""
-    r = rec(svc, unit, exp=exp, k=1)
+def served(svc: Svc, unit: str, exp: str = "exp1", k: int = 1) -> list[dict[str, object]]:
+    """Event fields of each item /v1/recommend served a unit in ``exp`` (one exposure each)."""
+    r = rec(svc, unit, exp=exp, k=k)
     assert r.status_code == 200, r.text
-    variant = r.json()["variant"]
-    assert variant is not None
-    return {"experiment": exp, "unit_id": unit, "variant": variant}
+    body = r.json()
+    assert body["variant"] is not None and len(body["items"]) == k
+    return [
+        {
+            "experiment": exp,
+            "unit_id": unit,
+            "variant": body["variant"],
+            "item_id": it["item_id"],
+            "position": it["position"],
+            "request_id": body["request_id"],
+        }
+        for it in body["items"]
+    ]
+
+
+def assigned(svc: Svc, unit: str, exp: str = "exp1") -> dict[str, object]:
+    """Event fields of a click on the item /v1/recommend served a unit in ``exp``."""
+    return served(svc, unit, exp)[0]
 
 
 def test_health_and_ready(svc: Svc) -> None:
@@ -263,31 +278,36 @@ def test_recommend_malformed_json_is_422(svc: Svc) -> None:
 
 
 def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
-    unit = assigned(svc, "u1")
-    batch = [ev(f"valid-{i}", type="click" if i % 2 else "conversion", **unit) for i in range(10)]
+    items = served(svc, "u1", k=5)
+    batch = [
+        ev(f"valid-{i}", type=t, **it)
+        for i, it in enumerate(items)
+        for t in ("click", "conversion")
+    ]
+    batch = [{**e, "event_id": f"valid-{i}"} for i, e in enumerate(batch)]
     before = svc.store.count("exp1")
     r = svc.client.post("/v1/events", json={"events": batch})
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 10, "inserted": 10, "errors": []}
+    assert r.json() == {"accepted": 10, "inserted": 10, "rejected": 0, "errors": []}
     r2 = svc.client.post("/v1/events", json={"events": batch})
-    assert r2.json() == {"accepted": 10, "inserted": 0, "errors": []}
+    assert r2.json() == {"accepted": 10, "inserted": 0, "rejected": 0, "errors": []}
     assert svc.store.count("exp1") == before + 10
 
 
 def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
     now = datetime.now(UTC).isoformat()
-    u = assigned(svc, "u1")
+    u, u2 = served(svc, "u1", k=2)
     batch = [
         ev("mixed-0", ts=now, **u),
         ev("mixed-1", ts="2024-01-01T00:00:00", **u),  # naive timestamp
-        ev("mixed-2", position=-1, **u),
+        ev("mixed-2", **{**u, "position": -1}),
         "not an object",
         ev("mixed-4", value=1.5, type="covariate", **u),
         ev("mixed-5", type="Click!", **u),
         ev("mixed-6", unknown_field=1, **u),
-        ev("mixed-7", item_id="a\x00b", **u),
+        ev("mixed-7", **{**u, "item_id": "a\x00b"}),
         ev("mixed-8", type="covariate", **u),  # covariate without value
-        ev("mixed-9", **u),
+        ev("mixed-9", **u2),
     ]
     before = svc.store.count("exp1")
     r = svc.client.post("/v1/events", json={"events": batch})
@@ -301,29 +321,31 @@ def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
 
 
 def test_events_must_match_the_units_assignment(svc: Svc) -> None:
-    good = assigned(svc, "arm-good")
+    good, second = served(svc, "arm-good", k=2)
     other = {"control": "treatment", "treatment": "control"}[str(good["variant"])]
+    cov = {k: v for k, v in good.items() if k not in ("item_id", "position", "request_id")}
     batch = [
         ev("arm-0", **good),  # correct click
         ev("arm-1", **{**good, "variant": other}),  # wrong arm
         ev("arm-2", **{**good, "unit_id": "arm-never-assigned"}),  # never exposed
-        ev("arm-3", **{**good, "type": "covariate", "value": 2.0}),  # correct covariate
+        ev("arm-3", **{**cov, "type": "covariate", "value": 2.0}),  # correct covariate
         ev("arm-4", **{**good, "variant": "no-such-variant"}),
-        ev("arm-5", **{**good, "type": "covariate", "value": 1.0, "variant": other}),
-        ev("arm-6", **{**good, "experiment": "not-registered"}),  # unchecked, stored as-is
+        ev("arm-5", **{**cov, "type": "covariate", "value": 1.0, "variant": other}),
+        ev("arm-6", **{**good, "experiment": "not-registered"}),  # no exposure there
+        ev("arm-7", **{**cov, "type": "covariate", "value": 1.0, "experiment": "not-registered"}),
     ]
     before = svc.store.count("exp1")
     before_other = svc.store.count("not-registered")
     r = svc.client.post("/v1/events", json={"events": batch})
     assert r.status_code == 422, r.text
     body = r.json()
-    assert [e["index"] for e in body["errors"]] == [1, 2, 4, 5]
+    assert [e["index"] for e in body["errors"]] == [1, 2, 4, 5, 6]
     msgs = {e["index"]: e["message"] for e in body["errors"]}
-    assert f"assigned to variant {good['variant']!r}" in msgs[1]
-    assert repr(other) in msgs[1]
-    assert "never exposed" in msgs[2] and "arm-never-assigned" in msgs[2]
-    assert f"assigned to variant {good['variant']!r}" in msgs[4]
+    assert f"variant {other!r}" in msgs[1] and "never served" in msgs[1]
+    assert "never served" in msgs[2] and "arm-never-assigned" in msgs[2]
+    assert "never served" in msgs[4] and "no-such-variant" in msgs[4]
     assert f"assigned to variant {good['variant']!r}" in msgs[5]
+    assert "never served" in msgs[6] and "not-registered" in msgs[6]
     assert body["accepted"] == 3 and body["inserted"] == 3
     assert svc.store.count("exp1") == before + 2
     assert svc.store.count("not-registered") == before_other + 1
@@ -333,10 +355,11 @@ def test_events_must_match_the_units_assignment(svc: Svc) -> None:
     assert frame["clicks"][rows[0]] == 1 and frame["covariate"][rows[0]] == 2.0
     assert "arm-never-assigned" not in set(frame["unit_id"])
     # the unit's correct click alone is accepted; a wrong-arm batch alone stores nothing
-    ok = svc.client.post("/v1/events", json={"events": [ev("arm-7", **good)]})
-    assert ok.status_code == 200 and ok.json() == {"accepted": 1, "inserted": 1, "errors": []}
+    ok = svc.client.post("/v1/events", json={"events": [ev("arm-8", **second)]})
+    assert ok.status_code == 200
+    assert ok.json() == {"accepted": 1, "inserted": 1, "rejected": 0, "errors": []}
     bad = svc.client.post(
-        "/v1/events", json={"events": [ev("arm-8", **{**good, "variant": other})]}
+        "/v1/events", json={"events": [ev("arm-9", **{**second, "variant": other})]}
     )
     assert bad.status_code == 422 and bad.json()["accepted"] == 0
     assert svc.store.count("exp1") == before + 3
@@ -345,7 +368,7 @@ def test_events_must_match_the_units_assignment(svc: Svc) -> None:
 def test_events_checked_against_assignments_stored_by_another_instance(svc: Svc) -> None:
     # an assignment written straight to the store (another replica) is found by the lookup
     stored = svc.store.save_assignment("exp1", "arm-replica", "treatment")
-    unit = {"experiment": "exp1", "unit_id": "arm-replica"}
+    unit = {"experiment": "exp1", "unit_id": "arm-replica", "type": "covariate", "value": 1.0}
     r = svc.client.post(
         "/v1/events",
         json={
@@ -371,7 +394,7 @@ def test_events_non_sticky_experiment_checked_against_hash_bucket(svc: Svc) -> N
     r = svc.client.post(
         "/v1/events", json={"events": [ev("loose-d", experiment="loose1", variant="a")]}
     )
-    assert r.status_code == 422 and "never exposed" in r.json()["errors"][0]["message"]
+    assert r.status_code == 422 and "never served" in r.json()["errors"][0]["message"]
     assert svc.client.post("/v1/admin/experiments/loose1/start", headers=ADMIN).status_code == 200
     u = assigned(svc, "loose-unit", exp="loose1")
     wrong = {"a": "b", "b": "a"}[str(u["variant"])]

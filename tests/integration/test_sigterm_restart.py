@@ -82,7 +82,9 @@ def batch_events(b: int) -> list[dict[str, object]]:
             "experiment": "exp1",
             "variant": "control" if b % 2 else "treatment",
             "unit_id": f"unit{b % 50}",
-            "type": "click",
+            # covariates: clicks would need exposures served by /v1/recommend first
+            "type": "covariate",
+            "value": float(j),
             "item_id": f"i{j}",
             "position": j,
         }

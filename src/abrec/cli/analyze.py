@@ -64,23 +64,53 @@ def _parse_metrics(metrics: list[str], covariates: list[str]) -> list[MetricSpec
     return out
 
 
-def _read(path: Path, columns: list[str], variant_col: str) -> Any:
+DEFAULT_UNIT_COL = "unit_id"
+MAX_SHOWN_IDS = 5
+
+
+def _read(path: Path, columns: list[str], variant_col: str, unit_col: str | None = None) -> Any:
+    """Read the per-unit file and validate it: columns present, rows, labels, unique units.
+
+    Units are checked for duplicates in ``unit_col`` (by default ``unit_id`` when the
+    file has it): the analysis needs one row per unit, so a repeated unit is an error
+    naming a few of the repeated ids, not a silent double count.
+    """
     import pandas as pd
 
     if not path.is_file():
         raise _UsageError(f"file not found: {path}")
+    id_cols = [variant_col, unit_col or DEFAULT_UNIT_COL]
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, dtype={variant_col: str}, low_memory=False)
+            df = pd.read_csv(path, dtype=dict.fromkeys(id_cols, str), low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise _UsageError(f"{path} is empty; it needs a header row and one row per unit") from exc
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise _UsageError(f"cannot read {path} as CSV or Parquet: {exc}") from exc
     missing = [c for c in [variant_col, *columns] if c not in df.columns]
+    if unit_col is not None and unit_col not in df.columns:
+        missing.append(unit_col)
     if missing:
         raise _UsageError(f"column(s) {missing} not in {path}; available: {list(df.columns)}")
+    if df.empty:
+        raise _UsageError(f"{path} has no rows (only a header); it needs one row per unit")
     if df[variant_col].isna().any():
         raise _UsageError(f"{df[variant_col].isna().sum()} row(s) have no {variant_col!r}")
+    unit = unit_col or (DEFAULT_UNIT_COL if DEFAULT_UNIT_COL in df.columns else None)
+    if unit is not None:
+        ids = df[unit].astype(str)
+        repeated = ids[ids.duplicated(keep=False)]
+        if len(repeated):
+            shown = list(dict.fromkeys(repeated))[:MAX_SHOWN_IDS]
+            n = repeated.nunique()
+            more = f" (showing {len(shown)} of {n})" if n > len(shown) else ""
+            raise _UsageError(
+                f"{n} unit id(s) in column {unit!r} appear on more than one row{more}: "
+                f"{', '.join(repr(i[:40]) for i in shown)}; the analysis needs one row per "
+                "unit, so aggregate each unit's rows first"
+            )
     return df
 
 
@@ -186,6 +216,12 @@ def analyze(
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed for Bayesian posterior draws")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    unit_col: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of unit ids, checked for duplicates (default: unit_id if present)"
+        ),
+    ] = None,
 ) -> None:
     """Analyse an A/B test: effects, CIs, p-values or P(beat control), SRM, Holm correction."""
     from abrec.stats.analysis import analyze_experiment
@@ -196,7 +232,7 @@ def analyze(
             raise _UsageError("give at least one --metric, e.g. --metric converted:proportion")
         specs = _parse_metrics(metric, covariate or [])
         cols = sorted({c for s in specs for c in s.columns})
-        df = _read(data, cols, variant_col)
+        df = _read(data, cols, variant_col, unit_col)
         result = analyze_experiment(
             {c: df[c].to_numpy() for c in cols},
             df[variant_col].astype(str).to_numpy(),

@@ -132,6 +132,27 @@ def _to_seconds(path: Path, df: pd.DataFrame, col: str) -> np.ndarray:
     return seconds
 
 
+_INT_LITERAL = r"^-?(?:0|[1-9][0-9]{0,17})$"
+
+
+def _canonical_ids(values: pd.Series) -> pd.Series:
+    """One id type whatever the file format: int64 when every id is an integer, else str.
+
+    A CSV yields ids as text and a Parquet file as typed columns, so the same data gave
+    string ids from one and integers from the other, and everything ordered by id (user
+    indices, the item-id tie-break of the temporal split) differed. Integers written as
+    canonical literals ("42", not "042" or "4.2e1") become int64, as Parquet stores them.
+    """
+    if pd.api.types.is_integer_dtype(values):
+        return values.astype(np.int64)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_float_dtype(values):
+        return values.astype(str)
+    text = values.astype(str)
+    if text.str.fullmatch(_INT_LITERAL).all():
+        return text.astype(np.int64)
+    return text
+
+
 def _harmonise_ids(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Make two id columns comparable: keep integers if both are integer, else strings."""
     if pd.api.types.is_integer_dtype(a) and pd.api.types.is_integer_dtype(b):
@@ -205,6 +226,9 @@ def load_interactions(
         raise DataError("text_columns must name at least one column of the items file")
     _require_columns(cpath, items_df, ["item_id", *text_columns])
     _check_nan(cpath, items_df, ["item_id", *text_columns])
+    inter_df["user_id"] = _canonical_ids(inter_df["user_id"])
+    inter_df["item_id"] = _canonical_ids(inter_df["item_id"])
+    items_df["item_id"] = _canonical_ids(items_df["item_id"])
     _duplicates(cpath, items_df, ["item_id"], "item ids")
 
     item_col, inter_item = _harmonise_ids(items_df["item_id"], inter_df["item_id"])

@@ -9,9 +9,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from abrec.errors import StoreError
 from abrec.store.events import Event
+from abrec.store.ingest import Outcome
 from abrec.store.sql import EventStore
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Job:
     events: list[Event]
-    future: Future[int] = field(default_factory=Future)
+    verify: bool = False  # apply the ingestion rules (client events)
+    future: Future[Any] = field(default_factory=Future)
 
 
 _STOP = object()
@@ -32,7 +35,10 @@ class BatchWriter:
     ``submit`` returns a future resolved with the number of that call's events that
     were newly inserted, only once the batch holding them is committed (or with the
     exception that made the commit fail). asyncio callers use
-    ``await asyncio.wrap_future(writer.submit(events))``.
+    ``await asyncio.wrap_future(writer.submit(events))``. ``submit_checked`` applies the
+    ingestion rules (`abrec.store.ingest`) to client events and resolves with one
+    `Outcome` per event. A batch is checked and inserted in one transaction by this one
+    thread, so concurrent requests cannot both claim the same exposure.
     """
 
     def __init__(
@@ -59,13 +65,22 @@ class BatchWriter:
         return self._closed
 
     def submit(self, events: Sequence[Event]) -> Future[int]:
-        """Queue events for the next batch; the future resolves after they are committed."""
-        job = _Job(list(events))
+        """Queue events for the next batch; the future resolves after they are committed.
+
+        Only ``event_id`` deduplication applies (for the service's own exposures).
+        """
+        return self._enqueue(_Job(list(events)), empty=0)
+
+    def submit_checked(self, events: Sequence[Event]) -> Future[list[Outcome]]:
+        """Queue client events under the ingestion rules; resolves with one outcome each."""
+        return self._enqueue(_Job(list(events), verify=True), empty=[])
+
+    def _enqueue(self, job: _Job, *, empty: Any) -> Future[Any]:
         with self._lock:
             if self._closed:
                 raise StoreError("BatchWriter is closed; create a new one to write events")
             if not job.events:
-                job.future.set_result(0)
+                job.future.set_result(empty)
                 return job.future
             self._queue.put(job)
         return job.future
@@ -123,8 +138,9 @@ class BatchWriter:
 
     def _write(self, jobs: list[_Job]) -> None:
         events = [ev for job in jobs for ev in job.events]
+        verify = [job.verify for job in jobs for _ in job.events]
         try:
-            inserted = self.store.append_ids(events) if events else set()
+            outcomes = self.store.ingest(events, verify=verify) if events else []
         except Exception as exc:
             log.exception("batch of %d events failed", len(events))
             for job in jobs:
@@ -132,16 +148,16 @@ class BatchWriter:
                     job.future.set_exception(exc)
             return
         self.batches_written += 1
-        self.events_written += len(inserted)
-        claimed: set[str] = set()
+        self.events_written += sum(o.status == "inserted" for o in outcomes)
+        start = 0
         for job in jobs:
-            count = 0
-            for ev in job.events:
-                if ev.event_id in inserted and ev.event_id not in claimed:
-                    claimed.add(ev.event_id)
-                    count += 1
+            mine = outcomes[start : start + len(job.events)]
+            start += len(job.events)
             if not job.future.done():
-                job.future.set_result(count)
+                if job.verify:
+                    job.future.set_result(mine)
+                else:
+                    job.future.set_result(sum(o.status == "inserted" for o in mine))
 
     def _run(self) -> None:
         stopping = False

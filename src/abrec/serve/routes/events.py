@@ -1,13 +1,29 @@
 """`POST /v1/events`: validate a batch of events one by one, store the good ones.
 
-An event of a registered experiment whose unit was never assigned there, or is assigned
-to another variant than the event names, is rejected (per index, 422), so no event is
-counted for the wrong arm. Events of experiments the registry does not know are stored
-as they are (the service cannot check them).
+The contract of a batch:
+
+- Each event is checked on its own; the good ones are stored and acknowledged even when
+  others fail. The reply gives ``accepted`` (stored now or before: an identical replay),
+  ``inserted`` (stored now), ``rejected`` (the rest) and ``errors``: one entry per refused
+  event (``index`` in the batch, ``status`` 422 or 409, a short ``message`` that never
+  echoes the event), sorted by index and listing at most `MAX_LISTED_ERRORS`.
+- Status: 200 when nothing was refused; 409 when the only refusals are ``event_id``
+  conflicts; 422 otherwise.
+- Exposures are written only by the service (`/v1/recommend`): ``type="exposure"`` is
+  refused. Clicks and conversions must reference an exposure served to that unit in
+  that experiment and variant, at most one each per exposure (`abrec.store.ingest`
+  states the rules; they are applied in the inserting transaction).
+- An ``event_id`` already used by an event with other content is a 409 naming the id;
+  an identical replay is accepted again and not stored twice.
+- Other types (``covariate``, custom ones) of a registered experiment must name the
+  variant the unit is assigned to now; of an unknown experiment they are stored as
+  they are.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -16,14 +32,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from abrec.errors import ExperimentError, format_validation_error
+from abrec.errors import AbrecError, ExperimentError, StoreError, format_validation_error
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec
 from abrec.serve.schemas import EventError, EventsResponse, Problem
 from abrec.serve.services import Config, Metrics, Svc
 from abrec.store import Event
+from abrec.store.ingest import Outcome, needs_exposure
 
 PG_INT_MAX = 2**31 - 1
+MAX_LISTED_ERRORS = 100
+"""At most this many per-event errors are listed in a reply (``rejected`` counts all)."""
 
 router = APIRouter(tags=["serve"])
 
@@ -89,6 +108,25 @@ class EventsRequest(BaseModel):
     )
 
 
+class EventProblem(EventError):
+    """Why one event of the batch was refused: 422 (invalid) or 409 (event_id taken)."""
+
+    status: int = Field(default=422, description="422 invalid event, 409 event_id conflict")
+
+
+class EventsReply(EventsResponse):
+    """Reply to a batch: counts, and the refused events by index (at most 100 listed)."""
+
+    rejected: int = Field(default=0, description="events refused (all, even beyond the list)")
+    errors: list[EventProblem] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+EXPOSURE_REFUSED = (
+    "exposures are logged by the service when /v1/recommend answers; post clicks, "
+    "conversions and covariates that reference them"
+)
+
+
 def event_problem(raw: Any) -> tuple[Event | None, str | None]:
     """Validate one raw event; returns (event, None) or (None, message)."""
     if not isinstance(raw, dict):
@@ -102,6 +140,8 @@ def event_problem(raw: Any) -> tuple[Event | None, str | None]:
             return None, f"{name}: must not contain NUL characters"
     if event.position is not None and event.position > PG_INT_MAX:
         return None, f"position: must be at most {PG_INT_MAX}"
+    if event.type == "exposure":
+        return None, EXPOSURE_REFUSED
     return event, None
 
 
@@ -111,8 +151,11 @@ def arm_problems(
     """Messages for events logged to an arm their unit is not assigned to, keyed by index.
 
     Only experiments the registry knows are checked; their assignments are read with
-    one batched lookup. Events of other experiments are accepted as they are.
+    one batched lookup. Events of other experiments are accepted as they are. Clicks
+    and conversions are not checked here: they are checked against the exposure they
+    reference (its variant, not the unit's current one), in the store.
     """
+    events = [(i, e) for i, e in events if not needs_exposure(e)]
     known: dict[str, ExperimentSpec] = {}
     for _, e in events:
         if e.experiment not in known:
@@ -144,39 +187,50 @@ def arm_problems(
 
 async def _check(
     registry: ExperimentRegistry, raw_events: list[Any]
-) -> tuple[list[Event], list[EventError]]:
-    """(valid events, per-index errors sorted by index) of a raw batch."""
+) -> tuple[list[tuple[int, Event]], list[EventProblem]]:
+    """(valid (index, event) pairs, per-index errors) of a raw batch, before the store."""
     checked: list[tuple[int, Event]] = []
-    errors: list[EventError] = []
+    errors: list[EventProblem] = []
     for i, raw in enumerate(raw_events):
         event, message = event_problem(raw)
         if event is None:
-            errors.append(EventError(index=i, message=message or "invalid event"))
+            errors.append(EventProblem(index=i, message=message or "invalid event"))
         else:
             checked.append((i, event))
-    valid: list[Event] = []
-    if checked:
-        arm_errors = await run_in_threadpool(arm_problems, registry, checked)
-        for i, event in checked:
-            if i in arm_errors:
-                errors.append(EventError(index=i, message=arm_errors[i]))
-            else:
-                valid.append(event)
-        errors.sort(key=lambda e: e.index)
-    return valid, errors
+    if not checked:
+        return [], errors
+    arm_errors = await run_in_threadpool(arm_problems, registry, checked)
+    errors += [EventProblem(index=i, message=m) for i, m in arm_errors.items()]
+    return [(i, e) for i, e in checked if i not in arm_errors], errors
+
+
+async def _store(s: Svc, events: list[Event]) -> list[Outcome]:
+    """Check and write events through the batch writer; the outcomes once committed."""
+    if not events:
+        return []
+    start = time.perf_counter()
+    try:
+        outcomes = await asyncio.wrap_future(s.writer.submit_checked(events))
+    except AbrecError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"the event store could not write the events: {exc}") from exc
+    s.metrics.store_write_latency.observe(time.perf_counter() - start)
+    return outcomes
 
 
 @router.post(
     "/v1/events",
-    response_model=EventsResponse,
+    response_model=EventsReply,
     responses={
-        422: {"model": EventsResponse},
+        409: {"model": EventsReply},
+        422: {"model": EventsReply},
         413: {"model": Problem},
         503: {"model": Problem},
     },
 )
 async def events(body: EventsRequest, s: Svc, config: Config, metrics: Metrics) -> JSONResponse:
-    """Store a batch of events; invalid ones are reported per index (422), valid ones kept."""
+    """Store a batch of events; refused ones are reported per index (422/409), good ones kept."""
     if len(body.events) > config.max_events_per_request:
         raise HTTPException(
             413,
@@ -184,13 +238,30 @@ async def events(body: EventsRequest, s: Svc, config: Config, metrics: Metrics) 
             f"{config.max_events_per_request} per request",
         )
     valid, errors = await _check(s.registry, body.events)
-    inserted = await s.write(valid)
+    outcomes = await _store(s, [e for _, e in valid])
     by_type: dict[str, int] = {}
-    for e in valid:
-        by_type[e.type] = by_type.get(e.type, 0) + 1
+    accepted = inserted = 0
+    for (i, e), o in zip(valid, outcomes, strict=True):
+        if o.accepted:
+            accepted += 1
+        else:
+            status = 409 if o.status == "conflict" else 422
+            errors.append(EventProblem(index=i, message=o.message or o.status, status=status))
+        if o.status == "inserted":
+            inserted += 1
+            by_type[e.type] = by_type.get(e.type, 0) + 1
     for t, n in by_type.items():
         metrics.events_ingested.labels(type=t).inc(n)
     if errors:
         metrics.events_rejected.inc(len(errors))
-    out = EventsResponse(accepted=len(valid), inserted=inserted, errors=errors)
-    return JSONResponse(status_code=422 if errors else 200, content=out.model_dump())
+    errors.sort(key=lambda p: p.index)
+    out = EventsReply(
+        accepted=accepted,
+        inserted=inserted,
+        rejected=len(errors),
+        errors=errors[:MAX_LISTED_ERRORS],
+    )
+    status = 200
+    if errors:
+        status = 409 if all(p.status == 409 for p in errors) else 422
+    return JSONResponse(status_code=status, content=out.model_dump())
