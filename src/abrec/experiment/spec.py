@@ -29,8 +29,22 @@ _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 MAX_VARIANTS = 100
 
 
-def _is_number(w: object) -> bool:
-    return isinstance(w, int | float) and not isinstance(w, bool)
+def _finite_or_none(w: object) -> float | None:
+    """`w` as a finite float, or None when it is not a finite JSON number (bools excluded)."""
+    if not isinstance(w, int | float) or isinstance(w, bool):
+        return None
+    try:
+        f = float(w)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _sum_or_inf(weights: list[float]) -> float:
+    try:
+        return math.fsum(weights)
+    except OverflowError:  # fsum raises instead of returning inf
+        return math.inf
 
 
 class Variant(BaseModel):
@@ -100,10 +114,10 @@ class ExperimentSpec(BaseModel):
                     raw.append(dict(v))
                 else:
                     return data  # let field validation report the bad entry
-            weights = [w.get("weight", 1.0) for w in raw]
+            weights = [_finite_or_none(w.get("weight", 1.0)) for w in raw]
             # invalid weights (non-numbers, NaN, inf, negative) are left to field validation
-            if all(_is_number(w) and math.isfinite(w) and w >= 0 for w in weights):
-                total = math.fsum(float(w) for w in weights)
+            if all(w is not None and w >= 0 for w in weights):
+                total = _sum_or_inf([w for w in weights if w is not None])
                 if not math.isfinite(total):
                     raise ValueError(
                         "variant weights sum to infinity; use relative weights such as 1 and 1"
@@ -111,7 +125,7 @@ class ExperimentSpec(BaseModel):
                 if total <= 0:
                     raise ValueError("variant weights sum to 0; give at least one a weight > 0")
                 for w, entry in zip(weights, raw, strict=True):
-                    entry["weight"] = float(w) / total
+                    entry["weight"] = float(w or 0.0) / total
             data["variants"] = raw
             if data.get("control") is None and isinstance(raw[0].get("name"), str):
                 data["control"] = raw[0]["name"]
