@@ -334,7 +334,12 @@ def test_events_must_match_the_units_assignment(svc: Svc) -> None:
     assert "arm-never-assigned" not in set(frame["unit_id"])
     # the unit's correct click alone is accepted; a wrong-arm batch alone stores nothing
     ok = svc.client.post("/v1/events", json={"events": [ev("arm-7", **good)]})
-    assert ok.status_code == 200 and ok.json() == {"accepted": 1, "inserted": 1, "rejected": 0, "errors": []}
+    assert ok.status_code == 200 and ok.json() == {
+        "accepted": 1,
+        "inserted": 1,
+        "rejected": 0,
+        "errors": [],
+    }
     bad = svc.client.post(
         "/v1/events", json={"events": [ev("arm-8", **{**good, "variant": other})]}
     )

@@ -15,7 +15,7 @@ Choices worth knowing:
 - Handlers reach the opened `Services`, the `ServeConfig` (tokens included) and the
   metrics through FastAPI dependencies (`abrec.serve.services`), which read `app.state`.
 - Hardening (docs/security.md): request bodies above `ServeConfig.max_body_bytes` get 413
-  before they are parsed (Starlette's body limit, Content-Length and streamed bytes);
+  before they are parsed (`BodyLimitMiddleware`: Content-Length and streamed bytes);
   a 422 lists at most `MAX_REPORTED_ERRORS` errors and never echoes the input; a store
   failure is a 503 whose body names no database address (the cause is logged); every
   response carries security headers (`abrec.serve.security`); `/docs` is off unless
@@ -31,17 +31,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from abrec.errors import StoreError
 from abrec.serve.config import ServeConfig
 from abrec.serve.metrics import LatencyMiddleware, ServiceMetrics
 from abrec.serve.routes import ROUTERS
-from abrec.serve.security import SecurityHeadersMiddleware
+from abrec.serve.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from abrec.serve.services import Services
 
 log = logging.getLogger("abrec.serve")
@@ -110,16 +108,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=validation_problem(exc.errors()))
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 413 and exc.detail == "Content Too Large":  # Starlette's body limit
-        limit = request.app.state.config.max_body_bytes
-        exc = StarletteHTTPException(
-            413, f"the request body is larger than {limit} bytes; send smaller requests"
-        )
-    return await http_exception_handler(request, exc)
-
-
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     """503 without the database's message (it may name hosts); the cause is logged."""
     log.error("event store failure on %s %s: %s", request.method, request.url.path, exc)
@@ -135,12 +123,16 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class _App(FastAPI):
-    """FastAPI whose outermost layer adds the security headers, so that every response
-    (500s from Starlette's error middleware and 413s of the body limit included) has them."""
+    """FastAPI whose outermost layers add the security headers and limit the body size,
+    so that every response (500s of Starlette's error middleware included) has the headers
+    and no oversized body reaches any other layer."""
+
+    max_body_bytes: int = ServeConfig.model_fields["max_body_bytes"].default
 
     def build_middleware_stack(self) -> ASGIApp:
         docs = frozenset(p for p in (self.docs_url, self.redoc_url) if p)
-        return SecurityHeadersMiddleware(super().build_middleware_stack(), docs_paths=docs)
+        limited = BodyLimitMiddleware(super().build_middleware_stack(), self.max_body_bytes)
+        return SecurityHeadersMiddleware(limited, docs_paths=docs)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -152,8 +144,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         lifespan=_lifespan,
         docs_url="/docs" if config.docs else None,
         redoc_url=None,
-        max_body_size=config.max_body_bytes,
     )
+    app.max_body_bytes = config.max_body_bytes
     app.state.config = config
     app.state.metrics = ServiceMetrics()
     app.state.services = None
@@ -161,7 +153,6 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     for router in ROUTERS:
         app.include_router(router)

@@ -17,9 +17,10 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abrec.serve.config import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, ServeConfig
@@ -112,10 +113,77 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyTooLargeError(HTTPException):
+    """A request body went over `ServeConfig.max_body_bytes` while it streamed in."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, body_too_large_message(limit))
+
+
+def body_too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes; send smaller requests"
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: 413 for a request body over `max_body_bytes`, before parsing.
+
+    A `Content-Length` over the limit is answered at once, unread; a body without one
+    (chunked) is counted as it streams and the read that crosses the limit raises
+    `BodyTooLargeError` (an `HTTPException`, so FastAPI's handlers answer it).
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {"detail": body_too_large_message(self.max_body_bytes)}
+        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(
+            scope, receive, send
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        digits = (declared or "").strip()
+        if digits.isascii() and digits.isdigit() and int(digits) > self.max_body_bytes:
+            await self._reject(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLargeError:
+            if started:
+                raise
+            await self._reject(scope, receive, send)
+
+
 __all__ = [
     "CSP_API",
     "CSP_DOCS",
     "SECURITY_HEADERS",
+    "BodyLimitMiddleware",
+    "BodyTooLargeError",
     "SecurityHeadersMiddleware",
     "may_read",
     "require_admin",
