@@ -301,11 +301,14 @@ def _run_online(
         }
     )
     looks: list[Look] = []
-    with ServiceThread(serve_cfg) as svc, httpx.Client(base_url=svc.url, timeout=60.0) as http:
+    with (
+        ServiceThread(serve_cfg) as svc,
+        httpx.Client(base_url=svc.url, timeout=60.0, headers=headers) as http,
+    ):
         if not opts.quiet:
             con.print(f"service on {svc.url}  (store {store_url})")
-        _check(http.post("/v1/admin/experiments", json=spec, headers=headers), "create experiment")
-        _check(http.post(f"/v1/admin/experiments/{spec['id']}/start", headers=headers), "start")
+        _check(http.post("/v1/admin/experiments", json=spec), "create experiment")
+        _check(http.post(f"/v1/admin/experiments/{spec['id']}/start"), "start")
         sim = Simulator(svc.url, users, sim_cfg)
         con.print(
             f"{len(users)} simulated users, {len(sim.plan)} planned sessions, "
@@ -355,7 +358,7 @@ def _run_online(
             progress.update(task, completed=p.sessions_done, status=_status(p, None))
         if "error" in outcome:
             raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
-        _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop", headers=headers), "stop")
+        _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop"), "stop")
         analysis = _results(http, spec["id"])
         last = look_at(analysis, time.perf_counter() - start)
         if last is not None:

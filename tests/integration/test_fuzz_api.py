@@ -67,7 +67,8 @@ schema = schemathesis.openapi.from_dict(create_app(ServeConfig(bundle=Path("unus
     suppress_health_check=list(HealthCheck),
 )
 def test_no_server_errors(case: Case, live: ServiceThread) -> None:
-    headers = {"Authorization": f"Bearer {TOKEN}"} if "/admin/" in case.path else None
+    needs_token = "/admin/" in case.path or case.path.endswith("/results")
+    headers = {"Authorization": f"Bearer {TOKEN}"} if needs_token else None
     case.call_and_validate(
         base_url=live.url, headers=headers, checks=[not_a_server_error], timeout=30
     )
@@ -94,7 +95,7 @@ def test_fuzzing_reached_every_route(live: ServiceThread) -> None:
         assert sum(counts) >= 5, (route, counts)
     assert 'status="5xx"' not in text
     # the examples reached past validation: assignments happened and results were computed
-    assert 'abrec_assignments_total{experiment="ease-vs-popularity"' in text
+    assert re.search(r"abrec_assignments_total [1-9]", text)
     assert re.search(
         r'abrec_request_latency_seconds_count\{method="GET",'
         r'route="/v1/experiments/\{experiment_id\}/results",status="2xx"\} [1-9]',

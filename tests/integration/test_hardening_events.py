@@ -25,6 +25,7 @@ from test_serve_support import (
 
 from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread
+from abrec.serve.schemas import MAX_EVENT_ERRORS
 from abrec.store import EventStore
 
 TOKEN = "hardening-admin-token"
@@ -270,8 +271,8 @@ def test_reply_is_bounded_and_never_echoes_input(svc: Svc) -> None:
     assert r.status_code == 422
     body = r.json()
     assert body["accepted"] == 1 and body["rejected"] == 501
-    assert len(body["errors"]) == 100  # listed: the first 100 by index
-    assert [e["index"] for e in body["errors"]] == list(range(1, 101))
+    assert len(body["errors"]) == MAX_EVENT_ERRORS  # listed: the first ones by index
+    assert [e["index"] for e in body["errors"]] == list(range(1, MAX_EVENT_ERRORS + 1))
     assert marker[:40] not in r.text
     assert len(r.content) < 100 * 300
     assert stored_ids(svc, "hz-good") == {"hz-good"}

@@ -485,7 +485,8 @@ def test_admin_lifecycle_and_sticky_weights(svc: Svc) -> None:
 
 
 def test_results_unknown_is_404(svc: Svc) -> None:
-    assert svc.client.get("/v1/experiments/does-not-exist/results").status_code == 404
+    r = svc.client.get("/v1/experiments/does-not-exist/results", headers=ADMIN)
+    assert r.status_code == 404
 
 
 def test_results_after_traffic(svc: Svc) -> None:
@@ -507,7 +508,7 @@ def test_results_after_traffic(svc: Svc) -> None:
                     )
                 )
     assert svc.client.post("/v1/events", json={"events": events}).status_code == 200
-    r = svc.client.get("/v1/experiments/exp1/results")
+    r = svc.client.get("/v1/experiments/exp1/results", headers=ADMIN)
     assert r.status_code == 200, r.text
     res = r.json()
     assert res["experiment"] == "exp1" and res["control"] == "control"
@@ -533,9 +534,7 @@ def test_metrics_exposes_families(svc: Svc) -> None:
     assert re.search(r'abrec_request_latency_seconds_bucket\{.*route="/v1/recommend"', text)
     assert re.search(r'abrec_events_ingested_total\{type="click"\} [1-9]', text)
     assert re.search(r'abrec_events_ingested_total\{type="exposure"\} [1-9]', text)
-    assert re.search(
-        r'abrec_assignments_total\{experiment="exp1",variant="(control|treatment)"\} [1-9]', text
-    )
+    assert re.search(r"abrec_assignments_total [1-9]", text)
     assert re.search(r"abrec_store_write_latency_seconds_count [1-9]", text)
 
 

@@ -7,6 +7,10 @@ import typer
 
 from abrec.cli.app import app
 
+#: Exit code of `abrec serve` when the database stays unreachable at start (uvicorn uses
+#: the same code for any other start-up failure).
+DATABASE_UNAVAILABLE_EXIT = 3
+
 
 @app.command()
 def serve(
@@ -20,7 +24,14 @@ def serve(
     """Serve recommendations, experiments and event ingestion over HTTP.
 
     Admin routes accept `Authorization: Bearer <token>` with the token taken from the
-    ABREC_ADMIN_TOKEN environment variable; without it they answer 401.
+    ABREC_ADMIN_TOKEN environment variable; results, the experiment list and detailed
+    readiness accept that token or the one in ABREC_READ_TOKEN. Without them those
+    routes answer 401 (see docs/security.md).
+
+    Exit codes: 0 after a clean shutdown; 2 for a configuration mistake (one line);
+    3 when the database stays unreachable after the configured retries
+    (`db_connect_retries`, `db_retry_backoff_s`; one line), or when the application
+    fails to start for another reason (uvicorn's start-up failure code).
     """
     import os
 
@@ -29,11 +40,17 @@ def serve(
     from abrec.errors import ConfigError
     from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
-    from abrec.serve.config import ServeConfig, admin_token_from_env
+    from abrec.serve.config import ServeConfig, admin_token_from_env, read_token_from_env
+    from abrec.serve.services import DatabaseUnavailableError, wait_for_database
 
     try:
         cfg = ServeConfig.from_toml(config)
-        cfg = cfg.model_copy(update={"admin_token": admin_token_from_env(os.environ)})
+        cfg = cfg.model_copy(
+            update={
+                "admin_token": admin_token_from_env(os.environ),
+                "read_token": read_token_from_env(os.environ),
+            }
+        )
         # cheap checks first, so a typo gives one clear line instead of a startup traceback
         if not (cfg.bundle / "bundle.json").is_file():
             raise ConfigError(
@@ -45,6 +62,17 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    try:
+        if not cfg.store_url.startswith("sqlite"):
+            wait_for_database(
+                cfg.store_url,
+                retries=cfg.db_connect_retries,
+                timeout_s=cfg.db_connect_timeout_s,
+                backoff_s=cfg.db_retry_backoff_s,
+            )
+    except DatabaseUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(DATABASE_UNAVAILABLE_EXIT) from None
     # uvicorn installs SIGTERM/SIGINT handlers: stop accepting, finish in-flight requests,
     # then run the lifespan shutdown, which closes (flushes) the batch writer.
     uvicorn.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -14,11 +15,17 @@ from abrec.store.sql import EventStore
 
 _CACHE_SIZE = 100_000
 
+log = logging.getLogger(__name__)
+
 
 class ExperimentRegistry:
     """Experiments persisted in the event store, with GrowthBook-compatible assignment.
 
     Stored sticky assignments never change, so they are cached in memory (LRU).
+    Specs are validated on write with the same rules as on read (`parse_spec`); a stored
+    spec that no longer loads (written by an older version, or edited by hand) is skipped
+    with a warning naming its id and the reason, and listed in `skipped`, so one bad row
+    never keeps the service from starting. Saving a valid spec under that id replaces it.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -26,16 +33,27 @@ class ExperimentRegistry:
         self._lock = threading.RLock()
         self._specs: dict[str, ExperimentSpec] = {}
         self._sticky: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.skipped: dict[str, str] = {}
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the latest version of every spec from the store."""
-        specs = {}
+        """Re-read the latest version of every spec from the store, skipping invalid ones."""
+        specs: dict[str, ExperimentSpec] = {}
+        skipped: dict[str, str] = {}
         for raw in self.store.load_experiments():
-            spec = parse_spec(raw)
+            try:
+                spec = parse_spec(raw)
+            except ExperimentError as exc:
+                ident = raw.get("id") if isinstance(raw, dict) else None
+                key = ascii(ident)[:140]
+                reason = str(exc)
+                skipped[key] = reason
+                log.warning("skipping stored experiment %s: it does not load: %s", key, reason)
+                continue
             specs[spec.id] = spec
         with self._lock:
             self._specs = specs
+            self.skipped = skipped
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, spec: ExperimentSpec | dict[str, Any]) -> ExperimentSpec:
@@ -71,8 +89,7 @@ class ExperimentRegistry:
         with self._lock:
             spec = self._specs.get(exp_id)
         if spec is None:
-            known = sorted(self._specs)
-            raise ExperimentError(f"unknown experiment {exp_id!r}; known experiments: {known}")
+            raise ExperimentError(f"unknown experiment {exp_id[:128]!r}")
         return spec
 
     def list(self) -> list[ExperimentSpec]:

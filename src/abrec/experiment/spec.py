@@ -7,9 +7,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from abrec.errors import ConfigError, ExperimentError, format_validation_error
+from abrec.store.events import printable_id
 
 Status = Literal["draft", "running", "stopped"]
 
@@ -22,41 +23,66 @@ METRICS: tuple[str, ...] = (
 )
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""Experiment ids also appear in URL paths, so on top of the printable-id rule
+(`abrec.store.events.printable_id`) they are URL-safe slugs."""
+
+MAX_VARIANTS = 100
+
+
+def _finite_or_none(w: object) -> float | None:
+    """`w` as a finite float, or None when it is not a finite JSON number (bools excluded)."""
+    if not isinstance(w, int | float) or isinstance(w, bool):
+        return None
+    try:
+        f = float(w)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _sum_or_inf(weights: list[float]) -> float:
+    try:
+        return math.fsum(weights)
+    except OverflowError:  # fsum raises instead of returning inf
+        return math.inf
 
 
 class Variant(BaseModel):
-    """One arm of an experiment: its name, traffic weight and the model it serves."""
+    """One arm of an experiment: its name, traffic weight and the model it serves.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Names and model names follow the one printable-id rule; the weight is a finite
+    number >= 0 (JSON numbers only: no strings, no booleans).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, max_length=128)
-    weight: float = Field(default=1.0, ge=0.0)
+    weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
     model: str = Field(min_length=1, max_length=256)
 
-    @model_validator(mode="after")
-    def _finite(self) -> Self:
-        if not math.isfinite(self.weight):
-            raise ValueError(f"variant {self.name!r}: weight must be a finite number")
-        return self
+    @field_validator("name", "model")
+    @classmethod
+    def _printable(cls, s: str) -> str:
+        return printable_id(s)
 
 
 class ExperimentSpec(BaseModel):
     """An A/B(/n) experiment; weights are normalised to sum to 1 on construction."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str = Field(pattern=_ID_PATTERN)
-    seed: str | None = None
+    seed: str | None = Field(default=None, min_length=1, max_length=256)
     hash_version: Literal[1, 2] = 2
-    variants: list[Variant] = Field(min_length=2)
-    coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    variants: list[Variant] = Field(min_length=2, max_length=MAX_VARIANTS)
+    coverage: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
     status: Status = "draft"
     primary_metric: str = "ctr"
     guardrails: list[str] = Field(default_factory=list)
     sticky: bool = True
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, allow_inf_nan=False)
     control: str | None = None
-    description: str = ""
+    description: str = Field(default="", max_length=4000)
     planned_units: int | None = Field(
         default=None,
         ge=2,
@@ -88,20 +114,33 @@ class ExperimentSpec(BaseModel):
                     raw.append(dict(v))
                 else:
                     return data  # let field validation report the bad entry
-            weights = [w.get("weight", 1.0) for w in raw]
-            if all(isinstance(w, int | float) and math.isfinite(w) and w >= 0 for w in weights):
-                total = float(sum(weights))
+            weights = [_finite_or_none(w.get("weight", 1.0)) for w in raw]
+            # invalid weights (non-numbers, NaN, inf, negative) are left to field validation
+            if all(w is not None and w >= 0 for w in weights):
+                total = _sum_or_inf([w for w in weights if w is not None])
+                if not math.isfinite(total):
+                    raise ValueError(
+                        "variant weights sum to infinity; use relative weights such as 1 and 1"
+                    )
                 if total <= 0:
                     raise ValueError("variant weights sum to 0; give at least one a weight > 0")
                 for w, entry in zip(weights, raw, strict=True):
-                    entry["weight"] = float(w) / total
+                    entry["weight"] = float(w or 0.0) / total
             data["variants"] = raw
             if data.get("control") is None and isinstance(raw[0].get("name"), str):
                 data["control"] = raw[0]["name"]
         return data
 
+    @field_validator("seed", "control")
+    @classmethod
+    def _printable(cls, s: str | None) -> str | None:
+        return None if s is None else printable_id(s)
+
     @model_validator(mode="after")
     def _check(self) -> Self:
+        total = math.fsum(self.weights)
+        if not (math.isfinite(total) and abs(total - 1.0) <= 1e-9):
+            raise ValueError(f"variant weights must sum to 1 after normalisation, not {total}")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")

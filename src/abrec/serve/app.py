@@ -12,24 +12,41 @@ Choices worth knowing:
   (see `abrec.serve.routes.events`).
 - Exposures and ingested events go through the `BatchWriter`; a response is sent only
   after its events are committed, so an acknowledged event is durable.
-- Handlers reach the opened `Services`, the `ServeConfig` (admin token included) and the
+- Handlers reach the opened `Services`, the `ServeConfig` (tokens included) and the
   metrics through FastAPI dependencies (`abrec.serve.services`), which read `app.state`.
+- Hardening (docs/security.md): request bodies above `ServeConfig.max_body_bytes` get 413
+  before they are parsed (`BodyLimitMiddleware`: Content-Length and streamed bytes);
+  a 422 lists at most `MAX_REPORTED_ERRORS` errors and never echoes the input; a store
+  failure is a 503 whose body names no database address (the cause is logged); every
+  response carries security headers (`abrec.serve.security`); `/docs` is off unless
+  `ServeConfig.docs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from abrec.errors import StoreError
 from abrec.serve.config import ServeConfig
 from abrec.serve.metrics import LatencyMiddleware, ServiceMetrics
 from abrec.serve.routes import ROUTERS
+from abrec.serve.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from abrec.serve.services import Services
+
+log = logging.getLogger("abrec.serve")
+
+#: A 422 lists at most this many errors; `more_errors` counts the others.
+MAX_REPORTED_ERRORS = 20
+_MAX_MESSAGE = 300
 
 
 @asynccontextmanager
@@ -48,30 +65,98 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(services.close)
 
 
+def _safe_text(value: object, limit: int = _MAX_MESSAGE) -> str:
+    """`value` as a short string that always encodes as UTF-8 (lone surrogates escaped)."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _loc_part(part: object) -> str | int:
+    """A location step; a dict key from the input is shown only when short and printable."""
+    if isinstance(part, int):
+        return part
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 64 else "<key>"
+
+
+def validation_problem(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The 422 body for pydantic-style `errors`: location, message and type of at most
+    `MAX_REPORTED_ERRORS` errors, never the input."""
+    shown = []
+    for err in errors[:MAX_REPORTED_ERRORS]:
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        ctx = err.get("ctx")
+        if err.get("type") == "json_invalid" and isinstance(ctx, Mapping) and "error" in ctx:
+            msg = f"{msg}: {ctx['error']}"
+        shown.append(
+            {
+                "loc": [_loc_part(p) for p in err.get("loc", ())],
+                "msg": _safe_text(msg),
+                "type": _safe_text(err.get("type", "value_error"), 64),
+            }
+        )
+    body: dict[str, Any] = {"detail": shown}
+    if len(errors) > MAX_REPORTED_ERRORS:
+        body["more_errors"] = len(errors) - MAX_REPORTED_ERRORS
+    return body
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content=validation_problem(exc.errors()))
+
+
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"{exc}; retry the request (events are idempotent on event_id)"},
-    )
+    """503 without the database's message (it may name hosts); the cause is logged."""
+    log.error("event store failure on %s %s: %s", request.method, request.url.path, exc)
+    detail = "the event store is unavailable; retry the request shortly"
+    if request.url.path == "/v1/events":
+        detail += " (events are idempotent on event_id, so resending the batch is safe)"
+    return JSONResponse(status_code=503, content={"detail": detail})
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+class _App(FastAPI):
+    """FastAPI whose outermost layers add the security headers and limit the body size,
+    so that every response (500s of Starlette's error middleware included) has the headers
+    and no oversized body reaches any other layer."""
+
+    max_body_bytes: int = ServeConfig.model_fields["max_body_bytes"].default
+
+    def build_middleware_stack(self) -> ASGIApp:
+        docs = frozenset(p for p in (self.docs_url, self.redoc_url) if p)
+        limited = BodyLimitMiddleware(super().build_middleware_stack(), self.max_body_bytes)
+        return SecurityHeadersMiddleware(limited, docs_paths=docs)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
     """Build the service; models, store and writer open in the lifespan."""
-    app = FastAPI(
+    app = _App(
         title="abrec",
         version="0.1.0",
         summary="Recommendations with A/B experiments, durable event logging and live results",
         lifespan=_lifespan,
+        docs_url="/docs" if config.docs else None,
+        redoc_url=None,
     )
+    app.max_body_bytes = config.max_body_bytes
     app.state.config = config
     app.state.metrics = ServiceMetrics()
     app.state.services = None
     app.state.startup_error = None
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
     for router in ROUTERS:
         app.include_router(router)
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["MAX_REPORTED_ERRORS", "create_app", "validation_problem"]

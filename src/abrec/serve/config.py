@@ -1,9 +1,11 @@
-"""Service configuration: a pydantic model read from a TOML file, plus the admin token.
+"""Service configuration: a pydantic model read from a TOML file, plus the tokens.
 
-The admin token is part of the configuration (`ServeConfig.admin_token`, a `SecretStr`
-that never shows in a repr or a log) and is handed to `create_app` with the rest of it.
-It is not read from the TOML file (secrets do not belong in config files): `abrec serve`
-takes it from the `ABREC_ADMIN_TOKEN` environment variable (`admin_token_from_env`).
+The admin and read tokens are part of the configuration (`ServeConfig.admin_token` and
+`ServeConfig.read_token`, `SecretStr`s that never show in a repr or a log) and are handed
+to `create_app` with the rest of it. They are not read from the TOML file (secrets do not
+belong in config files): `abrec serve` takes them from the `ABREC_ADMIN_TOKEN` and
+`ABREC_READ_TOKEN` environment variables (`admin_token_from_env`, `read_token_from_env`).
+See docs/security.md for who may call what.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from abrec.errors import ConfigError, format_validation_error
 
 ADMIN_TOKEN_ENV = "ABREC_ADMIN_TOKEN"
+READ_TOKEN_ENV = "ABREC_READ_TOKEN"
+_SECRETS = {"admin_token": ADMIN_TOKEN_ENV, "read_token": READ_TOKEN_ENV}
 
 
 class BatchConfig(BaseModel):
@@ -30,7 +34,7 @@ class BatchConfig(BaseModel):
 
 
 class ServeConfig(BaseModel):
-    """Everything `abrec serve` needs: store, model bundle, experiments, limits, admin token."""
+    """Everything `abrec serve` needs: store, model bundle, experiments, limits, tokens."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,12 +44,45 @@ class ServeConfig(BaseModel):
     fallback_model: str | None = None
     max_k: int = Field(default=100, ge=1, le=10_000)
     max_events_per_request: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="largest request body accepted (bytes); larger bodies get 413 unread",
+    )
     batch: BatchConfig = Field(default_factory=BatchConfig)
     table_prefix: str = "abrec_"
+    docs: bool = Field(
+        default=False,
+        description="serve the interactive API docs at /docs (Swagger UI loads its assets "
+        "from a CDN, so it needs internet access in the browser); /openapi.json is always on",
+    )
+    db_connect_retries: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="retries of the first database connection at start (0: fail at once)",
+    )
+    db_connect_timeout_s: float = Field(
+        default=5.0, gt=0.0, le=300.0, description="timeout of one connection attempt"
+    )
+    db_retry_backoff_s: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=60.0,
+        description="wait before the first retry; doubled after each retry (at most 30 s)",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         min_length=1,
-        description="bearer token of the admin routes; None disables them (401)",
+        description="bearer token of the admin routes (also grants reads); None disables "
+        "them (401)",
+    )
+    read_token: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        description="bearer token of the read routes (results, experiment list, detailed "
+        "readiness); the admin token grants them too",
     )
 
     @classmethod
@@ -61,11 +98,12 @@ class ServeConfig(BaseModel):
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
         raw = raw.get("serve", raw)
-        if "admin_token" in raw:
-            raise ConfigError(
-                f"{path}: admin_token does not belong in a config file; "
-                f"set the {ADMIN_TOKEN_ENV} environment variable of `abrec serve` instead"
-            )
+        for key, env in _SECRETS.items():
+            if key in raw:
+                raise ConfigError(
+                    f"{path}: {key} does not belong in a config file; "
+                    f"set the {env} environment variable of `abrec serve` instead"
+                )
         base = path.resolve().parent
         for key in ("bundle", "experiments"):
             if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
@@ -92,4 +130,17 @@ def admin_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
     return SecretStr(token) if token else None
 
 
-__all__ = ["ADMIN_TOKEN_ENV", "BatchConfig", "ServeConfig", "admin_token_from_env"]
+def read_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
+    """The read token in `ABREC_READ_TOKEN` of `environ` (None when unset or blank)."""
+    token = environ.get(READ_TOKEN_ENV, "").strip()
+    return SecretStr(token) if token else None
+
+
+__all__ = [
+    "ADMIN_TOKEN_ENV",
+    "READ_TOKEN_ENV",
+    "BatchConfig",
+    "ServeConfig",
+    "admin_token_from_env",
+    "read_token_from_env",
+]

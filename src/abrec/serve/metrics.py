@@ -1,4 +1,8 @@
-"""Prometheus metrics for one app instance (own registry) and the ASGI middleware timing requests."""
+"""Prometheus metrics for one app instance (own registry) and the ASGI middleware timing requests.
+
+`/metrics` is public, so no label carries an experiment id, a variant name or any other
+client-supplied id: routes are labelled by their template.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +57,8 @@ class ServiceMetrics:
         )
         self.assignments = Counter(
             "abrec_assignments_total",
-            "Recommendation requests served per experiment and variant",
-            ["experiment", "variant"],
+            "Recommendation requests served by an experiment variant (no id labels: "
+            "/metrics is public; per-variant counts are in the results)",
             registry=self.registry,
         )
         self.fallbacks = Counter(

@@ -14,30 +14,13 @@ from fastapi import FastAPI
 from abrec.errors import AbrecError
 from abrec.serve.app import create_app
 from abrec.serve.config import ServeConfig
+from abrec.serve.services import database_problem
+
+__all__ = ["ServiceError", "ServiceThread", "database_problem"]
 
 
 class ServiceError(AbrecError, RuntimeError):
     """The service thread failed to start or stop."""
-
-
-def database_problem(url: str, timeout_s: float = 3.0) -> str | None:
-    """Why the database at SQLAlchemy `url` cannot serve a `SELECT 1` (None when it can).
-
-    Meant for server databases (PostgreSQL); a SQLite URL creates its file when missing.
-    """
-    import sqlalchemy as sa
-
-    args = {"connect_timeout": max(1, round(timeout_s))} if url.startswith("postgresql") else {}
-    engine = sa.create_engine(url, connect_args=args)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any failure means the database is not usable
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"{type(exc).__name__}: {first}"
-    finally:
-        engine.dispose()
-    return None
 
 
 class ServiceThread:

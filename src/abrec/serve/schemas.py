@@ -1,10 +1,14 @@
-"""Request and response bodies of the HTTP API (they define its OpenAPI schema)."""
+"""Request and response bodies of the HTTP API (they define its OpenAPI schema).
+
+Request bodies are strict: JSON numbers only where numbers are expected (no `"3"`, no
+`true` for an int), and every id follows `abrec.store.events.printable_id`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from abrec.store.events import printable_id
 
@@ -16,9 +20,11 @@ ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 class RecommendContext(BaseModel):
     """Optional request context: items the unit interacted with (external ids)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    history: list[str] = Field(default_factory=list, max_length=1000)
+    history: list[Annotated[str, Field(max_length=256), AfterValidator(printable_id)]] = Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class RecommendRequest(BaseModel):
@@ -26,6 +32,7 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"unit_id": "42", "experiment": "ease-vs-popularity", "k": 10},
@@ -65,15 +72,46 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
 
 
-class EventError(BaseModel):
+#: An events reply lists at most this many per-event errors (`rejected` counts them all).
+MAX_EVENT_ERRORS = 20
+_MAX_MESSAGE = 500
+
+
+class EventProblem(BaseModel):
+    """Why one event of a batch was refused: 422 (invalid) or 409 (event_id taken)."""
+
     index: int
     message: str
+    status: int = Field(default=422, description="422 invalid event, 409 event_id conflict")
+
+    @field_validator("message")
+    @classmethod
+    def _short(cls, message: str) -> str:
+        return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
 
 
-class EventsResponse(BaseModel):
+class EventsReply(BaseModel):
+    """Outcome of a batch: `errors` holds the first `MAX_EVENT_ERRORS` refused events
+    (by index); `rejected` is the number of refused events (all of them)."""
+
     accepted: int
     inserted: int
-    errors: list[EventError] = Field(default_factory=list)
+    rejected: int = Field(default=0, description="events refused (all, even beyond the list)")
+    errors: list[EventProblem] = Field(
+        default_factory=list, description=f"the first {MAX_EVENT_ERRORS} errors, by index"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("errors"), list):
+            data = dict(data)
+            data.setdefault("rejected", len(data["errors"]))
+            data["errors"] = data["errors"][:MAX_EVENT_ERRORS]
+        return data
+
+
+Weight = Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]
 
 
 class WeightsRequest(BaseModel):
@@ -82,7 +120,10 @@ class WeightsRequest(BaseModel):
         json_schema_extra={"examples": [{"weights": {"control": 0.8, "treatment": 0.2}}]},
     )
 
-    weights: dict[str, float]
+    weights: dict[
+        Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable_id)],
+        Weight,
+    ] = Field(min_length=1, max_length=100)
 
 
 class Problem(BaseModel):

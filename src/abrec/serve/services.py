@@ -4,8 +4,9 @@ FastAPI dependencies through which route handlers reach it and the app's configu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,6 +19,80 @@ from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
 from abrec.store import BatchWriter, Event, EventStore
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailableError(StoreError):
+    """The event store's database did not answer at start, after the configured retries."""
+
+
+def database_problem(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the database at SQLAlchemy `url` cannot serve a `SELECT 1` (None when it can).
+
+    The answer is one line: the exception's class and the first line of its message.
+    Meant for server databases (PostgreSQL); a SQLite URL creates its file when missing.
+    """
+    import sqlalchemy as sa
+
+    args = {"connect_timeout": max(1, round(timeout_s))} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any failure means the database is not usable
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def safe_url(url: str) -> str:
+    """`url` with its password masked (for logs and operator messages)."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show only its scheme
+        return url.split(":", 1)[0] + "://…"
+
+
+def wait_for_database(
+    url: str,
+    *,
+    retries: int,
+    timeout_s: float,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Wait until the database answers: 1 + `retries` attempts, the waits between them
+    starting at `backoff_s` and doubling (at most 30 s each). Each failed attempt logs one
+    warning line.
+
+    Raises:
+        DatabaseUnavailableError: when the last attempt fails (one line, password masked).
+    """
+    wait = backoff_s
+    for attempt in range(retries + 1):
+        problem = database_problem(url, timeout_s)
+        if problem is None:
+            return
+        if attempt == retries:
+            raise DatabaseUnavailableError(
+                f"the event store database {safe_url(url)} is unreachable after "
+                f"{retries + 1} attempt(s): {problem}"
+            )
+        log.warning(
+            "event store database %s is unreachable (attempt %d of %d): %s; retrying in %.1f s",
+            safe_url(url),
+            attempt + 1,
+            retries + 1,
+            problem,
+            wait,
+        )
+        sleep(wait)
+        wait = min(30.0, wait * 2)
 
 
 @dataclass
@@ -33,8 +108,16 @@ class Services:
 
     @classmethod
     def open(cls, config: ServeConfig, metrics: ServiceMetrics) -> Services:
-        """Load the bundle, open the store and writer, load experiments from TOML."""
+        """Load the bundle, wait for the database (bounded retries), open the store and
+        writer, load experiments from TOML."""
         engine = Engine.load(config.bundle, config.fallback_model)
+        if not config.store_url.startswith("sqlite"):
+            wait_for_database(
+                config.store_url,
+                retries=config.db_connect_retries,
+                timeout_s=config.db_connect_timeout_s,
+                backoff_s=config.db_retry_backoff_s,
+            )
         store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
         try:
             store.create_schema()
@@ -95,11 +178,11 @@ class Services:
 
 
 def spec_or_404(s: Services, experiment_id: str) -> ExperimentSpec:
-    """The experiment's latest spec, or HTTP 404."""
+    """The experiment's latest spec, or HTTP 404 (whose message lists no ids)."""
     try:
         return s.registry.get(experiment_id)
     except ExperimentError as exc:
-        raise HTTPException(404, f"no experiment {experiment_id!r}: {exc}") from exc
+        raise HTTPException(404, "no experiment with this id") from exc
 
 
 def get_services(request: Request) -> Services:
@@ -137,12 +220,16 @@ ExperimentId = Annotated[
 
 __all__ = [
     "Config",
+    "DatabaseUnavailableError",
     "ExperimentId",
     "Metrics",
     "Services",
     "Svc",
+    "database_problem",
     "get_config",
     "get_metrics",
     "get_services",
+    "safe_url",
     "spec_or_404",
+    "wait_for_database",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,15 +13,45 @@ EVENT_TYPES: tuple[str, ...] = ("exposure", "click", "conversion", "covariate")
 #: Per-unit columns the store aggregates (see :meth:`abrec.store.EventStore.aggregate`).
 UNIT_COLUMNS: tuple[str, ...] = ("exposures", "clicks", "conversions", "covariate")
 
+#: Longest id any field accepts (fields may set a lower bound, e.g. 128 for experiment ids).
+MAX_ID_LENGTH = 256
+
+#: Event timestamps must lie in [TS_MIN, TS_MAX) (UTC). The bounds keep every timestamp
+#: representable after conversion to UTC and on both store backends, and far from the
+#: datetime limits (year 1 / 9999) where offsets overflow.
+TS_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def printable_id(s: str) -> str:
-    """The one rule for ids (event, experiment, variant, unit): printable characters only."""
+    """The one rule for every id (event, request, experiment, variant, unit, item, model).
+
+    An id is a non-blank string of at most `MAX_ID_LENGTH` printable characters: no
+    control characters (Unicode category Cc, NUL included), no format characters such as
+    bidi/RTL marks or zero-width spaces (Cf), no lone surrogates (Cs), no private-use or
+    unassigned code points (Co, Cn), no line or paragraph separators (Zl, Zp) and no
+    whitespace other than the ASCII space (e.g. no-break spaces), i.e. `str.isprintable()`.
+    The message names the offending code point but never echoes the id itself.
+
+    Raises:
+        ValueError: when ``s`` breaks the rule.
+    """
+    if not isinstance(s, str):
+        raise ValueError("must be a string")
+    if not s or not s.strip(" "):
+        raise ValueError("must not be empty or blank")
+    if len(s) > MAX_ID_LENGTH:
+        raise ValueError(f"must be at most {MAX_ID_LENGTH} characters")
     if not s.isprintable():
-        raise ValueError("must contain only printable characters")
+        pos, ch = next((i, c) for i, c in enumerate(s) if not c.isprintable())
+        raise ValueError(
+            f"must contain only printable characters (U+{ord(ch):04X}, category "
+            f"{unicodedata.category(ch)}, at position {pos})"
+        )
     return s
 
 
@@ -31,10 +62,14 @@ class Event(BaseModel):
     pre-experiment metric in ``value``, used by CUPED) or another lower-case word.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     event_id: str = Field(min_length=1, max_length=128)
-    ts: datetime = Field(default_factory=_now)
+    ts: datetime = Field(
+        default_factory=_now,
+        strict=False,
+        description="ISO 8601 with a UTC offset, between 1970-01-01 and 9000-01-01 (UTC)",
+    )
     experiment: str = Field(min_length=1, max_length=128)
     variant: str = Field(min_length=1, max_length=128)
     unit_id: str = Field(min_length=1, max_length=256)
@@ -44,12 +79,28 @@ class Event(BaseModel):
     value: float | None = None
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
 
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_text(cls, ts: Any) -> Any:
+        if not isinstance(ts, str | datetime):
+            raise ValueError("ts must be an ISO 8601 string, e.g. '2024-05-01T12:00:00Z'")
+        return ts
+
     @field_validator("ts")
     @classmethod
     def _aware(cls, ts: datetime) -> datetime:
         if ts.tzinfo is None or ts.utcoffset() is None:
             raise ValueError("ts must be timezone-aware, e.g. '2024-05-01T12:00:00Z'")
-        return ts.astimezone(UTC)
+        try:
+            utc = ts.astimezone(UTC)
+        except OverflowError:  # near year 1 or 9999 the offset leaves the datetime range
+            utc = None
+        if utc is None or not TS_MIN <= utc < TS_MAX:
+            raise ValueError(
+                f"ts must lie between {TS_MIN.date().isoformat()} and "
+                f"{TS_MAX.date().isoformat()} (UTC)"
+            )
+        return utc
 
     @field_validator("value")
     @classmethod
@@ -58,10 +109,10 @@ class Event(BaseModel):
             raise ValueError("value must be a finite number")
         return value
 
-    @field_validator("event_id", "experiment", "variant", "unit_id")
+    @field_validator("event_id", "experiment", "variant", "unit_id", "item_id", "request_id")
     @classmethod
-    def _printable(cls, s: str) -> str:
-        return printable_id(s)
+    def _printable(cls, s: str | None) -> str | None:
+        return None if s is None else printable_id(s)
 
     @model_validator(mode="after")
     def _covariate_value(self) -> Self:

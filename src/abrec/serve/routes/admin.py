@@ -1,47 +1,23 @@
 """Admin routes under `/v1/admin/experiments`: list, create, start, stop, set weights.
 
-Every route needs `Authorization: Bearer <token>`, the token being
-`ServeConfig.admin_token`; without a configured token they all answer 401.
+Changes need `Authorization: Bearer <token>`, the token being `ServeConfig.admin_token`;
+the list also accepts the read token (`ServeConfig.read_token`). Without a configured
+token the routes answer 401. Specs are validated with the rules used when they are read
+back (`abrec.experiment.spec`), so whatever is stored here loads at the next start.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from abrec.errors import ExperimentError
 from abrec.experiment.spec import ExperimentSpec
-from abrec.serve.config import ADMIN_TOKEN_ENV
 from abrec.serve.schemas import Problem, WeightsRequest
-from abrec.serve.services import Config, ExperimentId, Services, Svc, spec_or_404
-
-_bearer = HTTPBearer(auto_error=False, description=ADMIN_TOKEN_ENV)
-
-
-def require_admin(
-    config: Config,
-    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless the request carries `Authorization: Bearer <admin token>`."""
-    token = config.admin_token.get_secret_value() if config.admin_token is not None else None
-    ok = (
-        token is not None
-        and cred is not None
-        and cred.scheme.lower() == "bearer"
-        and secrets.compare_digest(cred.credentials.encode(), token.encode())
-    )
-    if not ok:
-        raise HTTPException(
-            401,
-            f"admin routes need 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'"
-            + ("" if token else f" ({ADMIN_TOKEN_ENV} is not set on the server)"),
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
+from abrec.serve.security import require_admin, require_read
+from abrec.serve.services import ExperimentId, Services, Svc, spec_or_404
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem},
@@ -50,9 +26,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _ERRORS_422: dict[int | str, dict[str, Any]] = {**_ERRORS, 422: {"model": Problem}}
 
-router = APIRouter(
-    prefix="/v1/admin/experiments", tags=["admin"], dependencies=[Depends(require_admin)]
-)
+router = APIRouter(prefix="/v1/admin/experiments", tags=["admin"])
+_ADMIN = [Depends(require_admin)]
 
 _SPEC_EXAMPLES: dict[str, Any] = {
     "ab": {
@@ -80,14 +55,14 @@ def _latest(s: Services, experiment_id: str, changed: object) -> dict[str, Any]:
     return _spec_json(spec)
 
 
-@router.get("", responses=_ERRORS)
+@router.get("", responses=_ERRORS, dependencies=[Depends(require_read)])
 async def list_experiments(s: Svc) -> list[dict[str, Any]]:
-    """All experiments (latest version of each)."""
+    """All experiments (latest version of each); the read token suffices."""
     specs = await run_in_threadpool(s.registry.list)
     return [_spec_json(x) for x in specs]
 
 
-@router.post("", status_code=201, responses=_ERRORS_422)
+@router.post("", status_code=201, responses=_ERRORS_422, dependencies=_ADMIN)
 async def create_experiment(
     spec: Annotated[ExperimentSpec, Body(openapi_examples=_SPEC_EXAMPLES)], s: Svc
 ) -> dict[str, Any]:
@@ -96,7 +71,7 @@ async def create_experiment(
     if missing:
         raise HTTPException(
             422, f"model(s) {missing} are not in the bundle; use one of {s.engine.model_names}"
-        )
+        )  # admin-only route: naming the bundle's models is fine here
     try:
         created = await run_in_threadpool(s.registry.create, spec)
     except ExperimentError as exc:
@@ -113,19 +88,20 @@ async def _transition(s: Services, experiment_id: str, action: str) -> dict[str,
     return _latest(s, experiment_id, changed)
 
 
-@router.post("/{experiment_id}/start", responses=_ERRORS)
+@router.post("/{experiment_id}/start", responses=_ERRORS, dependencies=_ADMIN)
 async def start_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
-    """Start assigning units (draft or stopped → running)."""
+    """Start assigning units (draft → running). Stopping is final: starting a stopped
+    (or an already running) experiment is a 409."""
     return await _transition(s, experiment_id, "start")
 
 
-@router.post("/{experiment_id}/stop", responses=_ERRORS)
+@router.post("/{experiment_id}/stop", responses=_ERRORS, dependencies=_ADMIN)
 async def stop_experiment(experiment_id: ExperimentId, s: Svc) -> dict[str, Any]:
-    """Stop assigning units; recommendations fall back, results stay available."""
+    """Stop assigning units (final); recommendations fall back, results stay available."""
     return await _transition(s, experiment_id, "stop")
 
 
-@router.put("/{experiment_id}/weights", responses=_ERRORS_422)
+@router.put("/{experiment_id}/weights", responses=_ERRORS_422, dependencies=_ADMIN)
 async def set_weights(experiment_id: ExperimentId, body: WeightsRequest, s: Svc) -> dict[str, Any]:
     """Change traffic weights; sticky experiments keep already-assigned units."""
     spec_or_404(s, experiment_id)

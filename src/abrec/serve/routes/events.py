@@ -6,7 +6,7 @@ The contract of a batch:
   others fail. The reply gives ``accepted`` (stored now or before: an identical replay),
   ``inserted`` (stored now), ``rejected`` (the rest) and ``errors``: one entry per refused
   event (``index`` in the batch, ``status`` 422 or 409, a short ``message`` that never
-  echoes the event), sorted by index and listing at most `MAX_LISTED_ERRORS`.
+  echoes the event), sorted by index and listing at most `MAX_EVENT_ERRORS`.
 - Status: 200 when nothing was refused; 409 when the only refusals are ``event_id``
   conflicts; 422 otherwise.
 - Exposures are written only by the service (`/v1/recommend`): ``type="exposure"`` is
@@ -35,14 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from abrec.errors import AbrecError, ExperimentError, StoreError, format_validation_error
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec
-from abrec.serve.schemas import EventError, EventsResponse, Problem
+from abrec.serve.schemas import EventProblem, EventsReply, Problem
 from abrec.serve.services import Config, Metrics, Svc
 from abrec.store import Event
 from abrec.store.ingest import Outcome, needs_exposure
 
 PG_INT_MAX = 2**31 - 1
-MAX_LISTED_ERRORS = 100
-"""At most this many per-event errors are listed in a reply (``rejected`` counts all)."""
 
 router = APIRouter(tags=["serve"])
 
@@ -106,19 +104,6 @@ class EventsRequest(BaseModel):
     events: Annotated[list[Any], WithJsonSchema({"type": "array", "items": _EVENT_SCHEMA})] = Field(
         description="Events (see Event); invalid ones are reported per index"
     )
-
-
-class EventProblem(EventError):
-    """Why one event of the batch was refused: 422 (invalid) or 409 (event_id taken)."""
-
-    status: int = Field(default=422, description="422 invalid event, 409 event_id conflict")
-
-
-class EventsReply(EventsResponse):
-    """Reply to a batch: counts, and the refused events by index (at most 100 listed)."""
-
-    rejected: int = Field(default=0, description="events refused (all, even beyond the list)")
-    errors: list[EventProblem] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 EXPOSURE_REFUSED = (
@@ -259,7 +244,7 @@ async def events(body: EventsRequest, s: Svc, config: Config, metrics: Metrics) 
         accepted=accepted,
         inserted=inserted,
         rejected=len(errors),
-        errors=errors[:MAX_LISTED_ERRORS],
+        errors=errors,
     )
     status = 200
     if errors:

@@ -1,13 +1,17 @@
-"""Public reads of an experiment: `GET /v1/experiments/{id}/results` (the live analysis)."""
+"""Reads of an experiment: `GET /v1/experiments/{id}/results` (the live analysis).
+
+Results need the read token or the admin token (`abrec.serve.security.require_read`).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
 from abrec.experiment.analysis import ExperimentResults, analyze
 from abrec.serve.schemas import Problem
+from abrec.serve.security import require_read
 from abrec.serve.services import ExperimentId, Svc, spec_or_404
 
 router = APIRouter(tags=["results"])
@@ -16,7 +20,13 @@ router = APIRouter(tags=["results"])
 @router.get(
     "/v1/experiments/{experiment_id}/results",
     response_model=ExperimentResults,
-    responses={404: {"model": Problem}, 409: {"model": Problem}},
+    responses={
+        401: {"model": Problem},
+        404: {"model": Problem},
+        409: {"model": Problem},
+        503: {"model": Problem},
+    },
+    dependencies=[Depends(require_read)],
 )
 async def results(experiment_id: ExperimentId, s: Svc) -> ExperimentResults:
     """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential)."""

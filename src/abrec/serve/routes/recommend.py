@@ -62,7 +62,7 @@ async def recommend(
     if variant is None:
         metrics.fallbacks.labels(reason=reason or "none").inc()
     else:
-        metrics.assignments.labels(experiment=body.experiment, variant=variant).inc()
+        metrics.assignments.inc()
         if ranked.item_ids:
             exposures = _exposures(body, variant, request_id, list(ranked.item_ids))
             await s.write(exposures)
