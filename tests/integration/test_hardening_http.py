@@ -453,7 +453,7 @@ def test_store_failures_are_503_without_addresses(
 ) -> None:
     import concurrent.futures
 
-    import abrec.experiment.analysis as analysis
+    import abrec.serve.routes.experiments as results_route
 
     services = live.thread.app.state.services
     leak = 'connection to server at "db.internal" (10.1.2.3), port 5432 failed'
@@ -470,7 +470,7 @@ def test_store_failures_are_503_without_addresses(
         raise RuntimeError(leak)
 
     monkeypatch.setattr(services.writer, "submit", failing_submit)
-    monkeypatch.setattr(analysis, "analyze", failing_analyze)
+    monkeypatch.setattr(results_route, "analyze", failing_analyze)
     monkeypatch.setattr(services.store, "count", failing_count)
     r = live.client.post("/v1/recommend", json={"unit_id": "h503", "experiment": "exp1"})
     assert_short_problem(r, 503, not_in=("db.internal", "10.1.2.3", "5432", "idempotent"))
