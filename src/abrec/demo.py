@@ -618,7 +618,8 @@ def print_decision(con: Console, report: DemoReport) -> None:
     seq = comp.sequential_ctr if comp is not None else None
     if seq is not None:
         con.print(
-            f"Sequential (always-valid, {len(report.timeline)} looks): CTR difference CI "
+            f"Sequential (always-valid, {seq.looks_tested} looks, one per {seq.look_every} "
+            f"units in entry order): CTR difference CI "
             f"{fmt.interval(seq.ci.low, seq.ci.high, _f)}, p = {_g(seq.p_value)}"
         )
     cuped = comp.cuped_clicks_per_unit if comp is not None else None
