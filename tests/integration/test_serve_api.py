@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from test_serve_support import (
     N_ITEMS,
     PG_URL,
@@ -272,6 +273,24 @@ def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
     r2 = svc.client.post("/v1/events", json={"events": batch})
     assert r2.json() == {"accepted": 10, "inserted": 0, "errors": []}
     assert svc.store.count("exp1") == before + 10
+
+
+def test_events_duplicate_id_in_one_batch_first_occurrence_wins(svc: Svc) -> None:
+    unit = assigned(svc, "u2")
+    first = ev("dup-in-batch", item_id="i1", position=1, value=1.0, **unit)
+    later = ev("dup-in-batch", item_id="i2", position=7, value=9.0, **unit)
+    r = svc.client.post("/v1/events", json={"events": [first, ev("dup-other", **unit), later]})
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == 2
+    with svc.store.engine.connect() as conn:
+        row = (
+            conn.execute(
+                sa.select(svc.store.events).where(svc.store.events.c.event_id == "dup-in-batch")
+            )
+            .mappings()
+            .one()
+        )
+    assert (row["item_id"], row["position"], row["value"]) == ("i1", 1, 1.0)
 
 
 def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:

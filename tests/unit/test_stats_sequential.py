@@ -151,6 +151,7 @@ def _look_sums(
     return sums.tolist()  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_h0_service_path_monitor_over_ratio_looks() -> None:
     """The service's path: entry-ordered units, a look every 100 units, RatioStats per arm
     (clicks / exposures), `SequentialMonitor` (running minimum) over the looks."""
@@ -178,6 +179,7 @@ def test_h0_service_path_monitor_over_ratio_looks() -> None:
     assert lo <= fpr <= hi, f"H0 rate {fpr} outside [{lo:.4f}, {hi:.4f}] (exact {rate0:.4f})"
 
 
+@pytest.mark.slow
 def test_confidence_sequence_coverage_under_a_real_effect() -> None:
     """Mean metric with a true effect of 0.25 sd: the running intersection holds the true
     difference at every look with probability 1 - (exact crossing rate), not much more."""
