@@ -13,11 +13,10 @@ import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
     N_ITEMS,
-    PG_URL,
     build_bundle,
-    postgres_available,
     start_service,
     unique_prefix,
     write_config,
@@ -52,8 +51,7 @@ def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     bundle, inter = build_bundle(tmp / "bundle")
     prefix = unique_prefix("api")
     if request.param == "postgres":
-        if not postgres_available():
-            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        require_postgres(PG_URL)
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"
@@ -485,7 +483,6 @@ def test_results_unknown_is_404(svc: Svc) -> None:
 
 
 def test_results_after_traffic(svc: Svc) -> None:
-    pytest.importorskip("abrec.experiment.analysis")
     rng = np.random.default_rng(1)
     events = []
     for u in range(30):

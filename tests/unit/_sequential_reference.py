@@ -67,6 +67,7 @@ def howard_radius(v: float, n: float, rho: float, alpha: float) -> float:
 def quad_radius(v: float, n: float, rho: float, alpha: float) -> float:
     """The radius as the root of Lambda_theta = 1/alpha, Lambda by numerical integration."""
     target = math.log(1.0 / alpha)
+
     def excess(a: float) -> float:
         return quad_log_lambda(0.0, v, n, rho, theta0=a) - target
 

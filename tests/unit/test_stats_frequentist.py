@@ -196,7 +196,6 @@ def test_cupac_with_model_prediction(rng: np.random.Generator) -> None:
     res = st.cupac_test(
         st.CupedStats.from_arrays(y_c, pred_c), st.CupedStats.from_arrays(y_t, pred_t)
     )
-    plain = st.welch_ttest(st.MeanStats.from_array(y_c), st.MeanStats.from_array(y_t))
     assert res.method == "cupac"
     assert res.variance_reduction is not None and res.variance_reduction > 0.5
     # Reference: Welch's t-test (scipy) on y - theta (pred - mean pred) with theta the pooled

@@ -49,7 +49,12 @@ def test_pvalue_matches_mixture_sprt_closed_form_on_a_grid() -> None:
 
 @pytest.mark.parametrize(
     ("d", "v", "n", "rho"),
-    [(0.05, 0.02, 1_000, 0.03), (-0.013, 3e-4, 37, 0.4), (1.7, 2.5, 250_000, 0.002), (0.0, 1.0, 10, 1.0)],
+    [
+        (0.05, 0.02, 1_000, 0.03),
+        (-0.013, 3e-4, 37, 0.4),
+        (1.7, 2.5, 250_000, 0.002),
+        (0.0, 1.0, 10, 1.0),
+    ],
 )
 def test_pvalue_matches_numerical_mixture_integral(d: float, v: float, n: int, rho: float) -> None:
     log_lambda = quad_log_lambda(d, v, n, rho)
@@ -64,7 +69,8 @@ def test_radius_matches_howard_boundary_on_a_grid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("v", "n", "rho", "alpha"), [(0.02, 1_000, 0.03, 0.05), (3e-4, 37, 0.4, 0.001), (2.5, 2, 3.0, 0.2)]
+    ("v", "n", "rho", "alpha"),
+    [(0.02, 1_000, 0.03, 0.05), (3e-4, 37, 0.4, 0.001), (2.5, 2, 3.0, 0.2)],
 )
 def test_radius_is_where_the_mixture_integral_reaches_one_over_alpha(
     v: float, n: int, rho: float, alpha: float
