@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,19 +19,32 @@ class MLSmall(NamedTuple):
     items: ItemCatalog
 
 
+def _missing(reason: str) -> None:
+    """Skip for missing data, but fail under CI (CI=true), where the data must be present."""
+    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+        pytest.fail(f"{reason} (CI=true: the dataset is required)")
+    pytest.skip(reason)
+
+
 def _ml_dir() -> Path:
     env = os.environ.get("ABREC_DATA")
     if not env:
-        pytest.skip("ABREC_DATA is not set; point it at the folder holding ml-latest-small/")
-    folder = Path(env) / "ml-latest-small"
+        _missing("ABREC_DATA is not set; point it at the folder holding ml-latest-small/")
+    folder = Path(str(env)) / "ml-latest-small"
     if not (folder / "ratings.csv").is_file():
-        pytest.skip(f"{folder} has no ratings.csv; MovieLens latest-small is not available")
+        _missing(f"{folder} has no ratings.csv; MovieLens latest-small is not available")
     return folder
+
+
+@pytest.fixture
+def locate_movielens() -> Callable[[], Path]:
+    """The check `ml_small_dir` runs (exposed for its own test)."""
+    return _ml_dir
 
 
 @pytest.fixture(scope="session")
 def ml_small_dir() -> Path:
-    """Folder with the MovieLens latest-small CSVs (skips when ABREC_DATA is missing)."""
+    """Folder with the MovieLens latest-small CSVs (skips when missing; fails under CI)."""
     return _ml_dir()
 
 

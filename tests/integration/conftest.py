@@ -10,24 +10,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pg_gate import PG_URL, unreachable_reason
+from pg_gate import require_postgres as _require_postgres
 
 from abrec.store import EventStore
 
-PG_URL = os.environ.get("ABREC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _SESSION = uuid.uuid4().hex[:8]
 _counter = itertools.count()
-
-
-def _pg_unreachable(url: str = PG_URL) -> str | None:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any failure means the server is not usable
-        return f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-    finally:
-        engine.dispose()
-    return None
 
 
 def _drop_prefixed(url: str, prefix: str) -> None:
@@ -40,21 +29,11 @@ def _drop_prefixed(url: str, prefix: str) -> None:
         engine.dispose()
 
 
-def _require_postgres(url: str = PG_URL) -> None:
-    """Skip when PostgreSQL is unreachable, but fail loudly in CI (CI=true)."""
-    reason = _pg_unreachable(url)
-    if reason is not None:
-        msg = f"PostgreSQL at {url} is unreachable: {reason}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_postgres_tables() -> Iterator[None]:
     """Drop any table this test session created on PostgreSQL, even after failures."""
     yield
-    if _pg_unreachable() is None:
+    if not os.environ.get("ABREC_SKIP_POSTGRES") and unreachable_reason() is None:
         _drop_prefixed(PG_URL, f"t{_SESSION}_")
 
 

@@ -1,9 +1,11 @@
-"""Property-based fuzzing of the live service from its own OpenAPI schema: never a 5xx.
+"""Property-based fuzzing of the live service from its own OpenAPI schema.
 
 Schemathesis (v4 API) generates valid and invalid requests for every operation and
-sends them over loopback HTTP to a `ServiceThread` on a real SQLite store. Admin
-operations are called with the admin token so their handlers, not only the 401 path,
-get fuzzed. Examples per operation: `ABREC_FUZZ_EXAMPLES` (default 40).
+sends them over loopback HTTP to a `ServiceThread` on a real SQLite store and on
+PostgreSQL. Every response must be no 5xx, have a status code, content type and body
+that the OpenAPI document declares for that operation (response-schema conformance).
+Admin operations are called with the admin token so their handlers, not only the 401
+path, get fuzzed. Examples per operation: `ABREC_FUZZ_EXAMPLES` (default 40).
 """
 
 from __future__ import annotations
@@ -13,23 +15,32 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis import Case  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from test_serve_support import (  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, settings
+from pg_gate import PG_URL, require_postgres
+from schemathesis import Case
+from schemathesis.checks import (
+    CheckContext,
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.transport import Response
+from test_serve_support import (
     build_bundle,
     experiment_toml,
     start_service,
+    unique_prefix,
     write_config,
 )
 
-from abrec.serve.app import create_app  # noqa: E402
-from abrec.serve.config import ServeConfig  # noqa: E402
-from abrec.serve.runner import ServiceThread  # noqa: E402
+from abrec.serve.app import create_app
+from abrec.serve.config import ServeConfig
+from abrec.serve.runner import ServiceThread
+from abrec.store import EventStore
 
 TOKEN = "fuzz-admin-token"
 FUZZ_EXPERIMENTS = experiment_toml(
@@ -41,21 +52,73 @@ FUZZ_EXPERIMENTS = experiment_toml(
 EXAMPLES = int(os.environ.get("ABREC_FUZZ_EXAMPLES", "40"))
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceThread]:
+    tmp: Path = tmp_path_factory.mktemp(f"fuzz_{request.param}")
     bundle, _ = build_bundle(tmp / "bundle")
+    if request.param == "postgres":
+        require_postgres(PG_URL)
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp / 'events.db'}"
+    prefix = unique_prefix("fuzz")
     # the ids used by the schema's examples, so example requests reach the deep paths
-    cfg_path = write_config(tmp, f"sqlite:///{tmp / 'events.db'}", bundle, FUZZ_EXPERIMENTS)
+    cfg_path = write_config(tmp, url, bundle, FUZZ_EXPERIMENTS, table_prefix=prefix)
     thread = start_service(ServeConfig.from_toml(cfg_path), TOKEN)
-    yield thread
-    thread.stop()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+        if request.param == "postgres":
+            store = EventStore.from_url(url, table_prefix=prefix)
+            store.metadata.drop_all(store.engine)
+            store.dispose()
 
 
 # The schema is the app's own OpenAPI document (built without starting anything); the
 # requests go to the live thread. (`schemathesis.pytest.from_fixture` is not used: its
 # lazy loader touches `Function._nodeid`, which pytest 9 removed.)
-schema = schemathesis.openapi.from_dict(create_app(ServeConfig(bundle=Path("unused"))).openapi())
+SPEC = create_app(ServeConfig(bundle=Path("unused"))).openapi()
+schema = schemathesis.openapi.from_dict(SPEC)
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+PARSE_ERROR = "There was an error parsing the body"
+
+
+def _known_bug(response: Response, case: Case) -> bool:
+    """Responses of two known service bugs, each pinned by a strict xfail test below."""
+    if response.status_code == 400 and PARSE_ERROR in response.text:
+        return True  # test_unparsable_body_gets_a_documented_status
+    return (  # test_events_without_a_body_answers_its_documented_422
+        case.path == "/v1/events"
+        and response.status_code == 422
+        and "accepted" not in response.text
+    )
+
+
+@schemathesis.check
+def conforms_to_the_schema(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Status code and body as the operation documents them (known bugs aside)."""
+    if _known_bug(response, case):
+        return None
+    status_code_conformance(ctx, response, case)
+    response_schema_conformance(ctx, response, case)
+    return None
+
+
+def _headers(case: Case) -> dict[str, str] | None:
+    needs_token = "/admin/" in case.path or case.path.endswith("/results")
+    return {"Authorization": f"Bearer {TOKEN}"} if needs_token else None
 
 
 @pytest.mark.slow
@@ -66,19 +129,46 @@ schema = schemathesis.openapi.from_dict(create_app(ServeConfig(bundle=Path("unus
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_server_errors(case: Case, live: ServiceThread) -> None:
-    needs_token = "/admin/" in case.path or case.path.endswith("/results")
-    headers = {"Authorization": f"Bearer {TOKEN}"} if needs_token else None
-    case.call_and_validate(
-        base_url=live.url, headers=headers, checks=[not_a_server_error], timeout=30
+def test_responses_conform_to_the_schema(case: Case, live: ServiceThread) -> None:
+    checks = [not_a_server_error, content_type_conformance, conforms_to_the_schema]
+    case.call_and_validate(base_url=live.url, headers=_headers(case), checks=checks, timeout=30)
+
+
+def _documented(operation: str, path: str, status: int) -> bool:
+    responses = SPEC["paths"][path][operation]["responses"]
+    return str(status) in responses
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service bug: a body that is not UTF-8 JSON gets 400 'There was an error parsing "
+    "the body', a status no operation documents (map it to 422 or document 400)",
+)
+def test_unparsable_body_gets_a_documented_status(live: ServiceThread) -> None:
+    r = httpx.post(
+        f"{live.url}/v1/recommend",
+        content=b"\xdc\x96\\\xff",
+        headers={"content-type": "application/json"},
+        timeout=10,
     )
+    assert r.status_code < 500
+    assert _documented("post", "/v1/recommend", r.status_code), r.status_code
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service bug: POST /v1/events without a body answers FastAPI's {'detail': [...]} "
+    "with 422, but documents its EventsResponse (accepted/inserted/errors) for 422",
+)
+def test_events_without_a_body_answers_its_documented_422(live: ServiceThread) -> None:
+    r = httpx.post(f"{live.url}/v1/events", timeout=10)
+    assert r.status_code == 422
+    assert {"accepted", "inserted", "errors"} <= set(r.json()), r.json()
 
 
 @pytest.mark.slow
 def test_fuzzing_reached_every_route(live: ServiceThread) -> None:
     """Runs after the fuzz cases (file order): the service saw requests on each route."""
-    import httpx
-
     text = httpx.get(f"{live.url}/metrics", timeout=10).text
     for route in (
         "/v1/recommend",

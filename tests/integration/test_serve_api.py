@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
+from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
     N_ITEMS,
-    PG_URL,
     build_bundle,
-    postgres_available,
     start_service,
     unique_prefix,
     write_config,
@@ -51,8 +51,7 @@ def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     bundle, inter = build_bundle(tmp / "bundle")
     prefix = unique_prefix("api")
     if request.param == "postgres":
-        if not postgres_available():
-            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        require_postgres(PG_URL)
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"
@@ -294,6 +293,24 @@ def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
     assert svc.store.count("exp1") == before + 10
 
 
+def test_events_duplicate_id_in_one_batch_first_occurrence_wins(svc: Svc) -> None:
+    unit = assigned(svc, "u2")
+    first = ev("dup-in-batch", item_id="i1", position=1, value=1.0, **unit)
+    later = ev("dup-in-batch", item_id="i2", position=7, value=9.0, **unit)
+    r = svc.client.post("/v1/events", json={"events": [first, ev("dup-other", **unit), later]})
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == 2
+    with svc.store.engine.connect() as conn:
+        row = (
+            conn.execute(
+                sa.select(svc.store.events).where(svc.store.events.c.event_id == "dup-in-batch")
+            )
+            .mappings()
+            .one()
+        )
+    assert (row["item_id"], row["position"], row["value"]) == ("i1", 1, 1.0)
+
+
 def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
     now = datetime.now(UTC).isoformat()
     u, u2 = served(svc, "u1", k=2)
@@ -490,7 +507,6 @@ def test_results_unknown_is_404(svc: Svc) -> None:
 
 
 def test_results_after_traffic(svc: Svc) -> None:
-    pytest.importorskip("abrec.experiment.analysis")
     rng = np.random.default_rng(1)
     events = []
     for u in range(30):

@@ -1,7 +1,7 @@
 """Shared helpers for the service tests: a small real model bundle and service configs.
 
 The bundle is fitted on seeded synthetic interactions. It holds the project's
-`Popularity` model when `abrec.models.popularity` exists, and `Cooc`, a small
+`popularity` and `ease` models, and `Cooc`, a small
 item co-occurrence recommender defined here that also scores anonymous users
 from their item history (`_score_history`), so the history path is exercised.
 """
@@ -9,7 +9,6 @@ from their item history (`_score_history`), so the history path is exercised.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import uuid
 from pathlib import Path
@@ -22,12 +21,12 @@ from pydantic import SecretStr
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
+from abrec.models.registry import build_model
 from abrec.serve.config import ServeConfig
-from abrec.serve.runner import ServiceThread, database_problem
+from abrec.serve.runner import ServiceThread
 
 N_USERS = 60
 N_ITEMS = 40
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HERE = Path(__file__).resolve().parent
 
 
@@ -85,15 +84,9 @@ def build_bundle(path: Path) -> tuple[Path, Interactions]:
     models: dict[str, Recommender] = {
         "cooc": Cooc().fit(inter, cat),
         "cooc_b": Cooc().fit(inter, cat),
+        "popularity": build_model("popularity").fit(inter, cat),
+        "ease": build_model("ease", lambda_=10.0).fit(inter, cat),
     }
-    try:  # the project's own models, when present
-        from abrec.models.ease import EASE
-        from abrec.models.popularity import Popularity
-
-        models["popularity"] = Popularity().fit(inter, cat)
-        models["ease"] = EASE(lambda_=10.0).fit(inter, cat)
-    except ImportError:
-        pass
     ModelBundle(models=models, user_ids=inter.user_ids, item_ids=inter.item_ids).save(path)
     return path, inter
 
@@ -142,18 +135,6 @@ def write_config(
     path = tmp / "serve.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def postgres_available() -> bool:
-    """True when the PostgreSQL test server answers on 127.0.0.1:5432."""
-    if os.environ.get("ABREC_SKIP_POSTGRES"):
-        return False
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
-            pass
-    except OSError:
-        return False
-    return database_problem(PG_URL) is None
 
 
 def start_service(config: ServeConfig, admin_token: str) -> ServiceThread:

@@ -20,12 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
     HERE,
-    PG_URL,
     build_bundle,
     free_port,
-    postgres_available,
     unique_prefix,
     write_config,
 )
@@ -114,8 +113,7 @@ def test_sigterm_restart_keeps_every_acknowledged_event_once(
     """SIGTERM: graceful shutdown flushes the writer. SIGKILL: no shutdown at all, so this
     checks that an acknowledgement is only ever sent after the commit."""
     if backend == "postgres":
-        if not postgres_available():
-            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        require_postgres(PG_URL)
         url = PG_URL
     else:
         url = f"sqlite:///{tmp_path / 'events.db'}"

@@ -66,7 +66,39 @@ def test_permutation_matches_exact_enumeration() -> None:
     n_perm = 40_000
     got = S.permutation_test(d, np.zeros(12), n_permutations=n_perm, seed=5).p_value[0]
     sd = np.sqrt(exact * (1 - exact) / n_perm)
-    assert abs(got - exact) < 4 * sd + 2 / n_perm
+    expected = (1 + n_perm * exact) / (n_perm + 1)  # E[(1 + B) / (N + 1)]
+    assert abs(got - expected) < 4 * sd
+
+
+@pytest.mark.parametrize("n_perm", [1, 9, 99, 2_000])
+def test_permutation_p_counts_the_observed_statistic_exactly(n_perm: int) -> None:
+    """Phipson & Smyth (2010): p = (1 + B) / (N + 1), B = random flips at least as extreme.
+
+    With 60 positive differences only the identity and the all-negative flip reach the
+    observed |mean| (chance 2 / 2^60 per draw), so B = 0 and p = 1 / (N + 1) exactly,
+    whatever the random stream.
+    """
+    d = np.linspace(0.5, 3.0, 60)
+    got = S.permutation_test(d, np.zeros(60), n_permutations=n_perm, seed=3).p_value[0]
+    assert got == 1.0 / (n_perm + 1)
+
+
+def test_permutation_p_lies_on_the_phipson_smyth_lattice() -> None:
+    """p (N + 1) - 1 = B is a whole number in [0, N]; its mean over seeds is N times the
+    exact (enumerated) tail probability."""
+    rng = np.random.default_rng(8)
+    d = rng.normal(0.3, 1.0, size=10)
+    flips = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))
+    exact = float(np.mean(np.abs(flips @ d) >= abs(d.sum()) - 1e-12))
+    n_perm = 499
+    counts = []
+    for seed in range(40):
+        p = S.permutation_test(d, np.zeros(10), n_permutations=n_perm, seed=seed).p_value[0]
+        b = p * (n_perm + 1) - 1
+        assert b == pytest.approx(round(b), abs=1e-9) and 0 <= round(b) <= n_perm
+        counts.append(round(b))
+    sd = np.sqrt(exact * (1 - exact) / (n_perm * 40))
+    assert abs(np.mean(counts) / n_perm - exact) < 4 * sd
 
 
 def test_permutation_is_seeded_and_vectorised_over_columns() -> None:

@@ -196,13 +196,23 @@ def test_cupac_with_model_prediction(rng: np.random.Generator) -> None:
     res = st.cupac_test(
         st.CupedStats.from_arrays(y_c, pred_c), st.CupedStats.from_arrays(y_t, pred_t)
     )
-    plain = st.welch_ttest(st.MeanStats.from_array(y_c), st.MeanStats.from_array(y_t))
     assert res.method == "cupac"
     assert res.variance_reduction is not None and res.variance_reduction > 0.5
-    assert res.std_error is not None and plain.std_error is not None
-    assert res.std_error == pytest.approx(
-        plain.std_error * math.sqrt(1 - res.variance_reduction), rel=1e-9
-    )
+    # Reference: Welch's t-test (scipy) on y - theta (pred - mean pred) with theta the pooled
+    # least-squares slope of y on the prediction (CUPED with the prediction as covariate).
+    ally, allp = np.concatenate([y_c, y_t]), np.concatenate([pred_c, pred_t])
+    theta = np.polyfit(allp, ally, 1)[0]
+    adj_c, adj_t = y_c - theta * (pred_c - allp.mean()), y_t - theta * (pred_t - allp.mean())
+    ref = sps.ttest_ind(adj_t, adj_c, equal_var=False)
+    ref_ci = ref.confidence_interval(0.95)
+    ref_se = math.sqrt(adj_c.var(ddof=1) / n + adj_t.var(ddof=1) / n)
+    assert res.std_error == pytest.approx(ref_se, rel=1e-9)
+    assert res.absolute.estimate == pytest.approx(adj_t.mean() - adj_c.mean(), rel=1e-9)
+    assert res.p_value == pytest.approx(ref.pvalue, rel=1e-7)
+    assert res.absolute.low == pytest.approx(ref_ci.low, rel=1e-9)
+    assert res.absolute.high == pytest.approx(ref_ci.high, rel=1e-9)
+    raw_se2 = y_c.var(ddof=1) / n + y_t.var(ddof=1) / n
+    assert res.variance_reduction == pytest.approx(1 - ref_se**2 / raw_se2, rel=1e-9)
 
 
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])

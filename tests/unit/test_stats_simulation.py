@@ -1,13 +1,15 @@
 """Simulation tests: A/A false-positive rates, interval coverage, sequential peeking, SRM.
 
 Bounds come from issue 3: FPR in [0.035, 0.065] over >= 2000 experiments, coverage in
-[0.93, 0.97], sequential FPR <= 0.055 when peeking every 100 units.
+[0.93, 0.97], sequential FPR within a two-sided band around the exact crossing rate when peeking
+every 100 units.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _sequential_reference import band, exact_crossing_rate
 from scipy import special
 
 import abrec.stats as st
@@ -129,7 +131,11 @@ def test_sequential_fpr_under_continuous_peeking() -> None:
         naive_p = 2 * special.stdtr(df, -np.abs(mt - mc) / np.sqrt(v))
         naive_reject |= naive_p < 0.05
     fpr_seq, fpr_naive = seq_reject.mean(), naive_reject.mean()
-    assert fpr_seq <= 0.055, f"sequential FPR {fpr_seq}"
+    # Two-sided: around the exact crossing rate of this schedule under known variance
+    # (0.0194); skewed data and the plug-in variance at 50 units per arm add ~0.004.
+    rate0 = exact_crossing_rate(per_look * np.arange(1, looks + 1) * rho * rho, 0.05)
+    lo, hi = band(rate0, n_sims, extra=0.006)
+    assert lo <= fpr_seq <= hi, f"sequential FPR {fpr_seq} outside [{lo:.4f}, {hi:.4f}]"
     assert fpr_naive > 0.15, f"naive peeking FPR {fpr_naive} should be inflated"
 
 

@@ -1,0 +1,66 @@
+"""A duplicate ``event_id`` inside one batch: the first occurrence is stored, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from abrec.store import Event, EventStore
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _event(event_id: str, n: int) -> Event:
+    """Events that differ in every content field, so any mix-up of rows shows."""
+    return Event(
+        event_id=event_id,
+        ts=T0 + timedelta(seconds=n),
+        experiment="exp",
+        variant=f"v{n}",
+        unit_id=f"u{n}",
+        type="click",
+        item_id=f"i{n}",
+        position=n,
+        value=float(n) + 0.5,
+        request_id=f"r{n}",
+    )
+
+
+def _stored(store: EventStore) -> dict[str, dict[str, object]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(store.events)).mappings().all()
+    return {r["event_id"]: dict(r) for r in rows}
+
+
+def _content(e: Event) -> dict[str, object]:
+    return {k: v for k, v in e.model_dump().items() if k != "ts"}
+
+
+def _same(row: dict[str, object], e: Event) -> bool:
+    ts = row["ts"]
+    assert isinstance(ts, datetime)
+    if ts.tzinfo is None:  # SQLite hands back naive UTC
+        ts = ts.replace(tzinfo=UTC)
+    return {k: row[k] for k in _content(e)} == _content(e) and ts == e.ts
+
+
+def test_first_occurrence_in_a_batch_wins_append_ids(store: EventStore) -> None:
+    first, second, third = _event("dup", 1), _event("dup", 2), _event("dup", 3)
+    other = _event("solo", 4)
+    inserted = store.append_ids([first, other, second, third])
+    assert inserted == {"dup", "solo"}
+    rows = _stored(store)
+    assert set(rows) == {"dup", "solo"}
+    assert _same(rows["dup"], first), rows["dup"]
+    assert _same(rows["solo"], other)
+
+
+def test_first_occurrence_in_a_batch_wins_append(store: EventStore) -> None:
+    batch = [_event("x", 7), _event("y", 8), _event("x", 9), _event("y", 10)]
+    assert store.append(batch) == 2
+    rows = _stored(store)
+    assert _same(rows["x"], batch[0]) and _same(rows["y"], batch[1])
+    # a later batch never overwrites: the stored first occurrence stays
+    assert store.append([_event("x", 11)]) == 0
+    assert _same(_stored(store)["x"], batch[0])
