@@ -40,6 +40,7 @@ from test_serve_support import (
 from abrec.serve.app import create_app
 from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread
+from abrec.serve.schemas import ValidationProblem
 from abrec.store import EventStore
 
 TOKEN = "fuzz-admin-token"
@@ -92,25 +93,11 @@ FUZZ_SETTINGS = settings(
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-PARSE_ERROR = "There was an error parsing the body"
-
-
-def _known_bug(response: Response, case: Case) -> bool:
-    """Responses of two known service bugs, each pinned by a strict xfail test below."""
-    if response.status_code == 400 and PARSE_ERROR in response.text:
-        return True  # test_unparsable_body_gets_a_documented_status
-    return (  # test_events_without_a_body_answers_its_documented_422
-        case.path == "/v1/events"
-        and response.status_code == 422
-        and "accepted" not in response.text
-    )
 
 
 @schemathesis.check
 def conforms_to_the_schema(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Status code and body as the operation documents them (known bugs aside)."""
-    if _known_bug(response, case):
-        return None
+    """Status code and body as the operation documents them."""
     status_code_conformance(ctx, response, case)
     response_schema_conformance(ctx, response, case)
     return None
@@ -139,31 +126,32 @@ def _documented(operation: str, path: str, status: int) -> bool:
     return str(status) in responses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service bug: a body that is not UTF-8 JSON gets 400 'There was an error parsing "
-    "the body', a status no operation documents (map it to 422 or document 400)",
-)
 def test_unparsable_body_gets_a_documented_status(live: ServiceThread) -> None:
+    """A body that is not UTF-8 JSON is a documented 422 (FastAPI alone answers 400)."""
     r = httpx.post(
         f"{live.url}/v1/recommend",
         content=b"\xdc\x96\\\xff",
         headers={"content-type": "application/json"},
         timeout=10,
     )
-    assert r.status_code < 500
+    assert r.status_code == 422
     assert _documented("post", "/v1/recommend", r.status_code), r.status_code
+    assert r.json() == {
+        "detail": [
+            {"loc": ["body"], "msg": "the body is not valid UTF-8 JSON", "type": "json_invalid"}
+        ]
+    }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service bug: POST /v1/events without a body answers FastAPI's {'detail': [...]} "
-    "with 422, but documents its EventsResponse (accepted/inserted/errors) for 422",
-)
 def test_events_without_a_body_answers_its_documented_422(live: ServiceThread) -> None:
+    """No body: a 422 whose body is one of the documented 422 shapes of /v1/events."""
     r = httpx.post(f"{live.url}/v1/events", timeout=10)
     assert r.status_code == 422
-    assert {"accepted", "inserted", "errors"} <= set(r.json()), r.json()
+    schema = SPEC["paths"]["/v1/events"]["post"]["responses"]["422"]["content"]
+    refs = {s["$ref"].rsplit("/", 1)[1] for s in schema["application/json"]["schema"]["anyOf"]}
+    assert refs == {"EventsReply", "ValidationProblem"}
+    body = ValidationProblem.model_validate(r.json())
+    assert body.detail and body.detail[0].loc[0] == "body"
 
 
 @pytest.mark.slow

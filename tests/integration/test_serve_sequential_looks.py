@@ -65,7 +65,7 @@ def test_sequential_ctr_matches_looks_rebuilt_from_raw_traffic(tmp_path: Path) -
         with httpx.Client(base_url=thread.url, timeout=30) as client:
             for u in range(N_UNITS):
                 unit = f"visitor-{u:03d}"  # unknown to the models: popularity-style scores
-                shown = 0
+                served: list[tuple[str, str]] = []  # (request_id, item_id) shown to the unit
                 for _ in range(int(rng.integers(1, 3))):  # one or two requests per unit
                     k = int(rng.integers(2, 7))
                     r = client.post(
@@ -73,7 +73,8 @@ def test_sequential_ctr_matches_looks_rebuilt_from_raw_traffic(tmp_path: Path) -
                     )
                     assert r.status_code == 200, r.text
                     body = r.json()
-                    shown += len(body["items"])
+                    served += [(body["request_id"], it["item_id"]) for it in body["items"]]
+                shown = len(served)
                 p_click = 0.5 if body["variant"] == "treatment" else 0.2
                 n_click = int(rng.binomial(shown, p_click))
                 events = [
@@ -83,15 +84,19 @@ def test_sequential_ctr_matches_looks_rebuilt_from_raw_traffic(tmp_path: Path) -
                         "variant": body["variant"],
                         "unit_id": unit,
                         "type": "click",
+                        "request_id": served[i][0],
+                        "item_id": served[i][1],
                     }
-                    for i in range(n_click)
+                    for i in rng.choice(shown, size=n_click, replace=False)
                 ]
                 if events:
                     assert client.post("/v1/events", json={"events": events}).status_code == 200
                 variant.append(body["variant"])
                 exposures.append(shown)
                 clicks.append(n_click)
-            res = client.get("/v1/experiments/seq1/results")
+            res = client.get(
+                "/v1/experiments/seq1/results", headers={"Authorization": "Bearer seq-token"}
+            )
     finally:
         thread.stop()
     assert res.status_code == 200, res.text

@@ -31,8 +31,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from abrec.errors import StoreError
@@ -108,6 +110,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=validation_problem(exc.errors()))
 
 
+#: What FastAPI says (as a 400) when a body cannot be decoded at all (e.g. not UTF-8).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> Any:
+    """A body that cannot be decoded is a 422 like any other invalid body (not an
+    undocumented 400); every other HTTP error keeps FastAPI's handling."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        issue = {"loc": ["body"], "msg": "the body is not valid UTF-8 JSON", "type": "json_invalid"}
+        return JSONResponse(status_code=422, content=validation_problem([issue]))
+    return await http_exception_handler(request, exc)
+
+
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     """503 without the database's message (it may name hosts); the cause is logged."""
     log.error("event store failure on %s %s: %s", request.method, request.url.path, exc)
@@ -153,6 +169,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     for router in ROUTERS:
         app.include_router(router)

@@ -126,6 +126,21 @@ class WeightsRequest(BaseModel):
     ] = Field(min_length=1, max_length=100)
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request failed validation: where, what, and the error type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """422 body of a request that failed validation; the input is never echoed."""
+
+    detail: list[ValidationIssue]
+    more_errors: int | None = Field(default=None, description="errors beyond those listed")
+
+
 class Problem(BaseModel):
     """Error body: `detail` says what went wrong and what to do."""
 

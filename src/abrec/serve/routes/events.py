@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from abrec.errors import AbrecError, ExperimentError, StoreError, format_validation_error
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec
-from abrec.serve.schemas import EventProblem, EventsReply, Problem
+from abrec.serve.schemas import EventProblem, EventsReply, Problem, ValidationProblem
 from abrec.serve.services import Config, Metrics, Svc
 from abrec.store import Event
 from abrec.store.ingest import Outcome, needs_exposure
@@ -209,7 +209,10 @@ async def _store(s: Svc, events: list[Event]) -> list[Outcome]:
     response_model=EventsReply,
     responses={
         409: {"model": EventsReply},
-        422: {"model": EventsReply},
+        422: {
+            "model": EventsReply | ValidationProblem,
+            "description": "some events refused (EventsReply), or the body is not a batch",
+        },
         413: {"model": Problem},
         503: {"model": Problem},
     },
