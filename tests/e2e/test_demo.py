@@ -14,13 +14,7 @@ import pytest
 from abrec.report import DemoReport
 
 DATA = os.environ.get("ABREC_DATA")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not DATA or not (Path(DATA) / "ml-latest-small" / "ratings.csv").is_file(),
-        reason="needs MovieLens latest-small under ABREC_DATA",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ml_small_dir")]  # fails under CI
 
 USERS = 300
 

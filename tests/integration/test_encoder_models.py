@@ -13,8 +13,6 @@ import pytest
 from abrec.embed import TextEncoder, default_model_path
 from abrec.errors import ConfigError, DataError
 
-pytest.importorskip("sentence_transformers")
-
 TEXTS = [
     "Toy Story. Year: 1995. Genres: Adventure, Animation, Children. Tags: pixar, fun.",
     "Finding Nemo. Year: 2003. Genres: Adventure, Animation, Children. Tags: pixar, fish.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -65,8 +64,8 @@ kind = "lm"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ABREC_DATA"), reason="needs ABREC_DATA (MovieLens)")
-def test_evaluate_movielens_reduced(tmp_path: Path) -> None:
+def test_evaluate_movielens_reduced(tmp_path: Path, ml_small_dir: Path) -> None:
+    """The reduced config on MovieLens (skips without the data; fails under CI=true)."""
     cfg = tmp_path / "reduced.toml"
     cfg.write_text(REDUCED)
     run_dir = tmp_path / "run"

@@ -6,7 +6,6 @@ PostgreSQL, over real loopback HTTP."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 import pytest
+from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
-    PG_URL,
     build_bundle,
-    postgres_available,
     start_service,
     unique_prefix,
     write_config,
@@ -33,15 +31,6 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-def need_postgres() -> None:
-    """Skip without PostgreSQL, but fail under CI=true."""
-    if not postgres_available():
-        msg = "PostgreSQL is not reachable on 127.0.0.1:5432"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @dataclass
 class Svc:
     client: httpx.Client
@@ -55,7 +44,7 @@ def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     bundle, _ = build_bundle(tmp / "bundle")
     prefix = unique_prefix("hard")
     if request.param == "postgres":
-        need_postgres()
+        require_postgres()
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,12 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_gate import PG_URL, require_postgres
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 from test_serve_support import (
-    PG_URL,
     build_bundle,
-    postgres_available,
     unique_prefix,
     write_config,
 )
@@ -43,14 +41,6 @@ MAX_BODY = 64 * 1024
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-def _need_postgres() -> None:
-    if not postgres_available():
-        msg = "PostgreSQL is not reachable on 127.0.0.1:5432"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @dataclass
 class Live:
     client: httpx.Client
@@ -66,7 +56,7 @@ def live(
     bundle, _ = build_bundle(tmp / "bundle")
     prefix = unique_prefix("hard")
     if request.param == "postgres":
-        _need_postgres()
+        require_postgres()
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"

@@ -30,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from test_hardening_events import need_postgres
-from test_serve_support import PG_URL, build_bundle, start_service, unique_prefix, write_config
+from pg_gate import PG_URL, require_postgres
+from test_serve_support import build_bundle, start_service, unique_prefix, write_config
 
 from abrec.experiment.spec import parse_spec
 from abrec.serve.config import ServeConfig
@@ -65,7 +65,7 @@ def live(
     bundle, _ = build_bundle(tmp / "bundle")
     prefix = unique_prefix("fzs")
     if request.param == "postgres":
-        need_postgres()
+        require_postgres()
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"

@@ -143,7 +143,6 @@ def _generic_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
-    pytest.importorskip("abrec.models.registry")
     ip, mp = _generic_files(tmp_path)
     cfg = config.parse_config(
         {
