@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import secrets
@@ -254,7 +255,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     # 4. decision + report ----------------------------------------------------------------
     analysis: ExperimentResults | None = online["analysis"]
     looks: list[Look] = online["looks"]
-    decision = decide(analysis, aa=opts.aa)
+    # an early stop is decided on the server's result at the stopping time (the always-valid
+    # guarantee holds there); sessions in flight at the stop still add data to the final
+    # analysis, whose running result is a different (later) look
+    decision = decide(online["decisive"], aa=opts.aa)
     timings["total_s"] = time.perf_counter() - t0
     report = build_report(
         offline_section(off),
@@ -327,6 +331,7 @@ def _run_online(
         thread = threading.Thread(target=target, name="abrec-sim", daemon=True)
         start = time.perf_counter()
         stopped_by = "planned sample reached"
+        decisive: ExperimentResults | None = None  # the poll whose result stopped the test
         progress = Progress(
             TextColumn("[bold]sessions"),
             BarColumn(),
@@ -341,7 +346,8 @@ def _run_online(
             thread.start()
             while thread.is_alive():
                 thread.join(timeout=opts.poll_s)
-                look = look_at(_results(http, spec["id"]), time.perf_counter() - start)
+                polled = _results(http, spec["id"])
+                look = look_at(polled, time.perf_counter() - start)
                 if look is not None:
                     looks.append(look)
                 p = sim.progress()
@@ -353,6 +359,8 @@ def _run_online(
                     and not sim.stopped
                 ):
                     stopped_by = "sequential test decided"
+                    decisive = polled
+                    looks[-1] = dataclasses.replace(look, decisive=True)
                     sim.stop()
             p = sim.progress()
             progress.update(task, completed=p.sessions_done, status=_status(p, None))
@@ -365,6 +373,7 @@ def _run_online(
             looks.append(last)
     return {
         "analysis": analysis,
+        "decisive": decisive or analysis,
         "looks": looks,
         "progress": outcome["progress"],
         "store_url": store_url,
@@ -576,6 +585,11 @@ def build_report(
     )
 
 
+def stopping_look(report: DemoReport) -> Look | None:
+    """The poll whose server result stopped the test early (None when it ran to the end)."""
+    return next((look for look in report.timeline if look.decisive), None)
+
+
 def print_decision(con: Console, report: DemoReport) -> None:
     """The decision block printed at the end of the demo."""
     from rich.table import Table
@@ -615,12 +629,20 @@ def print_decision(con: Console, report: DemoReport) -> None:
         con.print(
             f"Stopped: {run.stopped_by} ({run.sessions_done} / {run.sessions_planned} sessions)"
         )
+    stop = stopping_look(report)
+    if stop is not None:
+        st = stop.sequential
+        con.print(
+            f"Sequential at the stop ({stop.units} units, {st.looks_tested} looks): CTR "
+            f"difference CI {fmt.interval(st.ci.low, st.ci.high, _f)}, p = {_g(st.p_value)}"
+        )
     seq = comp.sequential_ctr if comp is not None else None
     if seq is not None:
         con.print(
-            f"Sequential (always-valid, {seq.looks_tested} looks, one per {seq.look_every} "
-            f"units in entry order): CTR difference CI "
-            f"{fmt.interval(seq.ci.low, seq.ci.high, _f)}, p = {_g(seq.p_value)}"
+            f"Sequential{' after the stop' if stop is not None else ''} (always-valid, "
+            f"{seq.looks_tested} looks, one per {seq.look_every} units in entry order): "
+            f"CTR difference CI {fmt.interval(seq.ci.low, seq.ci.high, _f)}, "
+            f"p = {_g(seq.p_value)}"
         )
     cuped = comp.cuped_clicks_per_unit if comp is not None else None
     if cuped is not None:

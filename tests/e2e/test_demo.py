@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from abrec.demo import stopping_look
 from abrec.report import DemoReport
 
-DATA = os.environ.get("ABREC_DATA")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ml_small_dir")]  # fails under CI
 
 USERS = 300
@@ -98,9 +98,15 @@ def _check_run(out: Path) -> DemoReport:
     assert seq.estimate == pytest.approx(ctr["treatment"] - ctr["control"])
     assert seq.ci.low <= seq.estimate <= seq.ci.high
     # the demo stops early only on the server's "reject", and decides on the server's result
+    # (an early stop is decided on the result of the poll that stopped it)
+    stop = stopping_look(rep)
     if rep.run.stopped_by == "sequential test decided":
-        assert any(look.decision == "reject" for look in rep.timeline)
-    if seq.decision == "continue":
+        assert stop is not None and stop.decision == "reject"
+        assert sum(look.decisive for look in rep.timeline) == 1
+    else:
+        assert stop is None
+    decided_on = stop.sequential if stop is not None else seq
+    if decided_on.decision == "continue":
         assert rep.decision.winner is None
     assert rep.offline.leaderboard and rep.decision.verdict in page
     return rep

@@ -18,6 +18,7 @@ Both backends; `ABREC_FUZZ_STATEFUL_EXAMPLES` (default 30) runs of up to 8 steps
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter
@@ -43,9 +44,11 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 EXAMPLES = int(os.environ.get("ABREC_FUZZ_STATEFUL_EXAMPLES", "30"))
 MODELS = ["cooc", "cooc_b", "nope"]
 EXPERIMENTS = ["exp1", "draft1", "fz-a", "fz-b", "no-such"]
-# printable names only: control characters in admin payloads are issue 9 item 2 (the
-# HTTP-layer validators); widen to st.text() once they are merged
-NAME = st.text(alphabet="abcXY-_. é", min_size=1, max_size=6)
+# mostly plausible names (so experiments get created and run), and any text at all:
+# NUL, control and bidi characters, lone surrogates, blanks (issue 9, item 2)
+NAME = st.one_of(st.text(alphabet="abcXY-_. é", min_size=1, max_size=6), st.text(max_size=8))
+# any float: huge (1e308, whose sum overflows), NaN and infinities (sent as JSON literals)
+WEIGHT = st.one_of(st.floats(0, 1e6), st.just(1e308), st.floats())
 
 
 @dataclass
@@ -119,6 +122,13 @@ class ServiceMachine(RuleBasedStateMachine):
         super().__init__()
         self.served: list[dict[str, Any]] = []
         self.n = 0
+
+    def _send(self, method: str, path: str, payload: object) -> httpx.Response:
+        """JSON as a careless client writes it: NaN/Infinity literals, escaped lone surrogates
+        (httpx's own encoder refuses both)."""
+        body = json.dumps(payload, allow_nan=True, ensure_ascii=True)
+        headers = {**ADMIN, "content-type": "application/json"}
+        return self.live.client.request(method, path, content=body, headers=headers)
 
     def _ok(self, r: httpx.Response) -> httpx.Response:
         assert r.status_code < 500, (r.request.method, r.request.url, r.status_code, r.text)
@@ -213,7 +223,7 @@ class ServiceMachine(RuleBasedStateMachine):
     @rule(
         exp=st.sampled_from(["fz-a", "fz-b"]),
         names=st.lists(NAME, min_size=2, max_size=3),
-        weights=st.lists(st.floats(0, 1e6), min_size=3, max_size=3),
+        weights=st.lists(WEIGHT, min_size=3, max_size=3),
         models=st.lists(st.sampled_from(MODELS), min_size=3, max_size=3),
         sticky=st.booleans(),
     )
@@ -228,7 +238,7 @@ class ServiceMachine(RuleBasedStateMachine):
                 for n, w, m in zip(names, weights, models, strict=False)
             ],
         }
-        self._ok(self.live.client.post("/v1/admin/experiments", json=spec, headers=ADMIN))
+        self._ok(self._send("POST", "/v1/admin/experiments", spec))
 
     @rule(exp=st.sampled_from(EXPERIMENTS), action=st.sampled_from(["start", "stop"]))
     def lifecycle(self, exp: str, action: str) -> None:
@@ -239,12 +249,8 @@ class ServiceMachine(RuleBasedStateMachine):
         listed = self._ok(self.live.client.get("/v1/admin/experiments", headers=ADMIN)).json()
         specs = {e["id"]: [v["name"] for v in e["variants"]] for e in listed}
         keys = specs.get(exp, ["x", "y"])
-        w = {k: data.draw(st.floats(0, 1e6)) for k in keys}
-        self._ok(
-            self.live.client.put(
-                f"/v1/admin/experiments/{exp}/weights", json={"weights": w}, headers=ADMIN
-            )
-        )
+        w = {k: data.draw(WEIGHT) for k in keys}
+        self._ok(self._send("PUT", f"/v1/admin/experiments/{exp}/weights", {"weights": w}))
 
     @invariant()
     def store_is_consistent(self) -> None:

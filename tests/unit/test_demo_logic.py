@@ -258,3 +258,38 @@ def test_parse_click_model() -> None:
     for bad in (["eta"], ["eta=x"], ["nope=1"], ["eta=-1"]):
         with pytest.raises(ConfigError):
             parse_click_model(bad)
+
+
+def test_an_early_stop_is_decided_and_shown_at_the_stopping_poll(tmp_path: Path) -> None:
+    """The poll that stopped the run carries the decision; the later final result is shown
+    as 'after the stop' and does not overturn it."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from abrec.demo import print_decision, stopping_look
+
+    res, _ = _real(tmp_path)
+    at_stop = _with_seq(res, 0.001, 0.02, 0.01)  # the server said "reject" at this poll
+    after = _with_seq(res, -0.002, 0.03, 0.2)  # in-flight sessions moved the final look
+    first = look_at(_with_seq(res, -0.01, 0.03, 0.4), 1.0)
+    stop = look_at(at_stop, 2.0)
+    final = look_at(after, 3.0)
+    assert first is not None and stop is not None and final is not None
+    looks = [first, dataclasses.replace(stop, decisive=True), final]
+    progress = SimulationProgress(200, 150, 120, 0, 0, 0, 0, 0, 0, 3.0, True)
+    report = build_report(
+        _offline(), after, looks, decide(at_stop), spec=experiment_spec("e", "ease", "hybrid"),
+        progress=progress, opts=DemoOptions(), store_url="sqlite:///x.db",
+        stopped_by="sequential test decided", timings={},
+    )  # fmt: skip
+    assert stopping_look(report) == looks[1]
+    assert report.decision.winner == "treatment"
+    assert stopping_look(DemoReport.parse(report.to_json())) == looks[1]  # survives the JSON
+    out = StringIO()
+    print_decision(Console(file=out, width=200), report)
+    text = out.getvalue()
+    assert "Sequential at the stop (120 units" in text and "[+0.0010, +0.0200], p = 0.01" in text
+    assert "Sequential after the stop" in text and "[-0.0020, +0.0300], p = 0.2" in text
+    ran_out = dataclasses.replace(report, timeline=(first, final))
+    assert stopping_look(ran_out) is None

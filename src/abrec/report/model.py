@@ -78,6 +78,8 @@ class Look(ToDictMixin):
     clicks: int
     sequential: RunningSequentialResult
     variant: str = "treatment"
+    #: True for the poll whose "reject" stopped the run early (the decision is made on it).
+    decisive: bool = False
 
     @property
     def estimate(self) -> float:
