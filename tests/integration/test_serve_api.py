@@ -294,12 +294,17 @@ def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
 
 
 def test_events_duplicate_id_in_one_batch_first_occurrence_wins(svc: Svc) -> None:
-    unit = assigned(svc, "u2")
-    first = ev("dup-in-batch", item_id="i1", position=1, value=1.0, **unit)
-    later = ev("dup-in-batch", item_id="i2", position=7, value=9.0, **unit)
-    r = svc.client.post("/v1/events", json={"events": [first, ev("dup-other", **unit), later]})
-    assert r.status_code == 200, r.text
-    assert r.json()["inserted"] == 2
+    """Two events with one id in a batch: the first is stored, the other is a 409 naming it."""
+    a, b = served(svc, "u2", k=2)
+    first = ev("dup-in-batch", **a)
+    later = ev("dup-in-batch", **b)  # same id, another item: different content
+    other = ev("dup-other", type="covariate", value=2.0, **a)
+    r = svc.client.post("/v1/events", json={"events": [first, other, later]})
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert (body["accepted"], body["inserted"], body["rejected"]) == (2, 2, 1)
+    (err,) = body["errors"]
+    assert err["index"] == 2 and err["status"] == 409 and "dup-in-batch" in err["message"]
     with svc.store.engine.connect() as conn:
         row = (
             conn.execute(
@@ -308,7 +313,7 @@ def test_events_duplicate_id_in_one_batch_first_occurrence_wins(svc: Svc) -> Non
             .mappings()
             .one()
         )
-    assert (row["item_id"], row["position"], row["value"]) == ("i1", 1, 1.0)
+    assert (row["item_id"], row["position"]) == (a["item_id"], a["position"])
 
 
 def test_events_mixed_batch_stores_good_ones(svc: Svc) -> None:
