@@ -129,7 +129,14 @@ def test_json_matches_independent_references(csv: Path, data: pd.DataFrame) -> N
 def test_table_output(csv: Path) -> None:
     res = runner.invoke(app, ["analyze", str(csv), *ARGS])
     assert res.exit_code == 0, res.output
-    for text in ("Variants (control: A)", "p (Holm)", "cuped", "delta-ratio", "variance reduction"):
+    for text in (
+        "Variants (control: A)",
+        "p (Holm)",
+        "p (BH)",
+        "cuped",
+        "delta-ratio",
+        "variance reduction",
+    ):
         assert text in res.stdout, text
     assert re.search(r"[+-]\d+\.\d\d%", res.stdout)  # relative effects as signed percentages
 

@@ -159,6 +159,7 @@ def _render(analysis: ExperimentAnalysis, metrics: list[MetricSpec]) -> None:
     else:
         ct.add_column("p-value", justify="right")
         ct.add_column("p (Holm)", justify="right")
+        ct.add_column("p (BH)", justify="right")
     for c in analysis.comparisons:
         r = c.result
         rel: Interval | None
@@ -167,10 +168,10 @@ def _render(analysis: ExperimentAnalysis, metrics: list[MetricSpec]) -> None:
             tail = [f"{r.prob_beat_control:.1%}", _num(r.expected_loss)]
         elif isinstance(r, SequentialResult):
             ci, rel = r.ci, None
-            tail = [_num(r.p_value), _num(c.p_value_holm)]
+            tail = [_num(r.p_value), _num(c.p_value_holm), _num(c.p_value_bh)]
         else:
             ci, rel = r.absolute, r.relative
-            tail = [_num(r.p_value), _num(c.p_value_holm)]
+            tail = [_num(r.p_value), _num(c.p_value_holm), _num(c.p_value_bh)]
         ct.add_row(
             c.metric,
             c.variant,
@@ -223,7 +224,7 @@ def analyze(
         ),
     ] = None,
 ) -> None:
-    """Analyse an A/B test: effects, CIs, p-values or P(beat control), SRM, Holm correction."""
+    """Analyse an A/B test: effects, CIs, p-values or P(beat control), SRM, Holm and BH."""
     from abrec.stats.analysis import analyze_experiment
     from abrec.stats.errors import StatsInputError
 
