@@ -253,12 +253,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         shutil.rmtree(run_dir / "bundle", ignore_errors=True)
 
     # 4. decision + report ----------------------------------------------------------------
-    analysis: ExperimentResults | None = online["analysis"]
-    looks: list[Look] = online["looks"]
+    analysis, looks = online.analysis, online.looks
     # an early stop is decided on the server's result at the stopping time (the always-valid
     # guarantee holds there); sessions in flight at the stop still add data to the final
     # analysis, whose running result is a different (later) look
-    decision = decide(online["decisive"], aa=opts.aa)
+    decision = decide(online.decisive, aa=opts.aa)
     timings["total_s"] = time.perf_counter() - t0
     report = build_report(
         offline_section(off),
@@ -266,16 +265,28 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         looks,
         decision,
         spec=spec,
-        progress=online["progress"],
+        progress=online.progress,
         opts=opts,
-        store_url=online["store_url"],
-        stopped_by=online["stopped_by"],
+        store_url=online.store_url,
+        stopped_by=online.stopped_by,
         timings=timings,
     )
     path = write_report(run_dir, report)
     print_decision(con, report)
     con.print(f"Report: {path}\nResults: {run_dir / 'results.json'}")
     return DemoResult(run_dir, path, report, timings)
+
+
+@dataclass
+class OnlineRun:
+    """The online part of the demo: final results, the decisive poll, the polls, counts."""
+
+    analysis: ExperimentResults | None  # after the stop (sessions in flight included)
+    decisive: ExperimentResults | None  # what the decision is made on
+    looks: list[Look]
+    progress: SimulationProgress
+    store_url: str
+    stopped_by: str
 
 
 def _run_online(
@@ -285,10 +296,8 @@ def _run_online(
     sim_cfg: SimulationConfig,
     opts: DemoOptions,
     con: Console,
-) -> dict[str, Any]:
+) -> OnlineRun:
     """Start the service, run and monitor the simulated experiment, stop it, fetch results."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from abrec.serve.config import ADMIN_TOKEN_ENV, ServeConfig
     from abrec.serve.runner import ServiceThread
 
@@ -304,7 +313,6 @@ def _run_online(
             "admin_token": token,
         }
     )
-    looks: list[Look] = []
     with (
         ServiceThread(serve_cfg) as svc,
         httpx.Client(base_url=svc.url, timeout=60.0, headers=headers) as http,
@@ -320,65 +328,80 @@ def _run_online(
             f"variants: control={spec['variants'][0]['model']}, "
             f"treatment={spec['variants'][1]['model']}"
         )
-        outcome: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                outcome["progress"] = sim.run()
-            except BaseException as exc:
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=target, name="abrec-sim", daemon=True)
-        start = time.perf_counter()
-        stopped_by = "planned sample reached"
-        decisive: ExperimentResults | None = None  # the poll whose result stopped the test
-        progress = Progress(
-            TextColumn("[bold]sessions"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=con,
-            disable=opts.quiet,
-        )
-        with progress:
-            task = progress.add_task("sim", total=len(sim.plan), status="starting")
-            thread.start()
-            while thread.is_alive():
-                thread.join(timeout=opts.poll_s)
-                polled = _results(http, spec["id"])
-                look = look_at(polled, time.perf_counter() - start)
-                if look is not None:
-                    looks.append(look)
-                p = sim.progress()
-                progress.update(task, completed=p.sessions_done, status=_status(p, look))
-                if (
-                    look is not None
-                    and look.decision == "reject"
-                    and look.units >= opts.min_units
-                    and not sim.stopped
-                ):
-                    stopped_by = "sequential test decided"
-                    decisive = polled
-                    looks[-1] = dataclasses.replace(look, decisive=True)
-                    sim.stop()
-            p = sim.progress()
-            progress.update(task, completed=p.sessions_done, status=_status(p, None))
-        if "error" in outcome:
-            raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
+        watched = _watch(http, spec["id"], sim, opts, con)
         _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop"), "stop")
         analysis = _results(http, spec["id"])
-        last = look_at(analysis, time.perf_counter() - start)
-        if last is not None:
-            looks.append(last)
-    return {
-        "analysis": analysis,
-        "decisive": decisive or analysis,
-        "looks": looks,
-        "progress": outcome["progress"],
-        "store_url": store_url,
-        "stopped_by": stopped_by,
-    }
+        last = look_at(analysis, time.perf_counter() - watched.start)
+    return OnlineRun(
+        analysis=analysis,
+        decisive=watched.decisive or analysis,
+        looks=[*watched.looks, *([last] if last is not None else [])],
+        progress=watched.progress,
+        store_url=store_url,
+        stopped_by=watched.stopped_by,
+    )
+
+
+@dataclass
+class _Watched:
+    """What watching the simulation produced: the polls, how it ended, the sim's counts."""
+
+    looks: list[Look]
+    stopped_by: str
+    decisive: ExperimentResults | None  # the poll whose "reject" stopped the run early
+    progress: SimulationProgress
+    start: float
+
+
+def _watch(
+    http: httpx.Client, exp_id: str, sim: Simulator, opts: DemoOptions, con: Console
+) -> _Watched:
+    """Run the simulation in a thread; poll the server's results every `poll_s`, display
+    its sequential test and stop the simulation at the first poll that says "reject"."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["progress"] = sim.run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="abrec-sim", daemon=True)
+    start = time.perf_counter()
+    looks: list[Look] = []
+    stopped_by, decisive = "planned sample reached", None
+    progress = Progress(
+        TextColumn("[bold]sessions"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=con,
+        disable=opts.quiet,
+    )
+    with progress:
+        task = progress.add_task("sim", total=len(sim.plan), status="starting")
+        thread.start()
+        while thread.is_alive():
+            thread.join(timeout=opts.poll_s)
+            polled = _results(http, exp_id)
+            look = look_at(polled, time.perf_counter() - start)
+            if look is not None:
+                looks.append(look)
+            p = sim.progress()
+            progress.update(task, completed=p.sessions_done, status=_status(p, look))
+            stops = look is not None and look.decision == "reject" and not sim.stopped
+            if look is not None and stops and look.units >= opts.min_units:
+                stopped_by, decisive = "sequential test decided", polled
+                looks[-1] = dataclasses.replace(look, decisive=True)
+                sim.stop()
+        p = sim.progress()
+        progress.update(task, completed=p.sessions_done, status=_status(p, None))
+    if "error" in outcome:
+        raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
+    return _Watched(looks, stopped_by, decisive, outcome["progress"], start)
 
 
 def _check(resp: httpx.Response, what: str) -> dict[str, Any]:

@@ -177,6 +177,55 @@ def _id_array(values: pd.Series) -> np.ndarray:
     return arr.astype(np.int64) if pd.api.types.is_integer_dtype(values) else arr.astype(object)
 
 
+def _text_columns(path: Path, items: pd.DataFrame, given: list[str] | None) -> list[str]:
+    """The columns item text is made of: `given`, else every non-id text column."""
+    if given is not None:
+        if not given:
+            raise DataError("text_columns must name at least one column of the items file")
+        return given
+    found = [
+        c
+        for c in items.columns
+        if c != "item_id"
+        and (pd.api.types.is_string_dtype(items[c]) or pd.api.types.is_object_dtype(items[c]))
+    ]
+    if not found:
+        raise DataError(
+            f"{path}: no text column found besides 'item_id'; add a text column "
+            "(e.g. title, description) or pass text_columns=[...]."
+        )
+    return found
+
+
+def _no_duplicate_events(
+    path: Path, inter: pd.DataFrame, item_idx: np.ndarray, timestamps: np.ndarray | None
+) -> None:
+    """Raise naming the rows when a (user, item[, timestamp]) event appears twice."""
+    key = pd.DataFrame({"u": inter["user_id"].astype(str), "i": item_idx})
+    if timestamps is not None:
+        key["t"] = timestamps
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        what = "user_id, item_id, timestamp" if timestamps is not None else "user_id, item_id"
+        raise _bad_rows(
+            path,
+            inter,
+            dup,
+            f"duplicate interactions (same {what})",
+            "Remove the duplicated rows (keep one of each).",
+        )
+
+
+def _item_text(items: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Item text: the first column, then "Col: value." for each further non-empty column."""
+    frame = items[columns].astype(str)
+    text = frame.iloc[:, 0].str.strip().str.rstrip(".")
+    for col in columns[1:]:
+        value = frame[col].str.strip().str.rstrip(".")
+        text = text.where(value == "", text + f". {col.replace('_', ' ').capitalize()}: " + value)
+    return (text + ".").to_numpy(dtype=object)
+
+
 def load_interactions(
     interactions_path: str | Path,
     items_path: str | Path,
@@ -207,23 +256,7 @@ def load_interactions(
         + (["rating"] if has_rating else []),
     )
 
-    if text_columns is None:
-        text_columns = [
-            c
-            for c in items_df.columns
-            if c != "item_id"
-            and (
-                pd.api.types.is_string_dtype(items_df[c])
-                or pd.api.types.is_object_dtype(items_df[c])
-            )
-        ]
-        if not text_columns:
-            raise DataError(
-                f"{cpath}: no text column found besides 'item_id'; add a text column "
-                "(e.g. title, description) or pass text_columns=[...]."
-            )
-    elif not text_columns:
-        raise DataError("text_columns must name at least one column of the items file")
+    text_columns = _text_columns(cpath, items_df, text_columns)
     _require_columns(cpath, items_df, ["item_id", *text_columns])
     _check_nan(cpath, items_df, ["item_id", *text_columns])
     inter_df["user_id"] = _canonical_ids(inter_df["user_id"])
@@ -246,19 +279,7 @@ def load_interactions(
 
     ratings = _to_numeric(ipath, inter_df, "rating").astype(np.float32) if has_rating else None
     timestamps = _to_seconds(ipath, inter_df, "timestamp") if has_ts else None
-    key = pd.DataFrame({"u": inter_df["user_id"].astype(str), "i": item_idx})
-    if timestamps is not None:
-        key["t"] = timestamps
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        what = "user_id, item_id, timestamp" if has_ts else "user_id, item_id"
-        raise _bad_rows(
-            ipath,
-            inter_df,
-            dup,
-            f"duplicate interactions (same {what})",
-            "Remove the duplicated rows (keep one of each).",
-        )
+    _no_duplicate_events(ipath, inter_df, item_idx, timestamps)
 
     users = inter_df["user_id"]
     if not pd.api.types.is_integer_dtype(users):
@@ -266,14 +287,9 @@ def load_interactions(
     user_ids = np.unique(_id_array(users))
     user_idx = np.searchsorted(user_ids, _id_array(users)).astype(np.int64)
 
-    text_frame = items_df[text_columns].astype(str)
-    text = text_frame.iloc[:, 0].str.strip().str.rstrip(".")
-    for col in text_columns[1:]:
-        value = text_frame[col].str.strip().str.rstrip(".")
-        text = text.where(value == "", text + f". {col.replace('_', ' ').capitalize()}: " + value)
     features = items_df.drop(columns=["item_id"]).reset_index(drop=True)
     catalog = ItemCatalog(
-        item_ids=item_ids, text=(text + ".").to_numpy(dtype=object), features=features
+        item_ids=item_ids, text=_item_text(items_df, text_columns), features=features
     )
     inter = Interactions(
         user_idx=user_idx,

@@ -418,6 +418,57 @@ def _look_every(spec: ExperimentSpec, look_every: int | None) -> int:
     return int(value)
 
 
+def _variant_stats(
+    store: EventStore, spec: ExperimentSpec
+) -> tuple[dict[str, dict[str, Stats]], dict[str, Stats], list[str]]:
+    """Sufficient statistics per metric and variant (SQL sums), CUPED's, and notes.
+
+    Variants of the spec without events get empty statistics; events of variants the spec
+    does not name are ignored with a note.
+    """
+    source = store.source(spec.id)
+    raw = metric_stats(source, list(METRIC_SPECS.values()))
+    raw_cuped = metric_stats(source, [CUPED_SPEC])[CUPED_SPEC.name]
+    names = spec.variant_names
+    stats = {m: {v: raw[m].get(v) or ms.stats({}) for v in names} for m, ms in METRIC_SPECS.items()}
+    cuped_stats = {v: raw_cuped.get(v) or CUPED_SPEC.stats({}) for v in names}
+    notes: list[str] = []
+    unknown = sorted(set(raw["ctr"]) - set(names))
+    if unknown:
+        notes.append(f"events for variants not in the spec were ignored: {unknown}")
+    return stats, cuped_stats, notes
+
+
+def _guardrails(
+    order: EntryOrder,
+    control: str,
+    treatment: str,
+    metrics: Sequence[str],
+    seq_ctr: RunningSequentialResult | None,
+    tests: Sequence[Comparison],
+    *,
+    alpha: float,
+    target_n: int,
+    notes: list[str],
+) -> tuple[GuardrailResult, ...]:
+    """Each guardrail judged on its always-valid CI over the looks (untestable ones noted)."""
+    out = []
+    for g in metrics:
+        try:
+            g_seq = seq_ctr if g == "ctr" and seq_ctr is not None else None
+            if g_seq is None:
+                g_seq = sequential_metric(
+                    order, control, treatment, g, alpha=alpha, target_n=target_n
+                )
+        except NotTestableError as exc:
+            notes.append(f"guardrail {g}: not judged ({exc})")
+            continue
+        fixed = next((c.result for c in tests if c.metric == g), None)
+        assert fixed is None or isinstance(fixed, EffectResult)
+        out.append(_guardrail(g, g_seq, fixed))
+    return tuple(out)
+
+
 def analyze(
     store: EventStore,
     spec: ExperimentSpec,
@@ -442,16 +493,8 @@ def analyze(
     """
     a = spec.alpha if alpha is None else float(alpha)
     every = _look_every(spec, look_every)
-    source = store.source(spec.id)
-    raw = metric_stats(source, list(METRIC_SPECS.values()))
-    raw_cuped = metric_stats(source, [CUPED_SPEC])[CUPED_SPEC.name]
     names = spec.variant_names
-    stats = {m: {v: raw[m].get(v) or ms.stats({}) for v in names} for m, ms in METRIC_SPECS.items()}
-    cuped_stats = {v: raw_cuped.get(v) or CUPED_SPEC.stats({}) for v in names}
-    notes: list[str] = []
-    unknown = sorted(set(raw["ctr"]) - set(names))
-    if unknown:
-        notes.append(f"events for variants not in the spec were ignored: {unknown}")
+    stats, cuped_stats, notes = _variant_stats(store, spec)
     variants = tuple(
         _variant_summary(spec, n, {m: stats[m][n] for m in METRIC_SPECS}, cuped_stats[n])
         for n in names
@@ -487,18 +530,10 @@ def analyze(
         )
         if cuped_note:
             cmp_notes.append(cuped_note)
-        guards = []
-        for g in guardrail_names:
-            try:
-                g_seq = seq if g == "ctr" and seq is not None else None
-                if g_seq is None:
-                    g_seq = sequential_metric(order, control, t, g, alpha=a, target_n=target_n)
-            except NotTestableError as exc:
-                cmp_notes.append(f"guardrail {g}: not judged ({exc})")
-                continue
-            fixed = next((c.result for c in t_tests if c.metric == g), None)
-            assert fixed is None or isinstance(fixed, EffectResult)
-            guards.append(_guardrail(g, g_seq, fixed))
+        guards = _guardrails(
+            order, control, t, guardrail_names, seq, t_tests,
+            alpha=a, target_n=target_n, notes=cmp_notes,
+        )  # fmt: skip
         comparisons.append(
             TreatmentResult(
                 treatment=t,
@@ -507,7 +542,7 @@ def analyze(
                 tests=t_tests,
                 sequential_ctr=seq,
                 cuped_clicks_per_unit=cuped,
-                guardrails=tuple(guards),
+                guardrails=guards,
                 notes=tuple(cmp_notes),
             )
         )
