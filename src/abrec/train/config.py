@@ -110,6 +110,9 @@ class TrainConfig(_Strict):
     n_negatives: PositiveInt = Field(default=99, description="sampled items ranked per user")
     seed: int = 42
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    cpu_threads: PositiveInt | None = Field(
+        default=None, description="torch CPU threads while training; None = torch's default"
+    )
     mixed_precision: bool = Field(default=True, description="bf16/fp16 autocast on CUDA only")
     output_dir: str = "runs/finetune"
     save_checkpoints: bool = Field(default=True, description="a checkpoint after every epoch")
@@ -137,7 +140,14 @@ class TrainConfig(_Strict):
     def resume_key(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed (all but where and on what)."""
         return self.model_dump(
-            mode="json", exclude={"output_dir", "device", "encode_batch_size", "keep_checkpoints"}
+            mode="json",
+            exclude={
+                "output_dir",
+                "device",
+                "encode_batch_size",
+                "keep_checkpoints",
+                "cpu_threads",
+            },
         )
 
 

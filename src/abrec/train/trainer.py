@@ -358,6 +358,17 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False) -> TrainResult:
         """Train (or resume), restore the best weights if asked, save the model and the curve."""
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.cfg.cpu_threads is not None:
+            torch.set_num_threads(self.cfg.cpu_threads)
+        try:
+            return self._fit(resume)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg = self.cfg
         self._setup()
         start = 1
