@@ -164,9 +164,9 @@ def test_epoch_batches_have_no_repeated_item_and_are_seeded() -> None:
     counts = np.bincount(items)
     assert set(items[dropped].tolist()) == {int(np.argmax(counts))}
     assert all(int(np.argmax(counts)) in items[b] for b in batches)
-    # without such an item nothing is dropped
+    # without such an item at most a lone last pair (no negative for it) is dropped
     even = np.tile(np.arange(50), 6)
-    assert sum(len(b) for b in epoch_batches(even, 16, seed=1, epoch=1)) == len(even)
+    assert sum(len(b) for b in epoch_batches(even, 16, seed=1, epoch=1)) >= len(even) - 1
     again = epoch_batches(items, 16, seed=1, epoch=1)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
     other = epoch_batches(items, 16, seed=1, epoch=2)
