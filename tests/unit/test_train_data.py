@@ -78,9 +78,7 @@ def test_pairs_follow_the_liked_history(tmp_path: Path) -> None:
         assert data.anchors[k] == expected
         assert data.positives[k] == str(items.text[pos])
     disliked = {int(i) for i, r in zip(fit.item_idx, fit.ratings, strict=True) if r < 4.0}
-    liked_pos = {
-        (int(u), int(i)) for u, i in zip(data.users, data.positive_items, strict=True)
-    }
+    liked_pos = {(int(u), int(i)) for u, i in zip(data.users, data.positive_items, strict=True)}
     liked_fit = {
         (int(u), int(i))
         for u, i, r in zip(fit.user_idx, fit.item_idx, fit.ratings, strict=True)
