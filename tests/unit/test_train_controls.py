@@ -268,6 +268,7 @@ def test_early_stopping_stops_an_overfitting_run_and_restores_the_best(
     assert (result.output_dir / "learning_curve.json").is_file()
 
 
+@pytest.mark.slow
 def test_seeded_runs_are_reproducible_and_resume_matches(
     tmp_path: Path, data_for: Callable[..., TrainingData]
 ) -> None:

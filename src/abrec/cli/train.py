@@ -149,16 +149,16 @@ def train(
     from abrec.offline.run import load_data, make_split
     from abrec.train.run import train_encoder
 
-    out, err = Console(), Console(stderr=True, quiet=quiet)
+    out, err, progress = Console(), Console(stderr=True), Console(stderr=True, quiet=quiet)
     try:
         cfg = load_finetune_config(config, output)
-        err.print(f"[bold cyan]>[/] loading dataset ({cfg.dataset.kind})")
+        progress.print(f"[bold cyan]>[/] loading dataset ({cfg.dataset.kind})")
         inter, items = load_data(cfg.dataset)
         # make_split reads only the protocol and the seed of a run config
         split = make_split(
             RunConfig.model_construct(protocol=cfg.protocol, seed=cfg.train.seed), inter
         )
-        err.print(
+        progress.print(
             f"[bold cyan]>[/] protocol {split.name}: training on the {len(split.train):,} "
             f"training rows only (validation carved from them; the test period is not read)"
         )
@@ -169,7 +169,7 @@ def train(
             protocol=split.name,
             resume=resume,
             quiet=quiet,
-            log=lambda msg: err.print(escape(msg), highlight=False),
+            log=lambda msg: progress.print(escape(msg), highlight=False),
         )
     except AbrecError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
