@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,19 @@ def test_freeze_layers_trains_only_the_top_layers(
             assert torch.equal(value, base_state[name]), f"{name} changed but is frozen"
     n_top = sum(v.numel() for k, v in base_state.items() if k.startswith(top))
     assert result.trainable_parameters == n_top
+
+    # the embedding cache keys on the model's content: a tuned model written over a folder that
+    # held the base model is never served the base model's cached vectors
+    same, cache = tmp_path / "same", tmp_path / "cache"
+    shutil.copytree(default_model_path(), same)
+    texts = ["Cartoon Story 3. Genres: Animation.", "Space Story 9; Horror Story 1"]
+    before = TextEncoder(same, cache_dir=cache, show_progress=False).encode(texts)
+    shutil.rmtree(same)
+    shutil.copytree(result.model_dir, same)
+    after = TextEncoder(same, cache_dir=cache, show_progress=False).encode(texts)
+    fresh = TextEncoder(result.model_dir, use_cache=False, show_progress=False).encode(texts)
+    np.testing.assert_array_equal(after, fresh)
+    assert not np.allclose(before, after, atol=1e-4)
 
 
 def test_freeze_more_layers_than_the_model_has_is_an_error(tmp_path: Path) -> None:
