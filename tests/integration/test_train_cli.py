@@ -77,6 +77,7 @@ def test_train_then_evaluate_with_the_tuned_encoder(tmp_path: Path) -> None:
     assert "learning curve" in res.output
     assert "best epoch" in res.output
     assert "where the time went" in res.output and "training steps" in res.output
+    assert "[encoder] model =" in res.output
     model_dir = out / "model"
     curve = json.loads((out / "learning_curve.json").read_text())
     assert [h["epoch"] for h in curve["history"]] == [0, 1]

@@ -104,6 +104,18 @@ def test_candidates_are_untouched_items(tmp_path: Path) -> None:
         assert len(negatives) == 20
         assert not negatives & set(touched[int(u)])
         assert int(cand[row, 0]) in touched[int(u)]
+    # a pool bounds the distinct negatives; too small a pool is a clear error
+    pooled = build_training_data(
+        split.train,
+        syn.catalog(),
+        syn.config(tmp_path, negative_pool=34, n_negatives=5),
+        "temporal",
+    )
+    assert len(np.unique(pooled.validation.candidates[:, 1:])) <= 34
+    with pytest.raises(DataError, match="negative_pool"):
+        build_training_data(
+            split.train, syn.catalog(), syn.config(tmp_path, negative_pool=10), "temporal"
+        )
     # seeded: the same config draws the same candidates
     again = build_training_data(split.train, syn.catalog(), syn.config(tmp_path), "temporal")
     np.testing.assert_array_equal(again.validation.candidates, cand)

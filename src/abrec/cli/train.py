@@ -6,6 +6,7 @@ The TOML file has the run config's `[dataset]` and `[protocol]` tables (same key
 
 from __future__ import annotations
 
+import time
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 #: Timing keys in the order the run spends them, with their labels.
 TIMING_LABELS = {
-    "data_s": "data (split, pairs, validation set)",
+    "load_data_s": "loading the data and the protocol split",
+    "data_s": "training pairs and validation set",
     "load_model_s": "loading the base model",
     "train_s": "training steps",
     "validate_s": "validation",
@@ -153,6 +155,7 @@ def train(
     try:
         cfg = load_finetune_config(config, output)
         progress.print(f"[bold cyan]>[/] loading dataset ({cfg.dataset.kind})")
+        t0 = time.perf_counter()
         inter, items = load_data(cfg.dataset)
         # make_split reads only the protocol and the seed of a run config
         split = make_split(
@@ -170,6 +173,7 @@ def train(
             resume=resume,
             quiet=quiet,
             log=lambda msg: progress.print(escape(msg), highlight=False),
+            timings={"load_data_s": time.perf_counter() - t0},
         )
     except AbrecError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -178,6 +182,6 @@ def train(
     out.print(f"Tuned model: {result.model_dir}")
     out.print(f"Learning curve: {result.files['curve_json']} and {result.files['curve_png']}")
     out.print(
-        "Use it in a run config: [encoder] model = "
+        "Use it in a run config: \\[encoder] model = "
         f'"{result.model_dir.resolve()}" (every language-model model and the hybrid read it)'
     )

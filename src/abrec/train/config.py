@@ -108,6 +108,11 @@ class TrainConfig(_Strict):
         default=300, description="validation users (a seeded sample); None = all"
     )
     n_negatives: PositiveInt = Field(default=99, description="sampled items ranked per user")
+    negative_pool: PositiveInt | None = Field(
+        default=2000,
+        description="negatives come from a seeded pool of this many catalogue items (bounds the "
+        "items encoded per validation); None = the whole catalogue",
+    )
     seed: int = 42
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     cpu_threads: PositiveInt | None = Field(

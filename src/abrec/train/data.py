@@ -11,7 +11,9 @@ joined with "; "), positive = the target liked item's full text. A like is a rat
 The validation task mirrors training: for each validation user, the held-out positive is the
 user's first liked validation event, the anchor is built from the fit history, and the positive
 is ranked among `n_negatives` catalogue items drawn once (seeded) from the items the user never
-touched in the training period. Ranking ~100 candidates per user is cheap on a CPU.
+touched in the training period, out of a seeded pool of `negative_pool` catalogue items (so a
+validation pass encodes at most that many item texts). Ranking ~100 candidates per user is
+cheap on a CPU.
 """
 
 from __future__ import annotations
@@ -141,19 +143,23 @@ def build_validation(
     if cfg.val_users is not None and len(users) > cfg.val_users:
         users = np.sort(rng.choice(users, size=cfg.val_users, replace=False))
     n_items, n_neg = fit.n_items, cfg.n_negatives
+    pool = np.arange(n_items)
+    if cfg.negative_pool is not None and cfg.negative_pool < n_items:
+        pool = np.sort(rng.choice(n_items, size=cfg.negative_pool, replace=False))
     touched = (fit.matrix + val.matrix).tocsr()
     candidates = np.empty((len(users), n_neg + 1), dtype=np.int64)
     anchors = []
     for row, u in enumerate(users):
         seen = touched.indices[touched.indptr[u] : touched.indptr[u + 1]]
-        if n_items - len(seen) < n_neg:
+        available = pool[~np.isin(pool, seen)]
+        if len(available) < n_neg:
             raise DataError(
-                f"validation user {fit.user_ids[u]!r} has only {n_items - len(seen)} untouched "
-                f"catalogue items but n_negatives = {n_neg}; lower n_negatives"
+                f"validation user {fit.user_ids[u]!r} has only {len(available)} untouched "
+                f"items in the negative pool but n_negatives = {n_neg}; lower n_negatives "
+                "or raise negative_pool"
             )
-        draw = rng.choice(n_items, size=min(n_items, n_neg + len(seen)), replace=False)
         candidates[row, 0] = val_seqs[u][0]
-        candidates[row, 1:] = draw[~np.isin(draw, seen)][:n_neg]
+        candidates[row, 1:] = rng.choice(available, size=n_neg, replace=False)
         anchors.append(anchor_text(titles, fit_seqs[u][-cfg.history_len :]))
     return ValidationSet(users=users, anchors=anchors, candidates=candidates)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.train.config import TrainConfig
@@ -21,6 +21,7 @@ def train_encoder(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    timings: Mapping[str, float] | None = None,
 ) -> TrainResult:
     """Build the pairs and validation set from `train` (never a test period), then fine-tune.
 
@@ -30,6 +31,7 @@ def train_encoder(
         cfg: the training config.
         protocol: the protocol's name; the validation split follows its kind.
         resume: continue from the last checkpoint in `cfg.output_dir`.
+        timings: seconds the caller already spent (e.g. `load_data_s`), reported with the run.
     """
     t0 = time.perf_counter()
     data = build_training_data(train, items, cfg, protocol)
@@ -39,7 +41,7 @@ def train_encoder(
         quiet=quiet,
         log=log,
         callbacks=callbacks,
-        timings={"data_s": time.perf_counter() - t0},
+        timings={**(timings or {}), "data_s": time.perf_counter() - t0},
     )
     return trainer.fit(resume=resume)
 

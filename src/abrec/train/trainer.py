@@ -101,7 +101,8 @@ class Trainer:
         quiet: no progress bars or log lines.
         log: where log lines go (default: print to stderr through tqdm).
         callbacks: functions called after every epoch (after its checkpoint is written).
-        timings: seconds already spent (e.g. `data_s`), reported with the run's own.
+        timings: seconds already spent (e.g. `data_s`), reported with the run's own and
+            counted in `total_s`.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class Trainer:
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.model_dir = self.output_dir / "model"
         self.timings: dict[str, float] = dict(timings or {})
+        self._before = sum(self.timings.values())
         self._created = time.perf_counter()
         self.history: list[EpochRecord] = []
         self.model: Any = None
@@ -425,9 +427,7 @@ class Trainer:
             self.log(f"restored the weights of epoch {self.best_epoch} (best {cfg.metric})")
         with self._timed("save_s"):
             modeling.save_encoder(self.model, self.model_dir)
-        self.timings["total_s"] = (
-            time.perf_counter() - self._created + self.timings.get("data_s", 0.0)
-        )
+        self.timings["total_s"] = time.perf_counter() - self._created + self._before
         result = TrainResult(
             config=cfg,
             history=list(self.history),
