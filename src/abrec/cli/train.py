@@ -147,8 +147,7 @@ def train(
     from rich.markup import escape
 
     from abrec.errors import AbrecError
-    from abrec.offline.config import RunConfig
-    from abrec.offline.run import load_data, make_split
+    from abrec.offline.run import load_data, split_protocol
     from abrec.train.run import train_encoder
 
     out, err, progress = Console(), Console(stderr=True), Console(stderr=True, quiet=quiet)
@@ -157,10 +156,7 @@ def train(
         progress.print(f"[bold cyan]>[/] loading dataset ({cfg.dataset.kind})")
         t0 = time.perf_counter()
         inter, items = load_data(cfg.dataset)
-        # make_split reads only the protocol and the seed of a run config
-        split = make_split(
-            RunConfig.model_construct(protocol=cfg.protocol, seed=cfg.train.seed), inter
-        )
+        split = split_protocol(cfg.protocol, cfg.train.seed, inter)
         progress.print(
             f"[bold cyan]>[/] protocol {split.name}: training on the {len(split.train):,} "
             f"training rows only (validation carved from them; the test period is not read)"

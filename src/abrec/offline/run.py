@@ -24,6 +24,7 @@ from abrec.offline.config import (
     DatasetConfig,
     EncoderConfig,
     ModelConfig,
+    ProtocolConfig,
     RunConfig,
     config_to_toml,
 )
@@ -53,10 +54,14 @@ def load_data(cfg: DatasetConfig) -> tuple[Interactions, ItemCatalog]:
 
 
 def make_split(cfg: RunConfig, inter: Interactions) -> ProtocolSplit:
-    """Split interactions by the configured protocol."""
+    """Split interactions by the run config's protocol."""
+    return split_protocol(cfg.protocol, cfg.seed, inter)
+
+
+def split_protocol(p: ProtocolConfig, seed: int, inter: Interactions) -> ProtocolSplit:
+    """Split interactions by protocol `p` (`seed` drives the random protocol unless it sets one)."""
     from abrec.data import splits
 
-    p = cfg.protocol
     if p.name == splits.PROTOCOL_NAME:
         return splits.ml_small_temporal_v1(inter)
     if p.name == "temporal":
@@ -64,8 +69,9 @@ def make_split(cfg: RunConfig, inter: Interactions) -> ProtocolSplit:
     elif p.name == "leave-last-one-out":
         train, test = splits.leave_last_one_out(inter)
     else:
-        seed = cfg.seed if p.seed is None else p.seed
-        train, test = splits.random_split(inter, p.test_fraction, seed=seed)
+        train, test = splits.random_split(
+            inter, p.test_fraction, seed=seed if p.seed is None else p.seed
+        )
     if test.ratings is None:
         # implicit data: every held-out event is relevant
         test = type(test)(
