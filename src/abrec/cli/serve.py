@@ -41,7 +41,7 @@ def serve(
     from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
     from abrec.serve.config import ServeConfig, admin_token_from_env, read_token_from_env
-    from abrec.serve.services import DatabaseUnavailableError, wait_for_database
+    from abrec.serve.services import DatabaseUnavailableError, wait_for_store
 
     try:
         cfg = ServeConfig.from_toml(config)
@@ -63,13 +63,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        if not cfg.store_url.startswith("sqlite"):
-            wait_for_database(
-                cfg.store_url,
-                retries=cfg.db_connect_retries,
-                timeout_s=cfg.db_connect_timeout_s,
-                backoff_s=cfg.db_retry_backoff_s,
-            )
+        wait_for_store(cfg)
     except DatabaseUnavailableError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(DATABASE_UNAVAILABLE_EXIT) from None

@@ -7,7 +7,6 @@ The TOML file has the run config's `[dataset]` and `[protocol]` tables (same key
 from __future__ import annotations
 
 import time
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from abrec import fmt
 from abrec.cli.app import app
 from abrec.errors import ConfigError, format_validation_error
-from abrec.offline.config import DatasetConfig, ProtocolConfig
+from abrec.offline.config import DatasetConfig, ProtocolConfig, read_toml
 from abrec.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -51,12 +50,7 @@ class FinetuneConfig(BaseModel):
 
 def load_finetune_config(path: Path, output: Path | None = None) -> FinetuneConfig:
     """Read and validate the TOML; relative data/model paths resolve against its folder."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass --config path/to/finetune.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "path/to/finetune.toml")
     try:
         cfg = FinetuneConfig.model_validate(data)
     except ValidationError as exc:

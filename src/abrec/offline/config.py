@@ -162,13 +162,17 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a TOML run config; relative paths resolve against its folder."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} not found; pass --config path/to/file.toml")
+    return _resolve_paths(parse_config(read_toml(p), str(p)), p.parent)
+
+
+def read_toml(path: Path, example: str = "path/to/file.toml") -> dict[str, Any]:
+    """The TOML document at `path`; ConfigError when it is missing or not TOML."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass --config {example}")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
-    return _resolve_paths(parse_config(data, str(p)), p.parent)
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
 def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
@@ -214,4 +218,5 @@ __all__ = [
     "config_to_toml",
     "load_config",
     "parse_config",
+    "read_toml",
 ]

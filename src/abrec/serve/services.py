@@ -7,8 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Request
 
@@ -19,6 +20,9 @@ from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
 from abrec.store import BatchWriter, Event, EventStore
+from abrec.store.ingest import Outcome
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,21 @@ def safe_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: show only its scheme
         return url.split(":", 1)[0] + "://…"
+
+
+def wait_for_store(config: ServeConfig) -> None:
+    """Wait for a server database (PostgreSQL) with the configured retries; SQLite needs none.
+
+    Raises:
+        DatabaseUnavailableError: when it is still unreachable after the retries.
+    """
+    if not config.store_url.startswith("sqlite"):
+        wait_for_database(
+            config.store_url,
+            retries=config.db_connect_retries,
+            timeout_s=config.db_connect_timeout_s,
+            backoff_s=config.db_retry_backoff_s,
+        )
 
 
 def wait_for_database(
@@ -111,13 +130,7 @@ class Services:
         """Load the bundle, wait for the database (bounded retries), open the store and
         writer, load experiments from TOML."""
         engine = Engine.load(config.bundle, config.fallback_model)
-        if not config.store_url.startswith("sqlite"):
-            wait_for_database(
-                config.store_url,
-                retries=config.db_connect_retries,
-                timeout_s=config.db_connect_timeout_s,
-                backoff_s=config.db_retry_backoff_s,
-            )
+        wait_for_store(config)
         store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
         try:
             store.create_schema()
@@ -163,18 +176,29 @@ class Services:
         return variant, model, None
 
     async def write(self, events: Sequence[Event]) -> int:
-        """Submit events to the batch writer and wait until they are committed."""
+        """Submit the service's own events (exposures) and wait until they are committed."""
         if not events:
             return 0
+        inserted: int = await self._committed(lambda: self.writer.submit(events))
+        return inserted
+
+    async def write_checked(self, events: Sequence[Event]) -> list[Outcome]:
+        """Submit client events under the ingestion rules; their outcomes once committed."""
+        if not events:
+            return []
+        return await self._committed(lambda: self.writer.submit_checked(events))
+
+    async def _committed(self, submit: Callable[[], Future[T]]) -> T:
+        """Await a writer submission; any failure but our own errors becomes a StoreError."""
         start = time.perf_counter()
         try:
-            inserted = await asyncio.wrap_future(self.writer.submit(events))
+            out = await asyncio.wrap_future(submit())
         except AbrecError:
             raise
         except Exception as exc:
             raise StoreError(f"the event store could not write the events: {exc}") from exc
         self.metrics.store_write_latency.observe(time.perf_counter() - start)
-        return int(inserted)
+        return out
 
 
 def spec_or_404(s: Services, experiment_id: str) -> ExperimentSpec:
@@ -232,4 +256,5 @@ __all__ = [
     "safe_url",
     "spec_or_404",
     "wait_for_database",
+    "wait_for_store",
 ]

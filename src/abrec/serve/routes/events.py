@@ -22,8 +22,6 @@ The contract of a batch:
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -32,13 +30,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from abrec.errors import AbrecError, ExperimentError, StoreError, format_validation_error
+from abrec.errors import ExperimentError, format_validation_error
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec
 from abrec.serve.schemas import EventProblem, EventsReply, Problem, ValidationProblem
 from abrec.serve.services import Config, Metrics, Svc
 from abrec.store import Event
-from abrec.store.ingest import Outcome, needs_exposure
+from abrec.store.ingest import needs_exposure
 
 PG_INT_MAX = 2**31 - 1
 
@@ -189,21 +187,6 @@ async def _check(
     return [(i, e) for i, e in checked if i not in arm_errors], errors
 
 
-async def _store(s: Svc, events: list[Event]) -> list[Outcome]:
-    """Check and write events through the batch writer; the outcomes once committed."""
-    if not events:
-        return []
-    start = time.perf_counter()
-    try:
-        outcomes = await asyncio.wrap_future(s.writer.submit_checked(events))
-    except AbrecError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"the event store could not write the events: {exc}") from exc
-    s.metrics.store_write_latency.observe(time.perf_counter() - start)
-    return outcomes
-
-
 @router.post(
     "/v1/events",
     response_model=EventsReply,
@@ -226,7 +209,7 @@ async def events(body: EventsRequest, s: Svc, config: Config, metrics: Metrics) 
             f"{config.max_events_per_request} per request",
         )
     valid, errors = await _check(s.registry, body.events)
-    outcomes = await _store(s, [e for _, e in valid])
+    outcomes = await s.write_checked([e for _, e in valid])
     by_type: dict[str, int] = {}
     accepted = inserted = 0
     for (i, e), o in zip(valid, outcomes, strict=True):
