@@ -8,74 +8,36 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
-from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
-    build_bundle,
-    start_service,
-    unique_prefix,
-    write_config,
+    LiveService,
+    live_service,
+    served_fields,
 )
 
-from abrec.serve.config import ServeConfig
-from abrec.serve.runner import ServiceThread
 from abrec.serve.schemas import MAX_EVENT_ERRORS
-from abrec.store import EventStore
 
 TOKEN = "hardening-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@dataclass
-class Svc:
-    client: httpx.Client
-    store: EventStore
-    thread: ServiceThread
+Svc = LiveService
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
     tmp = tmp_path_factory.mktemp(f"harden_{request.param}")
-    bundle, _ = build_bundle(tmp / "bundle")
-    prefix = unique_prefix("hard")
-    if request.param == "postgres":
-        require_postgres()
-        url = PG_URL
-    else:
-        url = f"sqlite:///{tmp / 'events.db'}"
-    config = ServeConfig.from_toml(write_config(tmp, url, bundle, table_prefix=prefix))
-    thread = start_service(config, TOKEN)
-    store = EventStore.from_url(url, table_prefix=prefix)
-    with httpx.Client(base_url=thread.url, timeout=30) as client:
-        yield Svc(client, store, thread)
-    thread.stop()
-    if request.param == "postgres":
-        store.metadata.drop_all(store.engine)
-    store.dispose()
+    with live_service(request.param, tmp, TOKEN, "hard") as live:
+        yield live
 
 
 def serve(svc: Svc, unit: str, exp: str = "exp1", k: int = 3) -> list[dict[str, object]]:
     """Recommend to a unit; the click fields of each served item."""
-    r = svc.client.post("/v1/recommend", json={"unit_id": unit, "experiment": exp, "k": k})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["variant"] is not None and len(body["items"]) == k
-    return [
-        {
-            "experiment": exp,
-            "unit_id": unit,
-            "variant": body["variant"],
-            "item_id": it["item_id"],
-            "position": it["position"],
-            "request_id": body["request_id"],
-        }
-        for it in body["items"]
-    ]
+    return served_fields(svc.client, unit, exp, k)
 
 
 def click(eid: str, fields: dict[str, object], **over: object) -> dict[str, object]:

@@ -17,6 +17,7 @@ from pg_gate import PG_URL, require_postgres
 from test_serve_support import (
     N_ITEMS,
     build_bundle,
+    served_fields,
     start_service,
     unique_prefix,
     write_config,
@@ -100,21 +101,7 @@ def ev(eid: str, **kw: object) -> dict[str, object]:
 
 def served(svc: Svc, unit: str, exp: str = "exp1", k: int = 1) -> list[dict[str, object]]:
     """Event fields of each item /v1/recommend served a unit in ``exp`` (one exposure each)."""
-    r = rec(svc, unit, exp=exp, k=k)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["variant"] is not None and len(body["items"]) == k
-    return [
-        {
-            "experiment": exp,
-            "unit_id": unit,
-            "variant": body["variant"],
-            "item_id": it["item_id"],
-            "position": it["position"],
-            "request_id": body["request_id"],
-        }
-        for it in body["items"]
-    ]
+    return served_fields(svc.client, unit, exp, k)
 
 
 def assigned(svc: Svc, unit: str, exp: str = "exp1") -> dict[str, object]:

@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import scipy.sparse as sp
+from pg_gate import PG_URL, require_postgres
 from pydantic import SecretStr
 
 from abrec.data.types import Interactions, ItemCatalog
@@ -24,6 +29,7 @@ from abrec.models.bundle import ModelBundle
 from abrec.models.registry import build_model
 from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread
+from abrec.store import EventStore
 
 N_USERS = 60
 N_ITEMS = 40
@@ -153,3 +159,58 @@ def free_port() -> int:
 def unique_prefix(tag: str) -> str:
     """A table prefix unique to this test run, so PostgreSQL runs never see old rows."""
     return f"t{tag}_{uuid.uuid4().hex[:10]}_"
+
+
+@dataclass
+class LiveService:
+    """A running service on one backend, a client for it and its store."""
+
+    client: httpx.Client
+    store: EventStore
+    thread: ServiceThread
+
+
+@contextmanager
+def live_service(backend: str, tmp: Path, token: str, tag: str) -> Iterator[LiveService]:
+    """Serve the test bundle on `backend` ("sqlite" or "postgres", tables unique to this run);
+    PostgreSQL tables are dropped afterwards."""
+    bundle, _ = build_bundle(tmp / "bundle")
+    prefix = unique_prefix(tag)
+    if backend == "postgres":
+        require_postgres()
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp / 'events.db'}"
+    config = ServeConfig.from_toml(write_config(tmp, url, bundle, table_prefix=prefix))
+    thread = start_service(config, token)
+    store = EventStore.from_url(url, table_prefix=prefix)
+    try:
+        with httpx.Client(base_url=thread.url, timeout=30) as client:
+            yield LiveService(client, store, thread)
+    finally:
+        thread.stop()
+        if backend == "postgres":
+            store.metadata.drop_all(store.engine)
+        store.dispose()
+
+
+def served_fields(
+    client: httpx.Client, unit: str, exp: str = "exp1", k: int = 1
+) -> list[dict[str, object]]:
+    """Recommend `k` items to `unit` in `exp`; the event fields that reference each served item
+    (experiment, unit, variant, item, position, request id)."""
+    r = client.post("/v1/recommend", json={"unit_id": unit, "experiment": exp, "k": k})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["variant"] is not None and len(body["items"]) == k
+    return [
+        {
+            "experiment": exp,
+            "unit_id": unit,
+            "variant": body["variant"],
+            "item_id": it["item_id"],
+            "position": it["position"],
+            "request_id": body["request_id"],
+        }
+        for it in body["items"]
+    ]

@@ -23,7 +23,6 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,12 +30,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from pg_gate import PG_URL, require_postgres
-from test_serve_support import build_bundle, start_service, unique_prefix, write_config
+from test_serve_support import LiveService, live_service
 
 from abrec.experiment.spec import parse_spec
-from abrec.serve.config import ServeConfig
-from abrec.serve.runner import ServiceThread
 from abrec.store import EventStore
 
 TOKEN = "fuzz-stateful-token"
@@ -51,11 +47,7 @@ NAME = st.one_of(st.text(alphabet="abcXY-_. é", min_size=1, max_size=6), st.tex
 WEIGHT = st.one_of(st.floats(0, 1e6), st.just(1e308), st.floats())
 
 
-@dataclass
-class Live:
-    client: httpx.Client
-    store: EventStore
-    thread: ServiceThread
+Live = LiveService
 
 
 @pytest.fixture(
@@ -65,22 +57,8 @@ def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp(f"fuzzstate_{request.param}")
-    bundle, _ = build_bundle(tmp / "bundle")
-    prefix = unique_prefix("fzs")
-    if request.param == "postgres":
-        require_postgres()
-        url = PG_URL
-    else:
-        url = f"sqlite:///{tmp / 'events.db'}"
-    config = ServeConfig.from_toml(write_config(tmp, url, bundle, table_prefix=prefix))
-    thread = start_service(config, TOKEN)
-    store = EventStore.from_url(url, table_prefix=prefix)
-    with httpx.Client(base_url=thread.url, timeout=30) as client:
-        yield Live(client, store, thread)
-    thread.stop()
-    if request.param == "postgres":
-        store.metadata.drop_all(store.engine)
-    store.dispose()
+    with live_service(request.param, tmp, TOKEN, "fzs") as service:
+        yield service
 
 
 def check_store(store: EventStore) -> None:
