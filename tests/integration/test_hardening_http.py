@@ -7,18 +7,17 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pg_gate import PG_URL, require_postgres
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 from test_serve_support import (
+    LiveService,
     build_bundle,
-    unique_prefix,
+    live_service,
     write_config,
 )
 
@@ -41,11 +40,7 @@ MAX_BODY = 64 * 1024
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@dataclass
-class Live:
-    client: httpx.Client
-    store: EventStore
-    thread: ServiceThread
+Live = LiveService
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -53,29 +48,10 @@ def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp(f"harden_{request.param}")
-    bundle, _ = build_bundle(tmp / "bundle")
-    prefix = unique_prefix("hard")
-    if request.param == "postgres":
-        require_postgres()
-        url = PG_URL
-    else:
-        url = f"sqlite:///{tmp / 'events.db'}"
-    cfg = ServeConfig.from_toml(
-        write_config(tmp, url, bundle, table_prefix=prefix, max_body_bytes=MAX_BODY)
-    )
-    cfg = cfg.model_copy(
-        update={"admin_token": SecretStr(ADMIN_TOKEN), "read_token": SecretStr(READ_TOKEN)}
-    )
-    thread = ServiceThread(cfg).start()
-    store = EventStore.from_url(url, table_prefix=prefix)
-    try:
-        with httpx.Client(base_url=thread.url, timeout=30) as client:
-            yield Live(client, store, thread)
-    finally:
-        thread.stop()
-        if request.param == "postgres":
-            store.metadata.drop_all(store.engine)
-        store.dispose()
+    with live_service(
+        request.param, tmp, ADMIN_TOKEN, "hard", read_token=READ_TOKEN, max_body_bytes=MAX_BODY
+    ) as service:
+        yield service
 
 
 def stored_ids(live: Live) -> set[str]:

@@ -171,9 +171,12 @@ class LiveService:
 
 
 @contextmanager
-def live_service(backend: str, tmp: Path, token: str, tag: str) -> Iterator[LiveService]:
-    """Serve the test bundle on `backend` ("sqlite" or "postgres", tables unique to this run);
-    PostgreSQL tables are dropped afterwards."""
+def live_service(
+    backend: str, tmp: Path, token: str, tag: str, *, read_token: str | None = None, **extra: Any
+) -> Iterator[LiveService]:
+    """Serve the test bundle on `backend` ("sqlite" or "postgres", tables unique to this run)
+    with admin `token` (and `read_token`); `extra` are service config keys. PostgreSQL tables
+    are dropped afterwards."""
     bundle, _ = build_bundle(tmp / "bundle")
     prefix = unique_prefix(tag)
     if backend == "postgres":
@@ -181,7 +184,9 @@ def live_service(backend: str, tmp: Path, token: str, tag: str) -> Iterator[Live
         url = PG_URL
     else:
         url = f"sqlite:///{tmp / 'events.db'}"
-    config = ServeConfig.from_toml(write_config(tmp, url, bundle, table_prefix=prefix))
+    config = ServeConfig.from_toml(write_config(tmp, url, bundle, table_prefix=prefix, **extra))
+    if read_token is not None:
+        config = config.model_copy(update={"read_token": SecretStr(read_token)})
     thread = start_service(config, token)
     store = EventStore.from_url(url, table_prefix=prefix)
     try:
