@@ -188,3 +188,36 @@ def test_protocol_needs_ratings_and_matching_spaces() -> None:
     b = make([0, 1], [0, 1], [1, 2], ratings=[5.0, 4.0])
     with pytest.raises(DataError, match="index spaces"):
         protocol_split(a, b)
+
+
+def test_validation_split_follows_the_protocol_kind() -> None:
+    """Each kind (or protocol name) carves the same split as the function it names."""
+    from abrec.data.splits import (
+        leave_last_one_out,
+        random_split,
+        temporal_user_split,
+        validation_split,
+    )
+
+    rng = np.random.default_rng(3)
+    n = 400
+    inter = Interactions(
+        user_idx=rng.integers(0, 20, n),
+        item_idx=rng.integers(0, 30, n),
+        user_ids=np.arange(20),
+        item_ids=np.arange(30),
+        ratings=rng.integers(1, 6, n).astype(np.float32),
+        timestamps=rng.permutation(n).astype(np.int64),
+    )
+    pairs = {
+        "temporal": temporal_user_split(inter, 0.25),
+        "ml-small-temporal-v1": temporal_user_split(inter, 0.25),
+        "random": random_split(inter, 0.25, seed=5),
+        "leave-last-one-out": leave_last_one_out(inter),
+    }
+    for kind, (fit_ref, val_ref) in pairs.items():
+        fit, val = validation_split(inter, kind, 0.25, seed=5)
+        np.testing.assert_array_equal(fit.item_idx, fit_ref.item_idx)
+        np.testing.assert_array_equal(val.timestamps, val_ref.timestamps)
+    with pytest.raises(DataError, match="unknown validation kind"):
+        validation_split(inter, "weekly")

@@ -242,3 +242,30 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
     ref_row = ref[(ref.metric == "ndcg@10") & (ref.slice == "all")].iloc[0]
     assert rows[0]["diff"] == pytest.approx(ref_row["diff"])
     assert rows[0]["mean_model"] == pytest.approx(res.value("txt", "ndcg@10"))
+
+
+@pytest.mark.parametrize(
+    ("protocol", "kind"),
+    [
+        ("ml-small-temporal-v1", "temporal"),
+        ("temporal", "temporal"),
+        ("random", "random"),
+        ("leave-last-one-out", "leave-last-one-out"),
+    ],
+)
+def test_models_with_an_inner_split_follow_the_protocol(protocol: str, kind: str) -> None:
+    """A self-tuning model gets the protocol's kind of validation split unless it sets one."""
+    cfg = config.RunConfig.model_validate(
+        {
+            "protocol": {"name": protocol},
+            "models": [
+                {"name": "auto", "kind": "ltr_cf"},
+                {"name": "pinned", "kind": "ltr_cf", "params": {"validation": "random"}},
+                {"name": "plain", "kind": "ease"},
+            ],
+        }
+    )
+    models = run.build_models(cfg)
+    assert models["auto"].get_config().validation == kind  # type: ignore[attr-defined]
+    assert models["pinned"].get_config().validation == "random"  # type: ignore[attr-defined]
+    assert "validation" not in models["plain"].params()

@@ -126,7 +126,7 @@ def test_too_many_negatives_is_a_clear_error(tmp_path: Path) -> None:
         build_training_data(
             syn.split().train, syn.catalog(), syn.config(tmp_path, n_negatives=39), "temporal"
         )
-    with pytest.raises(DataError, match="unknown protocol"):
+    with pytest.raises(DataError, match="unknown validation kind"):
         build_training_data(syn.split().train, syn.catalog(), syn.config(tmp_path), "weekly")
 
 

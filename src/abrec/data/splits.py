@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,6 +13,19 @@ from abrec.errors import DataError
 
 PROTOCOL_NAME: Final = "ml-small-temporal-v1"
 RELEVANCE_THRESHOLD: Final = 4.0
+
+ValidationKind = Literal["temporal", "random", "leave-last-one-out"]
+"""How a validation part is carved from a training period (mirrors the protocol's kind)."""
+
+VALIDATION_KINDS: Final[tuple[str, ...]] = get_args(ValidationKind)
+
+PROTOCOL_VALIDATION: Final[dict[str, ValidationKind]] = {
+    PROTOCOL_NAME: "temporal",
+    "temporal": "temporal",
+    "random": "random",
+    "leave-last-one-out": "leave-last-one-out",
+}
+"""Protocol name -> the kind of validation split a model carves from its training period."""
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -112,6 +125,29 @@ def random_split(
     rng = np.random.default_rng(seed)
     order, pos, n_u = _positions(inter, rng.permutation(len(inter)))
     return _assemble(inter, order, pos >= _n_train(n_u, test_fraction))
+
+
+def validation_split(
+    train: Interactions, kind: str, fraction: float = 0.2, seed: int = 0
+) -> tuple[Interactions, Interactions]:
+    """(fit, validation) carved from a TRAINING period, following `kind`.
+
+    `kind` is a `ValidationKind` or a protocol name (mapped through `PROTOCOL_VALIDATION`):
+    temporal takes the last `fraction` of each user's events, random a seeded random share,
+    leave-last-one-out each user's last event (`fraction` unused). Models that tune themselves
+    inside `fit` (re-rankers, fine-tuned encoders) call this, so what they tune for is the task
+    the protocol measures.
+    """
+    resolved = PROTOCOL_VALIDATION.get(kind)
+    if resolved is None:
+        raise DataError(
+            f"unknown validation kind {kind!r}; use one of {sorted(PROTOCOL_VALIDATION)}"
+        )
+    if resolved == "temporal":
+        return temporal_user_split(train, fraction)
+    if resolved == "random":
+        return random_split(train, fraction, seed=seed)
+    return leave_last_one_out(train)
 
 
 @dataclass(frozen=True, eq=False)

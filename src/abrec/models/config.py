@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from abrec.data.splits import ValidationKind
 from abrec.errors import ConfigError, format_validation_error
 
 
@@ -19,6 +20,20 @@ class RecommenderConfig(BaseModel):
     """Base of every model config: unknown keys, NaN and infinities are rejected; immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class InnerValidationConfig(RecommenderConfig):
+    """Config of a model that tunes itself on a validation part carved from its training data.
+
+    Attributes:
+        validation: how the part is carved (`abrec.data.splits.validation_split`). The offline
+            runner sets it from the evaluation protocol when the model config leaves it out, so
+            a model tunes for the task the protocol measures.
+        validation_fraction: share of each user's training events held out (temporal, random).
+    """
+
+    validation: ValidationKind = "temporal"
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
 
 C = TypeVar("C", bound=RecommenderConfig)

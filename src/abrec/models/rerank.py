@@ -7,13 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import DataError
 from abrec.models._util import rows_times, weighted_sum
 from abrec.models.base import Recommender
-from abrec.models.config import RecommenderConfig
+from abrec.models.config import InnerValidationConfig, RecommenderConfig
 from abrec.models.ease import EASE, TextEASE, TextEASEConfig
 from abrec.models.lm import (
     EmbeddingSimilarity,
@@ -252,7 +252,7 @@ class _Generators:
         return uu, ii, F, r_e
 
 
-class LTRConfig(RecommenderConfig):
+class LTRConfig(InnerValidationConfig):
     """Learned re-ranker hyper-parameters (see `LTRReranker`)."""
 
     use_lm: bool = True
@@ -261,7 +261,6 @@ class LTRConfig(RecommenderConfig):
     lambda_: PositiveFloat = 500.0
     beta: NonNegativeFloat = 20.0
     half_life: PositiveFloat = 5.0
-    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     C: PositiveFloat = 1.0
     seed: NonNegativeInt = 0
     model: str | None = None
@@ -341,15 +340,15 @@ class LTRReranker(Recommender):
 
         Fits the generators on train minus the validation part (left fitted on it).
         """
-        from abrec.data.splits import RELEVANCE_THRESHOLD, temporal_user_split
+        from abrec.data.splits import RELEVANCE_THRESHOLD, validation_split
 
         cfg = self.config
         if train.timestamps is None:
             raise DataError(
-                f"{self.name} carves a temporal validation split from train and needs "
-                "timestamps; load interactions with a timestamp column"
+                f"{self.name} needs timestamps (recency features and the {cfg.validation} "
+                "validation split); load interactions with a timestamp column"
             )
-        inner, val = temporal_user_split(train, cfg.validation_fraction)
+        inner, val = validation_split(train, cfg.validation, cfg.validation_fraction, cfg.seed)
         if val.ratings is not None:
             val = val.subset(val.ratings >= RELEVANCE_THRESHOLD)
         rel = val.matrix.tocsr()

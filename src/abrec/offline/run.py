@@ -98,13 +98,23 @@ def build_encoder(cfg: EncoderConfig, show_progress: bool = True) -> TextEncoder
     )
 
 
-def build_model(m: ModelConfig, encoder: Any | None = None) -> Recommender:
-    """One configured model through `abrec.models.registry.build_model` (errors name it)."""
+def build_model(
+    m: ModelConfig, encoder: Any | None = None, protocol: str | None = None
+) -> Recommender:
+    """One configured model through `abrec.models.registry.build_model` (errors name it).
+
+    A model that tunes itself on an inner validation split (`InnerValidationConfig`) gets the
+    protocol's kind of split (`abrec.data.splits.PROTOCOL_VALIDATION`) unless its params set one.
+    """
+    from abrec.data.splits import PROTOCOL_VALIDATION
     from abrec.models import registry
 
     params = dict(m.params)
     if needs_encoder(m.kind) and encoder is not None and "encoder" not in params:
         params["encoder"] = encoder
+    fields = registry.config_class(m.kind).model_fields
+    if protocol is not None and "validation" in fields and "validation" not in params:
+        params["validation"] = PROTOCOL_VALIDATION[protocol]
     try:
         return registry.build_model(m.kind, **params)
     except ConfigError as exc:
@@ -112,8 +122,9 @@ def build_model(m: ModelConfig, encoder: Any | None = None) -> Recommender:
 
 
 def build_models(cfg: RunConfig, encoder: Any | None = None) -> dict[str, Recommender]:
-    """Instantiate every configured model, keyed by its display name."""
-    return {m.name: build_model(m, encoder) for m in cfg.models}
+    """Instantiate every configured model, keyed by its display name (validation split kind
+    from the run's protocol)."""
+    return {m.name: build_model(m, encoder, cfg.protocol.name) for m in cfg.models}
 
 
 # --------------------------------------------------------------------------- the run

@@ -27,14 +27,6 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import DataError
 from abrec.train.config import TrainConfig
 
-#: Protocol names -> the kind of validation split carved from their training period.
-VALIDATION_KIND = {
-    splits.PROTOCOL_NAME: "temporal",
-    "temporal": "temporal",
-    "random": "random",
-    "leave-last-one-out": "leave-last-one-out",
-}
-
 
 @dataclass(frozen=True, eq=False)
 class ValidationSet:
@@ -70,17 +62,7 @@ def carve_validation(
     train: Interactions, protocol: str, fraction: float, seed: int
 ) -> tuple[Interactions, Interactions]:
     """(fit, validation) from a protocol's training interactions, following the protocol's kind."""
-    kind = VALIDATION_KIND.get(protocol)
-    if kind is None:
-        raise DataError(
-            f"unknown protocol {protocol!r} for the validation split; use one of "
-            f"{sorted(VALIDATION_KIND)}"
-        )
-    if kind == "temporal":
-        return splits.temporal_user_split(train, fraction)
-    if kind == "random":
-        return splits.random_split(train, fraction, seed=seed)
-    return splits.leave_last_one_out(train)
+    return splits.validation_split(train, protocol, fraction, seed)
 
 
 def liked_sequences(inter: Interactions, threshold: float) -> list[np.ndarray]:
@@ -206,7 +188,6 @@ def build_training_data(
 
 
 __all__ = [
-    "VALIDATION_KIND",
     "TrainingData",
     "ValidationSet",
     "anchor_text",
