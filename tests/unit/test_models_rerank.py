@@ -120,11 +120,13 @@ def test_loaded_model_needs_no_encoder(data, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.score(users), model.score(users))
 
 
-def test_encoder_called_once_per_fit(data) -> None:
+def test_encoder_called_once_per_text_list_per_fit(data) -> None:
+    """Item texts once (the synthetic titles are the texts), the anchors of the inner and of
+    the full training data once each."""
     inter, items = data
     enc = HashingEncoder()
     LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=enc).fit(inter, items)
-    assert enc.calls == 1
+    assert enc.calls == 3
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import train_synthetic as syn
 
 from abrec.data import leave_last_one_out, protocol_split, random_split
@@ -154,6 +155,17 @@ def test_rank_metrics_match_the_closed_form() -> None:
     ndcg, recall = _reference_metrics(coarse)
     assert got["ndcg@10"] == pytest.approx(ndcg, abs=1e-12)
     assert got["recall@10"] == pytest.approx(recall, abs=1e-12)
+    # the evaluation package's metrics on the same ranking (positive placed after its ties)
+    from abrec.evaluation.metrics import ndcg_at_k, recall_at_k
+
+    order = np.argsort(-coarse[:, ::-1], axis=1, kind="stable")[:, :10]
+    topk = (coarse.shape[1] - 1) - order
+    relevant = sp.csr_matrix(
+        (np.ones(len(coarse)), (np.arange(len(coarse)), np.zeros(len(coarse), dtype=int))),
+        shape=coarse.shape,
+    )
+    assert got["ndcg@10"] == pytest.approx(np.mean(ndcg_at_k(topk, relevant, 10)), abs=1e-12)
+    assert got["recall@10"] == pytest.approx(np.mean(recall_at_k(topk, relevant, 10)), abs=1e-12)
     # a collapsed encoder (all scores equal) earns nothing
     assert rank_metrics(np.ones((4, 100))) == {"ndcg@10": 0.0, "recall@10": 0.0}
     with pytest.raises(ValueError):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import DataError
@@ -22,6 +23,7 @@ from abrec.models.lm import (
     default_encoder,
     history_profiles,
 )
+from abrec.models.two_tower import TwoTower, TwoTowerConfig, finetune_config
 
 CF_FEATURES: tuple[str, ...] = (
     "ease",
@@ -47,6 +49,9 @@ LM_FEATURES: tuple[str, ...] = (
     "lm_lrank",
     "emb_max5",
     "emb_mean5",
+    "tt",
+    "tt_z",
+    "tt_lrank",
 )
 """Features of the language-model re-ranker (`use_lm=True`)."""
 
@@ -56,18 +61,18 @@ _BLOCK = 256  # users scored per block (bounds memory: block x n_items dense arr
 
 
 class _MemoEncoder:
-    """Encoder wrapper that encodes the same text list once (the generators share it)."""
+    """Encoder wrapper that encodes each distinct text list once (the generators share it:
+    item texts for TextEASE, the profile and the two-tower; titles and anchors for the latter)."""
 
     def __init__(self, inner: Encoder) -> None:
         self.inner = inner
-        self._texts: list[str] | None = None
-        self._emb: np.ndarray | None = None
+        self._memo: dict[tuple[str, ...], np.ndarray] = {}
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if self._emb is None or self._texts != list(texts):
-            self._texts = list(texts)
-            self._emb = np.asarray(self.inner.encode(list(texts)))
-        return self._emb
+        key = tuple(texts)
+        if key not in self._memo:
+            self._memo[key] = np.asarray(self.inner.encode(list(texts)))
+        return self._memo[key]
 
 
 def _last_items(train: Interactions, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +131,14 @@ class _Generators:
         self.ease = EASE(lambda_=cfg.lambda_)
         self.tease: TextEASE | None = None
         self.lm: EmbeddingSimilarity | None = None
+        self.tt: TwoTower | None = None
         if self.use_lm:
             tcfg = TextEASEConfig(lambda_=cfg.lambda_, beta=cfg.beta, model=cfg.model)
             lcfg = EmbeddingSimilarityConfig(model=cfg.model, half_life=cfg.half_life)
+            ttcfg = TwoTowerConfig(model=cfg.model, history_len=cfg.history_len)
             self.tease = TextEASE.from_config(tcfg, encoder=encoder)
             self.lm = EmbeddingSimilarity.from_config(lcfg, encoder=encoder)
+            self.tt = TwoTower.from_config(ttcfg, encoder=encoder)
         self.arrays: dict[str, np.ndarray] = {}
 
     def fit(self, train: Interactions, items: ItemCatalog) -> None:
@@ -149,16 +157,17 @@ class _Generators:
             "last_valid": valid,
         }
         if self.use_lm:
-            assert self.tease is not None and self.lm is not None
+            assert self.tease is not None and self.lm is not None and self.tt is not None
             self.tease.fit(train, items)
             self.lm.fit(train, items)
+            self.tt.fit(train, items)
             assert self.lm.item_embeddings is not None
             self.arrays["profiles0"] = history_profiles(train, self.lm.item_embeddings, None)
 
     def models(self) -> dict[str, Recommender]:
         out: dict[str, Recommender] = {"ease": self.ease}
-        if self.tease is not None and self.lm is not None:
-            out.update(tease=self.tease, lm=self.lm)
+        if self.tease is not None and self.lm is not None and self.tt is not None:
+            out.update(tease=self.tease, lm=self.lm, tt=self.tt)
         return out
 
     def state(self) -> dict[str, Any]:
@@ -187,14 +196,16 @@ class _Generators:
         cand = r_e < self.n_cf
         lm_parts: dict[str, np.ndarray] = {}
         if self.use_lm:
-            assert self.tease is not None and self.lm is not None
+            assert self.tease is not None and self.lm is not None and self.tt is not None
             emb = self.lm.item_embeddings
             assert emb is not None
             S_t = self.tease.score(users).astype(np.float64)
             L5 = self.lm.score(users).astype(np.float64)
             L0 = rows_times(a["profiles0"][users], emb).astype(np.float64)
+            T = self.tt.score(users).astype(np.float64)
             r_l = _ranks(np.where(seen, -np.inf, L5))
-            cand |= r_l < self.n_lm
+            r_tt = _ranks(np.where(seen, -np.inf, T))
+            cand |= (r_l < self.n_lm) | (r_tt < self.n_lm)
             # cosine of every item to each of the user's last items, one row at a time
             last_emb = emb[a["last"][users].ravel()]
             sims = rows_times(last_emb, emb).reshape(len(users), N_LAST, emb.shape[0])
@@ -208,6 +219,8 @@ class _Generators:
                 "r_l": r_l,
                 "emax": emax,
                 "emean": emean,
+                "T": T,
+                "r_tt": r_tt,
             }
         cand &= ~seen
         uu, ii = np.nonzero(cand)
@@ -246,10 +259,44 @@ class _Generators:
                 lm_lrank=np.log1p(p["r_l"][uu, ii]),
                 emb_max5=p["emax"][uu, ii],
                 emb_mean5=p["emean"][uu, ii],
+                tt=p["T"][uu, ii],
+                tt_z=_zscore(p["T"])[uu, ii],
+                tt_lrank=np.log1p(p["r_tt"][uu, ii]),
             )
         names = LM_FEATURES if self.use_lm else CF_FEATURES
         F = np.nan_to_num(np.column_stack([f[n] for n in names]).astype(np.float64))
         return uu, ii, F, r_e
+
+    def cold_values(self, users: np.ndarray) -> np.ndarray:
+        """The CF features (`CF_FEATURES` order) a candidate of each given user would have if
+        the item had never been seen in training: EASE score 0 (its z-score and rank within the
+        user's row), no popularity, `cold` = 1, no co-occurrence with the last items.
+
+        Args:
+            users: the user of each candidate row (repeats allowed).
+        """
+        X = self.ease.train_matrix
+        uniq, inverse = np.unique(users, return_inverse=True)
+        z0 = np.empty(len(uniq))
+        r0 = np.empty(len(uniq))
+        for s in range(0, len(uniq), _BLOCK):
+            block = uniq[s : s + _BLOCK]
+            S = self.ease.score(block).astype(np.float64)
+            unseen = X[block].toarray() == 0
+            z0[s : s + len(block)] = -S.mean(axis=1) / (S.std(axis=1) + 1e-9)
+            r0[s : s + len(block)] = ((S > 0) & unseen).sum(axis=1)
+        cold = {
+            "ease": np.zeros(len(uniq)),
+            "ease_z": z0,
+            "ease_lrank": np.log1p(r0),
+            "lpop": np.zeros(len(uniq)),
+            "lrec": np.zeros(len(uniq)),
+            "cold": np.ones(len(uniq)),
+            "lhist": np.log1p(self.arrays["hist"][uniq]),
+            "cf_max5": np.zeros(len(uniq)),
+            "cf_mean5": np.zeros(len(uniq)),
+        }
+        return np.column_stack([cold[n] for n in CF_FEATURES])[inverse]
 
 
 class LTRConfig(InnerValidationConfig):
@@ -264,6 +311,10 @@ class LTRConfig(InnerValidationConfig):
     C: PositiveFloat = 1.0
     seed: NonNegativeInt = 0
     model: str | None = None
+    history_len: PositiveInt = 5
+    cf_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    finetune: dict[str, Any] | None = None
+    cache_dir: str | None = None
 
 
 class CFRerankerConfig(LTRConfig):
@@ -275,28 +326,43 @@ class CFRerankerConfig(LTRConfig):
 class LTRReranker(Recommender):
     """Pointwise learning-to-rank: logistic regression re-ranks EASE (+ LM) candidates.
 
-    `fit` carves a temporal validation split out of the training data it is given (the last
-    `validation_fraction` of each user's events), fits the feature generators (EASE, item
-    co-occurrence cosine to the last 5 items, popularity; with `use_lm` also TextEASE, the
-    recency-weighted embedding profile and embedding similarity to the last 5 items) on the
-    rest, and learns a standardised logistic regression that tells relevant validation items
-    (rated >= `abrec.data.splits.RELEVANCE_THRESHOLD`; any validation interaction when there
-    are no ratings) from the other candidates. The generators are then refitted on the whole
-    training data for scoring. Candidates are each user's EASE top `n_cf` unseen items (plus
-    the LM profile's top `n_lm` with `use_lm`); they score the logistic decision value, every
-    other item scores below every candidate (ordered by EASE rank).
+    `fit` carves a validation split out of the training data it is given (`validation`: the
+    protocol's kind; temporal = the last `validation_fraction` of each user's events), fits the
+    feature generators (EASE, item co-occurrence cosine to the last 5 items, popularity; with
+    `use_lm` also TextEASE, the recency-weighted embedding profile, embedding similarity to the
+    last 5 items and the two-tower anchor cosine) on the rest, and learns a standardised
+    logistic regression that tells relevant validation items (rated >=
+    `abrec.data.splits.RELEVANCE_THRESHOLD`; any validation interaction when there are no
+    ratings) from the other candidates. The generators are then refitted on the whole training
+    data for scoring. Candidates are each user's EASE top `n_cf` unseen items (plus, with
+    `use_lm`, the top `n_lm` of the embedding profile and of the two-tower, which reach items
+    never seen in training); they score the logistic decision value, every other item scores
+    below every candidate (ordered by EASE rank).
+
+    With `finetune`, the text encoder is first fine-tuned contrastively on the training data
+    (`abrec.train`, cached by content), with the trainer's validation part equal to this
+    model's, so the encoder never trains on the events the weights are learned on; every
+    language-model part then reads the tuned vectors. With `cf_dropout` (DropoutNet-style),
+    that share of the warm validation candidates get the CF features of a never-seen item
+    (`_Generators.cold_values`) while learning the weights, so the model learns to lean on the
+    text when the CF signal is missing.
 
     Config (`LTRConfig`):
         use_lm: add language-model candidates and features.
         n_cf: EASE candidates per user.
-        n_lm: language-model candidates per user (with use_lm).
+        n_lm: language-model candidates per user and per LM retriever (with use_lm).
         lambda_: L2 regularisation of EASE and TextEASE.
         beta: TextEASE text-prior weight.
         half_life: recency half-life (interactions) of the embedding profile.
-        validation_fraction: share of each user's latest training events used to learn weights.
+        validation, validation_fraction: the inner split (`InnerValidationConfig`).
         C: inverse L2 strength of the logistic regression.
-        seed: random state of the solver.
-        model: encoder model for the default TextEncoder (None: bundled MiniLM).
+        seed: random state of the solver, the random split, the masking and the fine-tuning.
+        model: encoder model for the default TextEncoder (None: bundled MiniLM); the base model
+            when `finetune` is set.
+        history_len: liked titles in the two-tower anchor (and the fine-tuning pairs).
+        cf_dropout: share of warm validation candidates whose CF features are masked.
+        finetune: `abrec.train.TrainConfig` fields (see `two_tower.finetune_config`).
+        cache_dir: where fine-tuned encoders are kept (None: `$ABREC_CACHE/finetune`).
 
     Args:
         config: an `LTRConfig` (or its fields as keyword parameters).
@@ -323,6 +389,8 @@ class LTRReranker(Recommender):
         self.scale_: np.ndarray | None = None
         self.coef_: np.ndarray | None = None
         self.intercept_: float | None = None
+        self.training_report: dict[str, Any] | None = None
+        finetune_config(self.config, self.name)  # a bad `finetune` key fails here
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -359,7 +427,7 @@ class LTRReranker(Recommender):
                 f"{RELEVANCE_THRESHOLD}) in the last {cfg.validation_fraction:.0%} of "
                 "any user's history; give users more history or use another model"
             )
-        self._gen = _Generators(cfg, self._shared_encoder())
+        self._gen = _Generators(cfg, self._shared_encoder(train, items))
         self._gen.fit(inner, items)
         blocks = [users[s : s + _BLOCK] for s in range(0, len(users), _BLOCK)]
         parts = [self._gen.features(b) for b in blocks]
@@ -369,10 +437,31 @@ class LTRReranker(Recommender):
         y = np.asarray(rel[uu, ii]).ravel() > 0
         return uu, ii, F, y
 
-    def _shared_encoder(self) -> Encoder | None:
-        """The encoder the generators share (built and memoised once per model)."""
-        if self.config.use_lm and self.encoder is None:
-            self.encoder = default_encoder(self.config.model)
+    def _mask_cf(self, uu: np.ndarray, ii: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """F with the CF features of a seeded `cf_dropout` share of warm rows set to what a
+        never-seen item gets (DropoutNet-style masking; the generators are the inner ones)."""
+        warm = np.flatnonzero(self._gen.arrays["pop"][ii] > 0)
+        rng = np.random.default_rng([self.config.seed, 11])
+        rows = warm[rng.random(len(warm)) < self.config.cf_dropout]
+        F = F.copy()
+        F[rows, : len(CF_FEATURES)] = self._gen.cold_values(uu[rows])
+        return F
+
+    def _shared_encoder(self, train: Interactions, items: ItemCatalog) -> Encoder | None:
+        """The encoder the generators share (built and memoised once per model): fine-tuned on
+        `train` when `finetune` is set (the trainer carves this model's validation part)."""
+        cfg = self.config
+        tcfg = finetune_config(cfg, self.name)
+        if cfg.use_lm and tcfg is not None and not isinstance(self.encoder, _MemoEncoder):
+            from abrec.embed import TextEncoder
+            from abrec.train.tuned import tuned_model_dir
+
+            folder, self.training_report = tuned_model_dir(
+                train, items, tcfg, validation=cfg.validation, cache_dir=cfg.cache_dir
+            )
+            self.encoder = TextEncoder(folder, show_progress=False)
+        if cfg.use_lm and self.encoder is None:
+            self.encoder = default_encoder(cfg.model)
         if self.encoder is not None and not isinstance(self.encoder, _MemoEncoder):
             self.encoder = _MemoEncoder(self.encoder)
         return self.encoder
@@ -381,7 +470,10 @@ class LTRReranker(Recommender):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        _, _, F, y = self.validation_data(train, items)
+        self.training_report = None
+        uu, ii, F, y = self.validation_data(train, items)
+        if self.config.cf_dropout > 0:
+            F = self._mask_cf(uu, ii, F)
         if y.all() or not y.any():
             raise DataError(
                 f"{self.name}: validation candidates are all {'positive' if y.any() else 'negative'}"
@@ -394,7 +486,7 @@ class LTRReranker(Recommender):
         self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
         self.coef_ = lr.coef_[0].astype(np.float64)
         self.intercept_ = float(lr.intercept_[0])
-        self._gen = _Generators(self.config, self._shared_encoder())
+        self._gen = _Generators(self.config, self._shared_encoder(train, items))
         self._gen.fit(train, items)
 
     def decision_function(self, F: np.ndarray) -> np.ndarray:
@@ -429,6 +521,7 @@ class LTRReranker(Recommender):
             "lr.scale": self.scale_,
             "lr.coef": self.coef_,
             "lr.intercept": np.array([self.intercept_]),
+            "training_report": json.dumps(self.training_report, default=str),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -438,6 +531,7 @@ class LTRReranker(Recommender):
         self.scale_ = state["lr.scale"]
         self.coef_ = state["lr.coef"]
         self.intercept_ = float(state["lr.intercept"][0])
+        self.training_report = json.loads(state.get("training_report", "null"))
 
 
 class CFReranker(LTRReranker):

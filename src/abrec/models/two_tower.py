@@ -61,28 +61,38 @@ class TwoTowerConfig(InnerValidationConfig):
 
     def train_config(self) -> TrainConfig | None:
         """The validated fine-tuning config (None without `finetune`); ConfigError names a bad key."""
-        if self.finetune is None:
-            return None
-        from abrec.errors import ConfigError
-        from abrec.train.config import parse_train_config
+        return finetune_config(self, "two_tower")
 
-        owned = sorted(set(self.finetune) & _OWNED)
-        if owned:
-            raise ConfigError(
-                f"two_tower finetune: {', '.join(owned)} are set by the model's own config "
-                "(model, history_len, relevance_threshold, validation_fraction, seed, cache_dir)"
-            )
 
-        cfg = parse_train_config({**self.finetune, "model": self.model}, "two_tower finetune")
-        return cfg.model_copy(
-            update={
-                "history_len": self.history_len,
-                "relevance_threshold": self.relevance_threshold,
-                "val_fraction": self.validation_fraction,
-                "seed": self.seed,
-                "save_checkpoints": True,
-            }
+def finetune_config(cfg: Any, what: str) -> TrainConfig | None:
+    """`cfg.finetune` as a validated `TrainConfig`, with the keys the model config owns.
+
+    `cfg` is a model config with `finetune`, `model`, `seed`, `validation_fraction` and
+    optionally `history_len` / `relevance_threshold` (the two-tower's and the re-ranker's).
+    The trainer then carves exactly the validation part the model carves (same kind, share and
+    seed), so the tuned encoder never trains on the model's own validation events.
+    """
+    if cfg.finetune is None:
+        return None
+    from abrec.errors import ConfigError
+    from abrec.train.config import parse_train_config
+
+    owned = sorted(set(cfg.finetune) & _OWNED)
+    if owned:
+        raise ConfigError(
+            f"{what} finetune: {', '.join(owned)} are set by the model's own config "
+            "(model, history_len, relevance_threshold, validation_fraction, seed, cache_dir)"
         )
+    tcfg = parse_train_config({**cfg.finetune, "model": cfg.model}, f"{what} finetune")
+    update: dict[str, Any] = {
+        "val_fraction": cfg.validation_fraction,
+        "seed": cfg.seed,
+        "save_checkpoints": True,
+    }
+    for key in ("history_len", "relevance_threshold"):
+        if hasattr(cfg, key):
+            update[key] = getattr(cfg, key)
+    return tcfg.model_copy(update=update)
 
 
 def anchor_texts(
@@ -109,8 +119,8 @@ class TwoTower(Recommender):
 
     Args:
         config: a `TwoTowerConfig` (or its fields as keyword parameters).
-        encoder: optional encoder object with `.encode(texts)`, used when neither `finetune`
-            nor `model` is set; not persisted.
+        encoder: optional encoder object with `.encode(texts)`, used instead of building one
+            from `model` when `finetune` is not set (as the other LM models do); not persisted.
     """
 
     name: ClassVar[str] = "two_tower"
@@ -139,9 +149,7 @@ class TwoTower(Recommender):
         cfg = self.config
         tcfg = cfg.train_config()
         if tcfg is None:
-            if cfg.model is None and self.encoder is not None:
-                return self.encoder
-            return default_encoder(cfg.model)
+            return self.encoder if self.encoder is not None else default_encoder(cfg.model)
         from abrec.embed import TextEncoder
         from abrec.train.tuned import tuned_model_dir
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from abrec.data.splits import PROTOCOL_VALIDATION
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.train.config import TrainConfig
 from abrec.train.modeling import base_fingerprint
@@ -52,7 +53,7 @@ def training_key(train: Interactions, items: ItemCatalog, cfg: TrainConfig, vali
     h.update("\x1f".join(str(t) for t in items.text).encode("utf-8"))
     h.update(base_fingerprint(cfg.model).encode())
     h.update(json.dumps(cfg.resume_key(), sort_keys=True).encode())
-    h.update(validation.encode())
+    h.update(PROTOCOL_VALIDATION.get(validation, validation).encode())
     return h.hexdigest()
 
 

@@ -1,10 +1,13 @@
 """The validation ranking metric and the per-epoch batch plan.
 
 Validation ranks, for each validation user, the held-out positive among `n_negatives` sampled
-items by cosine of the anchor's and the items' vectors, and reports NDCG@10 and recall@10 through
-`abrec.evaluation.metrics` (one relevant item, so recall@10 is the hit rate). A tie puts the
+items by cosine of the anchor's and the items' vectors, and reports NDCG@10 and recall@10 (one relevant item, so recall@10 is the hit rate). A tie puts the
 positive below the tied negatives, so a collapsed encoder (every vector equal) scores 0, not 1.
 It encodes the validation anchors and the distinct candidate items once per epoch: cheap on a CPU.
+With one relevant item the metrics reduce to its rank r (0 = first): NDCG@k = 1 / log2(r + 2)
+and recall@k = 1 when r < k (`tests/unit/test_train_data.py` checks them against
+`abrec.evaluation.metrics`). They are computed here so that `abrec.train` does not import the
+evaluation package, which builds on the models (which may fine-tune through `abrec.train`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from abrec.evaluation.metrics import ndcg_at_k, recall_at_k
 from abrec.train.data import ValidationSet
 
 K = 10
@@ -29,18 +30,13 @@ def rank_metrics(scores: np.ndarray, k: int = K) -> dict[str, float]:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] < 2 or len(scores) == 0:
         raise ValueError(f"scores must be [n_users, >= 2 candidates], got shape {scores.shape}")
-    n, m = scores.shape
-    k = min(k, m)
-    # reverse the columns: the positive becomes the last one, and a stable sort keeps it last
-    # among equal scores
-    order = np.argsort(-scores[:, ::-1], axis=1, kind="stable")[:, :k]
-    topk = (m - 1) - order  # back to the original column indices
-    relevant = sp.csr_matrix(
-        (np.ones(n, dtype=np.float32), (np.arange(n), np.zeros(n, dtype=np.int64))), shape=(n, m)
-    )
+    k = min(k, scores.shape[1])
+    # pessimistic ties: the positive ranks after every negative scoring at least as much
+    rank = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+    hit = rank < k
     return {
-        f"ndcg@{k}": float(np.mean(ndcg_at_k(topk, relevant, k))),
-        f"recall@{k}": float(np.mean(recall_at_k(topk, relevant, k))),
+        f"ndcg@{k}": float(np.mean(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0))),
+        f"recall@{k}": float(np.mean(hit)),
     }
 
 
