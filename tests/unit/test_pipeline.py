@@ -269,3 +269,33 @@ def test_models_with_an_inner_split_follow_the_protocol(protocol: str, kind: str
     assert models["auto"].get_config().validation == kind  # type: ignore[attr-defined]
     assert models["pinned"].get_config().validation == "random"  # type: ignore[attr-defined]
     assert "validation" not in models["plain"].params()
+
+
+def test_validation_protocol_is_carved_from_the_training_period() -> None:
+    """`evaluate_on = "validation"`: train and held-out events both come from the protocol's
+    training period (same kind of cut), never from its test period."""
+    from abrec.data import splits
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    inter = splits.Interactions(
+        user_idx=rng.integers(0, 40, n),
+        item_idx=rng.integers(0, 80, n),
+        user_ids=np.arange(40),
+        item_ids=np.arange(80),
+        ratings=rng.integers(1, 6, n).astype(np.float32),
+        timestamps=rng.permutation(n).astype(np.int64),
+    )
+    cfg = config.RunConfig.model_validate({"models": [{"name": "pop", "kind": "popularity"}]})
+    full = run.make_split(cfg, inter)
+    val = run.make_split(cfg.with_evaluate_on("validation"), inter)
+    assert val.name == "ml-small-temporal-v1:validation"
+    test_times = set(full.test.timestamps.tolist())
+    assert not test_times & set(val.train.timestamps.tolist())
+    assert not test_times & set(val.test.timestamps.tolist())
+    assert len(val.train) + len(val.test) <= len(full.train)
+    ref_fit, ref_val = splits.temporal_user_split(full.train, 0.2)
+    np.testing.assert_array_equal(val.train.timestamps, ref_fit.timestamps)
+    np.testing.assert_array_equal(val.test.timestamps, ref_val.timestamps)
+    with pytest.raises(ConfigError, match="--on"):
+        cfg.with_evaluate_on("holdout")

@@ -21,6 +21,12 @@ def evaluate(
         None, "--save-models", help="Also save the fitted models as a bundle for `abrec serve`."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    on: str | None = typer.Option(
+        None,
+        "--on",
+        help="test (default) or validation: a split carved from the training period only, "
+        "for choosing models and hyper-parameters (overrides [protocol] evaluate_on).",
+    ),
 ) -> None:
     """Train the configured models, evaluate them offline and print a leaderboard."""
     from rich.console import Console
@@ -35,6 +41,8 @@ def evaluate(
     err_console = Console(stderr=True)
     try:
         cfg = load_config(config)
+        if on is not None:
+            cfg = cfg.with_evaluate_on(on)
         result = run(cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models)
     except AbrecError as exc:
         err_console.print(

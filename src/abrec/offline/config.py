@@ -53,6 +53,11 @@ class ProtocolConfig(_Strict):
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     relevance_threshold: float = RELEVANCE_THRESHOLD
     seed: int | None = Field(default=None, description="random split seed (default: run seed)")
+    evaluate_on: Literal["test", "validation"] = Field(
+        default="test",
+        description="validation: evaluate on a split carved from the training period only "
+        "(same kind as the protocol), for choosing models and hyper-parameters",
+    )
 
 
 class EncoderConfig(_Strict):
@@ -141,6 +146,13 @@ class RunConfig(_Strict):
                 f"{self.evaluation.ks}"
             )
         return self
+
+    def with_evaluate_on(self, on: str) -> RunConfig:
+        """A copy evaluated on `on` ("test" or "validation"); ConfigError for anything else."""
+        if on not in ("test", "validation"):
+            raise ConfigError(f"--on must be 'test' or 'validation', got {on!r}")
+        protocol = self.protocol.model_copy(update={"evaluate_on": on})
+        return self.model_copy(update={"protocol": protocol})
 
     @property
     def baseline(self) -> str:

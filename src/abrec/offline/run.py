@@ -54,8 +54,36 @@ def load_data(cfg: DatasetConfig) -> tuple[Interactions, ItemCatalog]:
 
 
 def make_split(cfg: RunConfig, inter: Interactions) -> ProtocolSplit:
-    """Split interactions by the run config's protocol."""
-    return split_protocol(cfg.protocol, cfg.seed, inter)
+    """Split interactions by the run config's protocol (its validation split when
+    `protocol.evaluate_on` is "validation")."""
+    split = split_protocol(cfg.protocol, cfg.seed, inter)
+    if cfg.protocol.evaluate_on == "validation":
+        split = validation_protocol(split, cfg.protocol, cfg.seed)
+    return split
+
+
+def validation_protocol(split: ProtocolSplit, p: ProtocolConfig, seed: int) -> ProtocolSplit:
+    """The protocol's validation split: carved from its TRAINING period with the protocol's
+    kind and share (`abrec.data.splits.validation_split`); the test period is dropped.
+
+    Models fitted on it tune themselves on a split carved from this smaller training part, so
+    a choice made on it never reads the test period.
+    """
+    from abrec.data import splits
+
+    fit, val = splits.validation_split(
+        split.train, p.name, p.test_fraction, seed if p.seed is None else p.seed
+    )
+    if p.name == splits.PROTOCOL_NAME:
+        threshold = splits.RELEVANCE_THRESHOLD
+    else:
+        threshold = 1.0 if val.ratings is None else p.relevance_threshold
+    if val.ratings is None:
+        val = type(val)(
+            val.user_idx, val.item_idx, val.user_ids, val.item_ids,
+            ratings=np.ones(len(val), dtype=np.float32), timestamps=val.timestamps,
+        )  # fmt: skip
+    return splits.protocol_split(fit, val, threshold=threshold, name=f"{p.name}:validation")
 
 
 def split_protocol(p: ProtocolConfig, seed: int, inter: Interactions) -> ProtocolSplit:
