@@ -235,13 +235,39 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
     }
     res = evaluate_models(models, split, ks=(10,), n_bootstrap=100, n_permutations=200)
     rows = run.lm_vs_cf(cfg, res)
-    assert [r["slice"] for r in rows] == ["all", "cold"]
+    assert [(r["slice"], r["baseline"]) for r in rows] == [
+        ("all", "pop"),
+        ("all", "knn"),
+        ("cold", "pop"),
+        ("cold", "knn"),
+    ]
     assert all(r["model"] == "txt" and r["metric"] == "ndcg@10" for r in rows)
-    assert rows[0]["baseline"] in {"pop", "knn"}
-    ref = res.compare(rows[0]["baseline"], ["txt"])
-    ref_row = ref[(ref.metric == "ndcg@10") & (ref.slice == "all")].iloc[0]
-    assert rows[0]["diff"] == pytest.approx(ref_row["diff"])
-    assert rows[0]["mean_model"] == pytest.approx(res.value("txt", "ndcg@10"))
+    assert all(r["chosen_on"].startswith("this split") for r in rows)
+    for r in rows[:2]:
+        # oriented champion minus CF model, same paired test as comparing them directly
+        ref = res.compare(r["baseline"], ["txt"])
+        ref_row = ref[(ref.metric == "ndcg@10") & (ref.slice == "all")].iloc[0]
+        assert r["diff"] == pytest.approx(ref_row["diff"])
+        assert (r["diff_low"], r["diff_high"]) == pytest.approx(
+            (ref_row["diff_low"], ref_row["diff_high"]), abs=0.02
+        )
+        assert r["p_ttest"] == pytest.approx(ref_row["p_ttest"])
+        assert r["mean_model"] == pytest.approx(res.value("txt", "ndcg@10"))
+        assert r["mean_baseline"] == pytest.approx(res.value(r["baseline"], "ndcg@10"))
+    # Holm over the two CF models: the smaller p doubled (capped), the larger at least that
+    p = sorted(r["p_ttest"] for r in rows[:2])
+    holm = sorted(r["p_ttest_holm"] for r in rows[:2])
+    assert holm[0] == pytest.approx(min(1.0, 2 * p[0]))
+    assert holm[1] == pytest.approx(min(1.0, max(2 * p[0], p[1])))
+    # a champion named in the config (chosen on validation) is used as is
+    named = cfg.model_copy(
+        update={"evaluation": cfg.evaluation.model_copy(update={"champion": "txt"})}
+    )
+    assert all(r["chosen_on"].startswith("validation") for r in run.lm_vs_cf(named, res))
+    with pytest.raises(ConfigError, match="champion"):
+        config.parse_config(
+            {"evaluation": {"champion": "nope"}, "models": [{"name": "a", "kind": "ease"}]}
+        )
 
 
 @pytest.mark.parametrize(

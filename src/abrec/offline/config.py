@@ -107,6 +107,11 @@ class EvaluationConfig(_Strict):
     batch_size: int = Field(default=256, ge=1)
     diversity: bool = Field(default=True, description="intra-list diversity from the encoder")
     auc: bool = True
+    champion: str | None = Field(
+        default=None,
+        description="the language-model model chosen on the validation split; the head-to-head "
+        "compares it with every collaborative model (default: the best LM model on this split)",
+    )
 
     @field_validator("ks")
     @classmethod
@@ -137,6 +142,11 @@ class RunConfig(_Strict):
         if base is not None and base not in names:
             raise ValueError(
                 f"evaluation.baseline {base!r} is not a model name; pick one of {names}"
+            )
+        champ = self.evaluation.champion
+        if champ is not None and champ not in names:
+            raise ValueError(
+                f"evaluation.champion {champ!r} is not a model name; pick one of {names}"
             )
         metric, _, k = self.evaluation.primary_metric.partition("@")
         if metric not in PRIMARY_METRICS or not k.isdigit() or int(k) not in self.evaluation.ks:

@@ -135,11 +135,11 @@ def _head_to_head_line(out: RunOutput, r: dict[str, Any]) -> str:
     ev = out.config.evaluation
     test_name = TEST_NAMES[ev.primary_test]
     return (
-        f"{r['slice']} users: best language-model model {r['model']} vs best other model "
-        f"{r['baseline']}: {ev.primary_metric} {_num(r['mean_model'], 4)} vs "
+        f"{r['slice']} users: language-model champion {r['model']} (chosen on {r['chosen_on']}) "
+        f"vs {r['baseline']}: {ev.primary_metric} {_num(r['mean_model'], 4)} vs "
         f"{_num(r['mean_baseline'], 4)} (diff {fmt.num(r['diff'], 4, signed=True, fixed=True)}, "
-        f"p {test_name} {_p(r[f'p_{ev.primary_test}'])}, t-test {_p(r['p_ttest'])}, "
-        f"Wilcoxon {_p(r['p_wilcoxon'])}, n={r['n_users']})"
+        f"lift {fmt.pct(r['lift'])}, Holm p {test_name} {_p(r[f'p_{ev.primary_test}_holm'])}, "
+        f"t-test {_p(r['p_ttest_holm'])}, Wilcoxon {_p(r['p_wilcoxon_holm'])}, n={r['n_users']})"
     )
 
 

@@ -306,11 +306,13 @@ def run(
 
 
 def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
-    """Best language-model model vs best other model on the primary metric, per slice.
+    """The language-model champion against every other (collaborative) model, per slice.
 
-    "Best" is by mean of the primary metric within each slice; each row carries both
-    means, the difference and the three paired tests (Holm over this single comparison
-    is the raw p-value). Empty when the run lacks either kind of model.
+    The champion is `evaluation.champion` (a model chosen on the validation split, `abrec
+    evaluate --on validation`); when unset, the best language-model model on this split by the
+    primary metric (`chosen_on` says which). Each row is one (slice, CF model) pair oriented
+    champion minus CF model, with its paired tests; the `_holm` p-values are corrected over the
+    CF models within the slice. Empty when the run lacks either kind of model.
     """
     metric = cfg.evaluation.primary_metric
     lm = [m.name for m in cfg.models if needs_encoder(m.kind)]
@@ -323,14 +325,29 @@ def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
         lm_s, cf_s = [n for n in lm if n in have], [n for n in cf if n in have]
         if not lm_s or not cf_s:
             continue
-        best_lm = max(lm_s, key=lambda n: result.value(n, metric, slice_))
-        best_cf = max(cf_s, key=lambda n: result.value(n, metric, slice_))
-        comp = result.compare(best_cf, [best_lm])
+        champion = cfg.evaluation.champion
+        chosen_on = "validation (evaluation.champion)"
+        if champion is None:
+            champion = max(lm_s, key=lambda n: result.value(n, metric, slice_))
+            chosen_on = f"this split ({result.protocol})"
+        if champion not in have:
+            continue
+        comp = result.compare(champion, cf_s)
         hit = comp[(comp["metric"] == metric) & (comp["slice"] == slice_)]
-        rows.extend(
-            {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-            for r in hit.to_dict("records")
-        )
+        for r in hit.to_dict("records"):
+            row = {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            row.update(
+                model=champion,
+                baseline=r["model"],
+                mean_model=r["mean_baseline"],
+                mean_baseline=r["mean_model"],
+                diff=-r["diff"],
+                diff_low=-r["diff_high"],
+                diff_high=-r["diff_low"],
+                lift=r["mean_baseline"] / r["mean_model"] - 1.0 if r["mean_model"] else np.nan,
+                chosen_on=chosen_on,
+            )
+            rows.append(row)
     return rows
 
 
