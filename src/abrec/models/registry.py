@@ -15,6 +15,7 @@ _CLASSES: dict[str, str] = {
     "als": "abrec.models.als:ALS",
     "ease": "abrec.models.ease:EASE",
     "text_ease": "abrec.models.ease:TextEASE",
+    "l3ae": "abrec.models.l3ae:L3AE",
     "lm": "abrec.models.lm:EmbeddingSimilarity",
     "hybrid": "abrec.models.hybrid:Hybrid",
     "ltr": "abrec.models.rerank:LTRReranker",
