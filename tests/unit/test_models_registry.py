@@ -30,6 +30,7 @@ from abrec.models import (
 
 SMALL: dict[str, dict[str, Any]] = {
     "als": {"factors": 6, "iterations": 3, "seed": 5},
+    "als_text": {"factors": 6, "iterations": 3, "seed": 5, "ridge_alpha": 0.5},
     "itemknn": {"k": 7, "shrinkage": 0.5},
     "ease": {"lambda_": 5.0},
     "text_ease": {"lambda_": 5.0, "beta": 2.5},
@@ -108,6 +109,7 @@ def test_encoder_flag() -> None:
     assert {k for k in MODEL_KINDS if needs_encoder(k)} == {
         "text_ease",
         "l3ae",
+        "als_text",
         "lm",
         "hybrid",
         "ltr",

@@ -13,6 +13,7 @@ _CLASSES: dict[str, str] = {
     "popularity": "abrec.models.popularity:Popularity",
     "itemknn": "abrec.models.knn:ItemKNN",
     "als": "abrec.models.als:ALS",
+    "als_text": "abrec.models.coldmap:ALSText",
     "ease": "abrec.models.ease:EASE",
     "text_ease": "abrec.models.ease:TextEASE",
     "l3ae": "abrec.models.l3ae:L3AE",
