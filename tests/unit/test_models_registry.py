@@ -30,9 +30,11 @@ from abrec.models import (
 
 SMALL: dict[str, dict[str, Any]] = {
     "als": {"factors": 6, "iterations": 3, "seed": 5},
+    "als_text": {"factors": 6, "iterations": 3, "seed": 5, "ridge_alpha": 0.5},
     "itemknn": {"k": 7, "shrinkage": 0.5},
     "ease": {"lambda_": 5.0},
     "text_ease": {"lambda_": 5.0, "beta": 2.5},
+    "l3ae": {"lambda_": 5.0, "beta": 2.5, "lambda_s": 0.5, "centre": False},
     "lm": {"half_life": 2.0},
     "hybrid": {"cf": "ease", "cf_params": {"lambda_": 5.0}, "lm_weight": 0.3},
     "ltr": {"n_cf": 10, "n_lm": 5, "lambda_": 5.0},
@@ -104,7 +106,14 @@ def test_bad_values_name_the_key(kind: str) -> None:
 
 def test_encoder_flag() -> None:
     """`needs_encoder` is the class flag; only those kinds take `encoder=`."""
-    assert {k for k in MODEL_KINDS if needs_encoder(k)} == {"text_ease", "lm", "hybrid", "ltr"}
+    assert {k for k in MODEL_KINDS if needs_encoder(k)} == {
+        "text_ease",
+        "l3ae",
+        "als_text",
+        "lm",
+        "hybrid",
+        "ltr",
+    }
     assert all(needs_encoder(k) == model_class(k).needs_encoder for k in MODEL_KINDS)
     for kind in MODEL_KINDS:
         if not needs_encoder(kind) and kind != "ltr_cf":  # ltr_cf may be switched to use_lm

@@ -29,8 +29,8 @@ def ease_from_gram(G: np.ndarray, lambda_: float) -> np.ndarray:
     return _b_from_p(np.linalg.inv(G))
 
 
-def ease_weights(A: np.ndarray | sp.spmatrix, lambda_: float) -> np.ndarray:
-    """EASE closed form for the Gram matrix G = A^T A of A (rows x items).
+def regularised_inverse(A: np.ndarray | sp.spmatrix, lambda_: float) -> np.ndarray:
+    """P = (A^T A + lambda I)^-1 in float64 for A (rows x items).
 
     With fewer rows than items (fewer users than items) P comes from the Woodbury identity,
     P = (I - A^T (lambda I + A A^T)^-1 A) / lambda: O(items^2 * rows) instead of O(items^3).
@@ -38,16 +38,40 @@ def ease_weights(A: np.ndarray | sp.spmatrix, lambda_: float) -> np.ndarray:
     m, n = A.shape
     if m >= n:
         if sp.issparse(A):
-            return ease_from_gram(sp.csr_matrix(A.T @ A).toarray(), lambda_)
-        Ad = np.asarray(A, dtype=np.float64)
-        return ease_from_gram(Ad.T @ Ad, lambda_)
+            G = sp.csr_matrix(A.T @ A).toarray().astype(np.float64)
+        else:
+            Ad = np.asarray(A, dtype=np.float64)
+            G = Ad.T @ Ad
+        G[np.diag_indices_from(G)] += lambda_
+        return np.linalg.inv(G)
     Ad = np.asarray(A if isinstance(A, np.ndarray) else A.toarray(), dtype=np.float64)
     K = Ad @ Ad.T
     K[np.diag_indices_from(K)] += lambda_
     P = -(Ad.T @ np.linalg.solve(K, Ad))
     P[np.diag_indices_from(P)] += 1.0
     P /= lambda_
-    return _b_from_p(P)
+    return P
+
+
+def ease_weights(A: np.ndarray | sp.spmatrix, lambda_: float) -> np.ndarray:
+    """EASE closed form for the Gram matrix G = A^T A of A (rows x items).
+
+    P = (G + lambda I)^-1 comes from `regularised_inverse` (Woodbury when rows < items).
+    """
+    return _b_from_p(regularised_inverse(A, lambda_))
+
+
+def centred_embeddings(emb: np.ndarray) -> np.ndarray:
+    """float64 copy of `emb` centred over its rows (items) and re-normalised to unit rows.
+
+    Centring removes the direction every item text shares, so cosine similarities spread
+    around 0 instead of all being large; zero rows stay zero.
+    """
+    out = np.array(emb, dtype=np.float64, copy=True)
+    out -= out.mean(axis=0)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.where(norms > 0, norms, 1.0)
+    return out
 
 
 class EASEConfig(RecommenderConfig):
@@ -137,10 +161,7 @@ class TextEASE(EASE):
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         cfg = self.config
-        emb = encode_catalog(items, self.encoder, cfg.model).astype(np.float64)
-        emb -= emb.mean(axis=0)
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        emb /= np.where(norms > 0, norms, 1.0)
+        emb = centred_embeddings(encode_catalog(items, self.encoder, cfg.model))
         self._items = np.arange(train.n_items)
         X = self._require_train()
         if X.shape[0] + emb.shape[1] < X.shape[1]:
