@@ -39,6 +39,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "hybrid": {"cf": "ease", "cf_params": {"lambda_": 5.0}, "lm_weight": 0.3},
     "ltr": {"n_cf": 10, "n_lm": 5, "lambda_": 5.0},
     "ltr_cf": {"n_cf": 10, "lambda_": 5.0},
+    "two_tower": {"history_len": 3, "seed": 1},
 }
 """Non-default settings small enough for the synthetic data (kinds not listed use defaults)."""
 
@@ -113,6 +114,7 @@ def test_encoder_flag() -> None:
         "lm",
         "hybrid",
         "ltr",
+        "two_tower",
     }
     assert all(needs_encoder(k) == model_class(k).needs_encoder for k in MODEL_KINDS)
     for kind in MODEL_KINDS:

@@ -28,6 +28,7 @@ Two closed-form steps, over every catalogue item (items never seen in training i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -39,6 +40,7 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.models.config import RecommenderConfig
 from abrec.models.ease import EASE, EASEConfig, centred_embeddings, regularised_inverse
 from abrec.models.lm import Encoder, encode_catalog
+from abrec.models.tuning import TunedEncoderConfig, finetune_config, tuned_text_encoder
 
 _BLOCK = 1024  # columns of B assembled at a time (bounds the float64 temporaries)
 
@@ -93,7 +95,7 @@ def l3ae_weights(
     return B
 
 
-class L3AEConfig(EASEConfig):
+class L3AEConfig(EASEConfig, TunedEncoderConfig):
     """L3AE hyper-parameters.
 
     Attributes:
@@ -101,7 +103,11 @@ class L3AEConfig(EASEConfig):
         beta: pull of B towards the semantic weights S (0 gives EASE over all items).
         lambda_s: L2 regularisation of the semantic step (EASE on E E^T).
         centre: centre the item vectors over the catalogue (and re-normalise) before step 1.
-        model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM).
+        model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM);
+            the base model when `finetune` is set.
+        finetune, seed, cache_dir, validation, validation_fraction: tuned vectors
+            (`abrec.models.tuning.TunedEncoderConfig`): the encoder is fine-tuned on the
+            training data first, and S is built from the tuned vectors.
 
     Defaults (lambda_ 500 as EASE, beta 100, lambda_s 0.1, centred) come from a small look
     at a validation split of MovieLens-small's training period (beta 100-500 and lambda_s
@@ -141,10 +147,20 @@ class L3AE(EASE):
     ) -> None:
         super().__init__(config, **params)
         self.encoder = encoder
+        self.training_report: dict[str, Any] | None = None
+        finetune_config(self.config, self.name)  # a bad `finetune` key fails here
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         cfg = self.config
-        emb = encode_catalog(items, self.encoder, cfg.model)
+        tuned, self.training_report = tuned_text_encoder(cfg, train, items, self.name)
+        emb = encode_catalog(items, tuned if tuned is not None else self.encoder, cfg.model)
         E = centred_embeddings(emb) if cfg.centre else emb.astype(np.float64)
         self._items = np.arange(train.n_items)
         self._B = l3ae_weights(self._require_train(), E, cfg.lambda_, cfg.beta, cfg.lambda_s)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "training_report": json.dumps(self.training_report)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.training_report = json.loads(state.get("training_report", "null"))

@@ -14,7 +14,7 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import DataError
 from abrec.models._util import rows_times, weighted_sum
 from abrec.models.base import Recommender
-from abrec.models.config import InnerValidationConfig, RecommenderConfig
+from abrec.models.config import RecommenderConfig
 from abrec.models.ease import EASE, TextEASE, TextEASEConfig
 from abrec.models.lm import (
     EmbeddingSimilarity,
@@ -23,7 +23,8 @@ from abrec.models.lm import (
     default_encoder,
     history_profiles,
 )
-from abrec.models.two_tower import TwoTower, TwoTowerConfig, finetune_config
+from abrec.models.tuning import TunedEncoderConfig, finetune_config, tuned_text_encoder
+from abrec.models.two_tower import TwoTower, TwoTowerConfig
 
 CF_FEATURES: tuple[str, ...] = (
     "ease",
@@ -299,7 +300,7 @@ class _Generators:
         return np.column_stack([cold[n] for n in CF_FEATURES])[inverse]
 
 
-class LTRConfig(InnerValidationConfig):
+class LTRConfig(TunedEncoderConfig):
     """Learned re-ranker hyper-parameters (see `LTRReranker`)."""
 
     use_lm: bool = True
@@ -313,8 +314,6 @@ class LTRConfig(InnerValidationConfig):
     model: str | None = None
     history_len: PositiveInt = 5
     cf_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    finetune: dict[str, Any] | None = None
-    cache_dir: str | None = None
 
 
 class CFRerankerConfig(LTRConfig):
@@ -451,15 +450,9 @@ class LTRReranker(Recommender):
         """The encoder the generators share (built and memoised once per model): fine-tuned on
         `train` when `finetune` is set (the trainer carves this model's validation part)."""
         cfg = self.config
-        tcfg = finetune_config(cfg, self.name)
-        if cfg.use_lm and tcfg is not None and not isinstance(self.encoder, _MemoEncoder):
-            from abrec.embed import TextEncoder
-            from abrec.train.tuned import tuned_model_dir
-
-            folder, self.training_report = tuned_model_dir(
-                train, items, tcfg, validation=cfg.validation, cache_dir=cfg.cache_dir
-            )
-            self.encoder = TextEncoder(folder, show_progress=False)
+        if cfg.use_lm and not isinstance(self.encoder, _MemoEncoder):
+            tuned, self.training_report = tuned_text_encoder(cfg, train, items, self.name)
+            self.encoder = tuned if tuned is not None else self.encoder
         if cfg.use_lm and self.encoder is None:
             self.encoder = default_encoder(cfg.model)
         if self.encoder is not None and not isinstance(self.encoder, _MemoEncoder):

@@ -18,26 +18,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import NonNegativeInt, PositiveInt
+from pydantic import PositiveInt
 
 from abrec.data.splits import RELEVANCE_THRESHOLD
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models._util import rows_times
 from abrec.models.base import Recommender
-from abrec.models.config import InnerValidationConfig, RecommenderConfig
+from abrec.models.config import RecommenderConfig
 from abrec.models.lm import Encoder, default_encoder, l2_normalize
+from abrec.models.tuning import TunedEncoderConfig, finetune_config, tuned_text_encoder
 
 if TYPE_CHECKING:
     from abrec.train.config import TrainConfig
 
 
-_OWNED = frozenset(
-    {"model", "history_len", "relevance_threshold", "val_fraction", "seed", "output_dir"}
-)
-"""`finetune` keys the two-tower config decides itself."""
-
-
-class TwoTowerConfig(InnerValidationConfig):
+class TwoTowerConfig(TunedEncoderConfig):
     """Two-tower hyper-parameters.
 
     Attributes:
@@ -53,46 +48,12 @@ class TwoTowerConfig(InnerValidationConfig):
     """
 
     model: str | None = None
-    finetune: dict[str, Any] | None = None
     history_len: PositiveInt = 5
     relevance_threshold: float = RELEVANCE_THRESHOLD
-    seed: NonNegativeInt = 42
-    cache_dir: str | None = None
 
     def train_config(self) -> TrainConfig | None:
         """The validated fine-tuning config (None without `finetune`); ConfigError names a bad key."""
         return finetune_config(self, "two_tower")
-
-
-def finetune_config(cfg: Any, what: str) -> TrainConfig | None:
-    """`cfg.finetune` as a validated `TrainConfig`, with the keys the model config owns.
-
-    `cfg` is a model config with `finetune`, `model`, `seed`, `validation_fraction` and
-    optionally `history_len` / `relevance_threshold` (the two-tower's and the re-ranker's).
-    The trainer then carves exactly the validation part the model carves (same kind, share and
-    seed), so the tuned encoder never trains on the model's own validation events.
-    """
-    if cfg.finetune is None:
-        return None
-    from abrec.errors import ConfigError
-    from abrec.train.config import parse_train_config
-
-    owned = sorted(set(cfg.finetune) & _OWNED)
-    if owned:
-        raise ConfigError(
-            f"{what} finetune: {', '.join(owned)} are set by the model's own config "
-            "(model, history_len, relevance_threshold, validation_fraction, seed, cache_dir)"
-        )
-    tcfg = parse_train_config({**cfg.finetune, "model": cfg.model}, f"{what} finetune")
-    update: dict[str, Any] = {
-        "val_fraction": cfg.validation_fraction,
-        "seed": cfg.seed,
-        "save_checkpoints": True,
-    }
-    for key in ("history_len", "relevance_threshold"):
-        if hasattr(cfg, key):
-            update[key] = getattr(cfg, key)
-    return tcfg.model_copy(update=update)
 
 
 def anchor_texts(
@@ -147,17 +108,10 @@ class TwoTower(Recommender):
     def tuned_encoder(self, train: Interactions, items: ItemCatalog) -> Encoder:
         """The encoder to read texts with: fine-tuned on `train` when `finetune` is set."""
         cfg = self.config
-        tcfg = cfg.train_config()
-        if tcfg is None:
-            return self.encoder if self.encoder is not None else default_encoder(cfg.model)
-        from abrec.embed import TextEncoder
-        from abrec.train.tuned import tuned_model_dir
-
-        folder, summary = tuned_model_dir(
-            train, items, tcfg, validation=cfg.validation, cache_dir=cfg.cache_dir
-        )
-        self.training_report = summary
-        return TextEncoder(folder, show_progress=False)
+        tuned, self.training_report = tuned_text_encoder(cfg, train, items, self.name)
+        if tuned is not None:
+            return tuned
+        return self.encoder if self.encoder is not None else default_encoder(cfg.model)
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         from abrec.train.data import item_titles
