@@ -324,3 +324,33 @@ def test_seeded_runs_are_reproducible_and_resume_matches(
     other = syn.config(tmp_path / "resumed", **{**FAST, **settings, "learning_rate": 1e-3})
     with pytest.raises(ConfigError, match="learning_rate"):
         Trainer(other, data, quiet=True).fit(resume=True)
+
+
+def test_train_steps_in_slices_reach_the_weights_of_fit(
+    tmp_path: Path, data_for: Callable[..., TrainingData]
+) -> None:
+    """Epoch 1 run as two slices of `train_steps` ends where `fit` (one epoch) ends, bit for bit;
+    bad slices are refused."""
+    data = data_for(max_examples_per_user=4)
+    settings: dict[str, Any] = {"dropout": 0.1, "max_examples_per_user": 4}  # RNG matters
+    full, result = _train(tmp_path / "fit", data, **settings)
+    cfg = syn.config(tmp_path / "steps", **{**FAST, **settings})
+    sliced = Trainer(cfg, data, quiet=True)
+    n = len(sliced.epoch_plan(1))
+    assert n == result.history[-1].steps >= 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as fit does with cpu_threads = 1
+    try:
+        loss_a, steps_a, grad_a = sliced.train_steps(1, 0, 2)
+        loss_b, steps_b, grad_b = sliced.train_steps(1, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert (steps_a, steps_b) == (2, n - 2)
+    assert sliced.scheduler.last_epoch == n
+    assert _fingerprint(sliced.model) == _fingerprint(full.model)
+    record = result.history[-1]
+    assert (loss_a * 2 + loss_b * (n - 2)) / n == pytest.approx(record.train_loss, rel=1e-12)
+    assert max(grad_a, grad_b) == record.grad_norm_max
+    for start, stop in ((3, 2), (-1, 2), (0, n + 1)):
+        with pytest.raises(ValueError, match="outside epoch 1"):
+            sliced.train_steps(1, start, stop)

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from abrec.errors import ConfigError
 from abrec.train import modeling
 from abrec.train.config import TrainConfig
@@ -136,6 +138,7 @@ class Trainer:
         self._best_state: dict[str, Any] | None = None
         self._bad_epochs = 0
         self._stopped = False
+        self._plans: dict[int, list[np.ndarray]] = {}
 
     # ------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
@@ -185,10 +188,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             modeling.parameter_groups(self.model, cfg.weight_decay), lr=cfg.learning_rate
         )
-        steps_per_epoch = len(
-            epoch_batches(self.data.positive_items, cfg.batch_size, cfg.seed, epoch=1)
-        )
-        total = steps_per_epoch * cfg.epochs
+        total = len(self.epoch_plan(1)) * cfg.epochs
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, round(cfg.warmup_ratio * total), total
         )
@@ -206,13 +206,38 @@ class Trainer:
             for k, v in features.items()
         }
 
-    def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
-        """Train one epoch; returns (mean loss, steps, largest total gradient norm before clipping)."""
+    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        """The batches (arrays of pair indices) of `epoch`: seeded, computed once per epoch."""
+        if epoch not in self._plans:
+            cfg = self.cfg
+            self._plans[epoch] = epoch_batches(
+                self.data.positive_items, cfg.batch_size, cfg.seed, epoch
+            )
+        return self._plans[epoch]
+
+    def train_steps(
+        self, epoch: int = 1, start: int = 0, stop: int | None = None
+    ) -> tuple[float, int, float]:
+        """Train on batches `start` to `stop` (exclusive) of `epoch`'s plan; default: all of them.
+
+        Loads the model and builds the optimiser and scheduler first when that has not been done
+        (`fit` always starts afresh from the base model). Consecutive slices of an epoch reach
+        the same weights as one call over the whole epoch, so a benchmark can time a few steps.
+        Returns (mean loss, steps, largest total gradient norm before clipping).
+        """
         import torch
         from tqdm.auto import tqdm
 
+        if self.model is None:
+            self._setup()
         cfg, data = self.cfg, self.data
-        batches = epoch_batches(data.positive_items, cfg.batch_size, cfg.seed, epoch)
+        plan = self.epoch_plan(epoch)
+        stop = len(plan) if stop is None else stop
+        if not 0 <= start <= stop <= len(plan):
+            raise ValueError(
+                f"steps {start}:{stop} are outside epoch {epoch}'s {len(plan)} batches"
+            )
+        batches = plan[start:stop]
         params = [p for p in self.model.parameters() if p.requires_grad]
         clip = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
         self.model.train()
@@ -390,7 +415,7 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             with self._timed("train_s"):
-                loss, steps, grad_max = self._train_epoch(epoch)
+                loss, steps, grad_max = self.train_steps(epoch)
             with self._timed("validate_s"):
                 metrics = self.validate()
             record = EpochRecord(
