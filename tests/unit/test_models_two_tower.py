@@ -100,8 +100,13 @@ def test_finetune_trains_on_fit_data_once_then_reuses_the_cache(
         "seed": 3,
         "history_len": 3,
     }
-    first = build_model("two_tower", **params).fit(split.train, items)
+    from abrec.models.tuning import tuned_encoder_cached
+
+    model = build_model("two_tower", **params)
+    assert not tuned_encoder_cached(model.get_config(), split.train, items, "two_tower")
+    first = model.fit(split.train, items)
     assert calls == [len(split.train)]
+    assert tuned_encoder_cached(model.get_config(), split.train, items, "two_tower")
     report = first.training_report  # type: ignore[attr-defined]
     assert [h["epoch"] for h in report["history"]] == [0, 1]
     assert report["config"]["history_len"] == 3 and report["config"]["seed"] == 3

@@ -90,4 +90,16 @@ def tuned_text_encoder(
     return TextEncoder(folder, show_progress=False), summary
 
 
-__all__ = ["TunedEncoderConfig", "finetune_config", "tuned_text_encoder"]
+def tuned_encoder_cached(cfg: Any, train: Interactions, items: ItemCatalog, what: str) -> bool:
+    """Whether `fit` on `train` would find its fine-tuned encoder cached (False without
+    `finetune`), so a caller can avoid a long training run or say it will happen."""
+    tcfg = finetune_config(cfg, what)
+    if tcfg is None:
+        return False
+    from abrec.train.tuned import cached_model_dir
+
+    found = cached_model_dir(train, items, tcfg, validation=cfg.validation, cache_dir=cfg.cache_dir)
+    return found is not None
+
+
+__all__ = ["TunedEncoderConfig", "finetune_config", "tuned_encoder_cached", "tuned_text_encoder"]

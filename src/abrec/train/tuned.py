@@ -57,6 +57,20 @@ def training_key(train: Interactions, items: ItemCatalog, cfg: TrainConfig, vali
     return h.hexdigest()
 
 
+def cached_model_dir(
+    train: Interactions,
+    items: ItemCatalog,
+    cfg: TrainConfig,
+    *,
+    validation: str,
+    cache_dir: str | Path | None = None,
+) -> Path | None:
+    """The finished folder `tuned_model_dir` would return without training, or None."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_tuned_dir()
+    out = root / training_key(train, items, cfg, validation)[:24]
+    return out / "model" if (out / DONE).is_file() else None
+
+
 def tuned_model_dir(
     train: Interactions,
     items: ItemCatalog,
@@ -83,7 +97,7 @@ def tuned_model_dir(
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_tuned_dir()
     out = root / training_key(train, items, cfg, validation)[:24]
     done = out / DONE
-    if done.is_file():
+    if done.is_file():  # the same as cached_model_dir, keeping the summary
         summary: dict[str, Any] = json.loads(done.read_text())
         return out / "model", summary
     out.mkdir(parents=True, exist_ok=True)
@@ -103,4 +117,4 @@ def tuned_model_dir(
     return result.model_dir, summary
 
 
-__all__ = ["DONE", "default_tuned_dir", "training_key", "tuned_model_dir"]
+__all__ = ["DONE", "cached_model_dir", "default_tuned_dir", "training_key", "tuned_model_dir"]
