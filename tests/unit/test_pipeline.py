@@ -325,3 +325,58 @@ def test_validation_protocol_is_carved_from_the_training_period() -> None:
     np.testing.assert_array_equal(val.test.timestamps, ref_val.timestamps)
     with pytest.raises(ConfigError, match="--on"):
         cfg.with_evaluate_on("holdout")
+
+
+def test_encoder_finetune_tunes_on_the_training_period_for_every_lm_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[encoder.finetune]`: one training on the split's training rows (validation by the
+    protocol's kind, the run's seed), then every language-model model reads the tuned vectors."""
+    import abrec.train.run as train_run
+
+    monkeypatch.setenv("ABREC_CACHE", str(tmp_path / "cache"))
+    seen: list[tuple[int, str, int]] = []
+    real = train_run.train_encoder
+
+    def spy(train: object, items: object, tcfg: object, **kw: object) -> object:
+        seen.append((len(train), str(kw["protocol"]), tcfg.seed))  # type: ignore[arg-type,attr-defined]
+        return real(train, items, tcfg, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_run, "train_encoder", spy)
+    ip, mp = _generic_files(tmp_path)
+    tiny = {
+        "epochs": 1,
+        "batch_size": 8,
+        "max_examples_per_user": 2,
+        "n_negatives": 10,
+        "max_seq_length": 16,
+        "freeze_layers": 1,
+        "val_fraction": 0.2,
+        "device": "cpu",
+    }
+    data = {
+        "seed": 5,
+        "dataset": {"kind": "generic", "interactions": str(ip), "items": str(mp)},
+        "protocol": {"name": "random"},
+        "encoder": {"finetune": tiny, "use_cache": False},
+        "evaluation": {
+            "ks": [5],
+            "primary_metric": "ndcg@5",
+            "n_bootstrap": 100,
+            "n_permutations": 100,
+            "diversity": False,
+            "auc": False,
+        },  # fmt: skip
+        "models": [{"name": "pop", "kind": "popularity"}, {"name": "txt", "kind": "lm"}],
+    }
+    cfg = config.parse_config(data)
+    out = run.run(cfg, tmp_path / "run", write=False, quiet=True)
+    assert seen == [(len(out.split.train), "random", 5)]
+    enc = out.models["txt"].encoder  # type: ignore[attr-defined]
+    assert str(enc.path).startswith(str(tmp_path / "cache" / "finetune"))
+    run.run(cfg, tmp_path / "run2", write=False, quiet=True)
+    assert len(seen) == 1  # the second run reuses the cached encoder
+    with pytest.raises(ConfigError, match="encoder"):
+        config.parse_config({**data, "encoder": {"finetune": {"epochs": 0}}})
+    with pytest.raises(ConfigError, match="model"):
+        config.parse_config({**data, "encoder": {"finetune": {"model": "x"}}})

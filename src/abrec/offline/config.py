@@ -68,6 +68,24 @@ class EncoderConfig(_Strict):
     device: str = "cpu"
     cache_dir: str | None = None
     use_cache: bool = True
+    finetune: dict[str, Any] | None = Field(
+        default=None,
+        description="[train] keys (abrec.train.TrainConfig): fine-tune `model` on the split's "
+        "training period first (cached by content) and give every language-model model the "
+        "tuned encoder; validation carved by the protocol's kind, seed = the run's seed",
+    )
+
+    @field_validator("finetune")
+    @classmethod
+    def _finetune(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from abrec.train.config import parse_train_config
+
+            owned = sorted(set(value) & {"model", "output_dir"})
+            if owned:
+                raise ValueError(f"set {owned} outside [encoder.finetune] (encoder.model)")
+            parse_train_config(value, "[encoder.finetune]")
+        return value
 
 
 class ModelConfig(_Strict):

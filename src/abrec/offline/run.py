@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,6 +110,36 @@ def split_protocol(p: ProtocolConfig, seed: int, inter: Interactions) -> Protoco
     else:
         threshold = p.relevance_threshold
     return splits.protocol_split(train, test, threshold=threshold, name=p.name)
+
+
+def tuned_encoder_config(
+    cfg: RunConfig, split: ProtocolSplit, items: ItemCatalog, step: Callable[[str], None]
+) -> EncoderConfig:
+    """`cfg.encoder` pointing at an encoder fine-tuned on `split.train` (`[encoder.finetune]`).
+
+    Trained once per training set and settings (`abrec.train.tuned`, cached by content); the
+    trainer carves its validation part by the protocol's kind with the run's seed, which is
+    also what the self-tuning models carve, so no model validates on events the encoder
+    trained on. The test period is never read.
+    """
+    from abrec.data.splits import PROTOCOL_VALIDATION
+    from abrec.train.config import parse_train_config
+    from abrec.train.tuned import tuned_model_dir
+
+    enc = cfg.encoder
+    assert enc.finetune is not None
+    tcfg = parse_train_config(
+        {"seed": cfg.seed, **enc.finetune, "model": enc.model}, "[encoder.finetune]"
+    )
+    step(f"fine-tuning the encoder on the {len(split.train):,} training rows (cached by content)")
+    folder, summary = tuned_model_dir(
+        split.train, items, tcfg, validation=PROTOCOL_VALIDATION[cfg.protocol.name]
+    )
+    step(
+        f"tuned encoder {folder} (best validation {summary['metric']} "
+        f"{summary['best_value']:.4f} at epoch {summary['best_epoch']})"
+    )
+    return enc.model_copy(update={"model": str(folder)})
 
 
 def build_encoder(cfg: EncoderConfig, show_progress: bool = True) -> TextEncoder:
@@ -281,7 +311,11 @@ def run(
     )
     encoder = None
     if cfg.evaluation.diversity or any(needs_encoder(m.kind) for m in cfg.models):
-        encoder = build_encoder(cfg.encoder, show_progress=not quiet)
+        enc_cfg = cfg.encoder
+        if enc_cfg.finetune is not None:
+            with _timed(timings, "finetune_s"):
+                enc_cfg = tuned_encoder_config(cfg, split, items, step)
+        encoder = build_encoder(enc_cfg, show_progress=not quiet)
     item_emb: np.ndarray | None = None
     if encoder is not None:
         step(f"encoding {len(items):,} item texts with {encoder.name}")
