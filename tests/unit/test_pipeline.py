@@ -366,7 +366,7 @@ def test_encoder_finetune_tunes_on_the_training_period_for_every_lm_model(
             "n_permutations": 100,
             "diversity": False,
             "auc": False,
-        },  # fmt: skip
+        },
         "models": [{"name": "pop", "kind": "popularity"}, {"name": "txt", "kind": "lm"}],
     }
     cfg = config.parse_config(data)
