@@ -194,3 +194,74 @@ def test_relevance_threshold_is_the_protocol_one() -> None:
 
     assert not hasattr(rerank.LTRReranker, "RELEVANCE_THRESHOLD")
     assert "RELEVANCE_THRESHOLD = " not in Path(rerank.__file__).read_text()
+
+
+def test_two_tower_features_are_the_two_tower_scores(data) -> None:
+    from abrec.models.two_tower import TwoTower
+
+    inter, items = data
+    model = LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder()).fit(inter, items)
+    tt = TwoTower(encoder=HashingEncoder()).fit(inter, items)
+    users = np.arange(N_USERS)
+    uu, ii, F, _ = model.features(users)
+    T = tt.score(users).astype(np.float64)
+    col = {n: j for j, n in enumerate(LM_FEATURES)}
+    np.testing.assert_allclose(F[:, col["tt"]], T[uu, ii], rtol=1e-6, atol=1e-7)
+    # the two-tower's top n_lm unseen items are candidates
+    seen = inter.matrix.toarray() > 0
+    top = np.argsort(-np.where(seen, -np.inf, T), axis=1, kind="stable")[:, :5]
+    cand = {(u, i) for u, i in zip(uu.tolist(), ii.tolist(), strict=True)}
+    assert all((u, int(i)) in cand for u in users for i in top[u])
+
+
+def test_cold_values_are_what_a_never_seen_item_gets(data) -> None:
+    """Reference: EASE score 0 for the item, its z-score and rank in the user's row."""
+    inter, items = data
+    model = CFReranker(n_cf=10, lambda_=5.0).fit(inter, items)
+    users = np.array([3, 3, 7, 11])
+    V = model._gen.cold_values(users)
+    S = EASE(lambda_=5.0).fit(inter, items).score(users).astype(np.float64)
+    seen = inter.matrix[users].toarray() > 0
+    col = {n: j for j, n in enumerate(CF_FEATURES)}
+    np.testing.assert_allclose(V[:, col["ease_z"]], -S.mean(1) / (S.std(1) + 1e-9), rtol=1e-9)
+    np.testing.assert_array_equal(V[:, col["ease_lrank"]], np.log1p(((S > 0) & ~seen).sum(1)))
+    np.testing.assert_array_equal(V[:, col["cold"]], 1.0)
+    hist = np.asarray(inter.matrix[users].sum(axis=1)).ravel()
+    np.testing.assert_allclose(V[:, col["lhist"]], np.log1p(hist))
+    for name in ("ease", "lpop", "lrec", "cf_max5", "cf_mean5"):
+        np.testing.assert_array_equal(V[:, col[name]], 0.0)
+
+
+def test_cf_dropout_masks_a_seeded_share_of_warm_rows(data) -> None:
+    """DropoutNet-style masking: that share of warm candidates get the cold CF values; the
+    language-model columns and the cold rows are left alone; the weights change."""
+    inter, items = data
+    model = LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, cf_dropout=0.5, encoder=HashingEncoder())
+    uu, ii, F, _ = model.validation_data(inter, items)  # generators fitted on the inner part
+    M = model._mask_cf(uu, ii, F)
+    n_cf = len(CF_FEATURES)
+    changed = np.flatnonzero((M != F).any(axis=1))
+    warm = model._gen.arrays["pop"][ii] > 0
+    assert warm[changed].all()
+    assert 0.35 < len(changed) / warm.sum() < 0.65
+    np.testing.assert_array_equal(M[:, n_cf:], F[:, n_cf:])
+    rows = np.flatnonzero((M[:, :n_cf] == model._gen.cold_values(uu)).all(axis=1) & warm)
+    assert set(changed) <= set(rows)
+    np.testing.assert_array_equal(M, model._mask_cf(uu, ii, F))  # seeded
+    plain = LTRReranker(n_cf=10, n_lm=5, lambda_=5.0, encoder=HashingEncoder()).fit(inter, items)
+    masked = model.fit(inter, items)
+    assert not np.allclose(plain.coef_, masked.coef_)
+
+
+def test_cold_boost_shifts_only_never_seen_candidates(data) -> None:
+    inter, items = data
+    kw = {"n_cf": 10, "n_lm": 8, "lambda_": 5.0}
+    base = LTRReranker(**kw, encoder=HashingEncoder()).fit(inter, items)
+    boosted = LTRReranker(**kw, cold_boost=2.5, encoder=HashingEncoder()).fit(inter, items)
+    users = np.arange(N_USERS)
+    uu, ii, _, _ = base.features(users)
+    diff = boosted.score(users)[uu, ii] - base.score(users)[uu, ii]
+    cold = base.train_matrix.sum(axis=0).A1[ii] == 0
+    assert cold.any() and (~cold).any()
+    np.testing.assert_allclose(diff[cold], 2.5, atol=1e-5)
+    np.testing.assert_allclose(diff[~cold], 0.0, atol=1e-6)

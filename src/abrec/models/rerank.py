@@ -314,6 +314,7 @@ class LTRConfig(TunedEncoderConfig):
     model: str | None = None
     history_len: PositiveInt = 5
     cf_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    cold_boost: float = Field(0.0, ge=0.0, le=20.0)
 
 
 class CFRerankerConfig(LTRConfig):
@@ -360,6 +361,8 @@ class LTRReranker(Recommender):
             when `finetune` is set.
         history_len: liked titles in the two-tower anchor (and the fine-tuning pairs).
         cf_dropout: share of warm validation candidates whose CF features are masked.
+        cold_boost: added to the log-odds of candidates never seen in training (a ranking
+            prior for new items the pointwise loss does not give; choose it on validation).
         finetune: `abrec.train.TrainConfig` fields (see `two_tower.finetune_config`).
         cache_dir: where fine-tuned encoders are kept (None: `$ABREC_CACHE/finetune`).
 
@@ -499,6 +502,8 @@ class LTRReranker(Recommender):
             block = users[s : s + _BLOCK]
             uu, ii, F, r_e = self._gen.features(block)
             d = self.decision_function(F)
+            if self.config.cold_boost:
+                d = d + self.config.cold_boost * (self._gen.arrays["pop"][ii] == 0)
             floor = np.full(len(block), 0.0)
             if len(d):
                 np.minimum.at(floor, uu, d)  # floor <= min candidate score of each row (and 0)
