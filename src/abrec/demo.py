@@ -24,6 +24,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,25 @@ if TYPE_CHECKING:
 
 EXPERIMENT_ID = "demo-ctr"
 
+#: The champion's fine-tuning settings (`abrec.train.TrainConfig` keys), as in
+#: `examples/finetune.toml` and `examples/lm_vs_cf.toml`.
+FINETUNE_RECIPE: dict[str, Any] = {
+    "epochs": 3,
+    "batch_size": 32,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "max_examples_per_user": 10,
+    "max_seq_length": 64,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "dropout": 0.1,
+    "freeze_layers": 3,
+    "patience": 1,
+    "restore_best": True,
+    "val_users": 300,
+    "n_negatives": 99,
+}
+
 #: Offline config of the demo (same schema as `abrec evaluate --config`).
 DEMO_CONFIG: dict[str, Any] = {
     "name": "demo",
@@ -66,7 +86,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "dataset": {"kind": "movielens", "n_tags": 5},
     "protocol": {"name": "ml-small-temporal-v1"},
     "evaluation": {
-        "baseline": "ease",
+        "baseline": "ltr_cf",
         "ks": [10],
         "primary_metric": "ndcg@10",
         "primary_test": "permutation",
@@ -80,8 +100,18 @@ DEMO_CONFIG: dict[str, Any] = {
         {"name": "ease", "kind": "ease", "params": {"lambda_": 500.0}},
         {"name": "lm", "kind": "lm"},
         {"name": "hybrid", "kind": "hybrid"},
+        {"name": "ltr_cf", "kind": "ltr_cf", "params": {"n_cf": 200}},
+        {
+            "name": "ltr_ft",
+            "kind": "ltr",
+            "params": {"n_cf": 200, "n_lm": 50, "seed": 42, "finetune": FINETUNE_RECIPE},
+        },
     ],
 }
+"""Every model the demo can serve; a run fits and evaluates only the two it serves. The
+defaults are the language-model champion chosen on the validation split (`ltr_ft`) against
+the best collaborative model there (`ltr_cf`): README, "Language model vs collaborative
+filtering"; `examples/lm_vs_cf.toml` holds the same models."""
 
 
 class DemoError(AbrecError, RuntimeError):
@@ -98,8 +128,9 @@ class DemoOptions:
     seed: int = 0
     quiet: bool = False
     config: Path | None = None
-    control_model: str = "ease"
-    treatment_model: str = "hybrid"
+    control_model: str = "ltr_cf"
+    treatment_model: str = "ltr_ft"
+    finetune: bool = False
     sessions_mean: float = 5.0
     k: int = 10
     concurrency: int = 6
@@ -182,6 +213,80 @@ def demo_config(path: Path | None) -> RunConfig:
     return parse_config(DEMO_CONFIG, "abrec.demo.DEMO_CONFIG")
 
 
+def served_config(cfg: RunConfig, opts: DemoOptions) -> RunConfig:
+    """`cfg` with only the models the two arms serve (control first), baseline the control."""
+    names = [m.name for m in cfg.models]
+    for needed in (opts.control_model, opts.treatment_model):
+        if needed not in names:
+            raise DemoError(
+                f"model {needed!r} is not in the offline config (it has {names}); "
+                "add it to [[models]] or pick another with --control/--treatment"
+            )
+    by_name = {m.name: m for m in cfg.models}
+    served = [by_name[n] for n in dict.fromkeys((opts.control_model, opts.treatment_model))]
+    # compare offline against the model the control arm serves, so the report can put
+    # the offline difference next to the online lift for the same pair of models
+    evaluation = cfg.evaluation.model_copy(update={"baseline": opts.control_model})
+    return cfg.model_copy(update={"models": served, "evaluation": evaluation})
+
+
+def without_missing_finetune(
+    cfg: RunConfig, opts: DemoOptions
+) -> tuple[RunConfig, DemoOptions, list[str]]:
+    """Served models whose fine-tuned encoder is not cached run on frozen vectors instead.
+
+    Fine-tuning MiniLM on the training period takes about 15-35 minutes on 2 CPU cores, so
+    the demo trains only with `--finetune`; otherwise such a model is served with the bundled
+    MiniLM as is, renamed `<name>_frozen`, and the returned notes say so. A cached encoder
+    (from an earlier `--finetune` demo or `abrec evaluate --config examples/lm_vs_cf.toml`)
+    is used as is.
+    """
+    from abrec.data.splits import PROTOCOL_VALIDATION
+    from abrec.models.registry import config_class
+    from abrec.models.tuning import tuned_encoder_cached
+    from abrec.offline.run import load_data, make_split
+
+    tuned = [m for m in cfg.models if m.params.get("finetune") is not None]
+    if not tuned:
+        return cfg, opts, []
+    inter, items = load_data(cfg.dataset)
+    split = make_split(cfg, inter)
+    models, notes, renamed = [], [], {}
+    for m in cfg.models:
+        if m.params.get("finetune") is None:
+            models.append(m)
+            continue
+        params = {"validation": PROTOCOL_VALIDATION[cfg.protocol.name], **m.params}
+        mcfg = config_class(m.kind).model_validate(params)
+        if tuned_encoder_cached(mcfg, split.train, items, m.kind):
+            notes.append(f"{m.name}: fine-tuned encoder found in the cache (trained earlier)")
+            models.append(m)
+        elif opts.finetune:
+            notes.append(f"{m.name}: fine-tuning the encoder now (--finetune; cached afterwards)")
+            models.append(m)
+        else:
+            frozen = m.model_copy(
+                update={
+                    "name": f"{m.name}_frozen",
+                    "params": {k: v for k, v in m.params.items() if k != "finetune"},
+                }
+            )
+            renamed[m.name] = frozen.name
+            notes.append(
+                f"{frozen.name}: {m.name} on the frozen bundled MiniLM (its fine-tuned encoder "
+                "is not cached; `abrec demo --finetune` trains it first, about 15-35 min on 2 "
+                "CPU cores)"
+            )
+            models.append(frozen)
+    opts = dataclasses.replace(
+        opts,
+        control_model=renamed.get(opts.control_model, opts.control_model),
+        treatment_model=renamed.get(opts.treatment_model, opts.treatment_model),
+    )
+    evaluation = cfg.evaluation.model_copy(update={"baseline": opts.control_model})
+    return cfg.model_copy(update={"models": models, "evaluation": evaluation}), opts, notes
+
+
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     """Run the whole loop and write the report (see the module docstring)."""
     from rich.console import Console
@@ -195,22 +300,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     timings: dict[str, float] = {}
     run_dir = Path(opts.output) if opts.output is not None else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(opts.config)
-    # compare offline against the model the control arm serves, so the report can put
-    # the offline difference next to the online lift for the same pair of models
-    cfg = cfg.model_copy(
-        update={"evaluation": cfg.evaluation.model_copy(update={"baseline": opts.control_model})}
-    )
-    names = [m.name for m in cfg.models]
-    for needed in {opts.control_model, opts.treatment_model}:
-        if needed not in names:
-            raise DemoError(
-                f"model {needed!r} is not in the offline config (it has {names}); "
-                "add it to [[models]] or pick another with --control/--treatment"
-            )
+    cfg, opts, notes = without_missing_finetune(served_config(demo_config(opts.config), opts), opts)
 
     # 1. offline ------------------------------------------------------------------------
     con.rule("[bold]1. Offline evaluation")
+    for note in notes:
+        con.print(f"[bold]models:[/] {note}", highlight=False)
     off = run(
         cfg,
         run_dir / "offline",
@@ -270,6 +365,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         store_url=online.store_url,
         stopped_by=online.stopped_by,
         timings=timings,
+        model_notes=notes,
     )
     path = write_report(run_dir, report)
     print_decision(con, report)
@@ -568,6 +664,7 @@ def build_report(
     store_url: str,
     stopped_by: str,
     timings: dict[str, float],
+    model_notes: Sequence[str] = (),
 ) -> DemoReport:
     """The typed report of a demo run (rendered to report.html, dumped to results.json)."""
     exp = ExperimentSpec.model_validate(spec)
@@ -590,6 +687,7 @@ def build_report(
             store=store_url,
             offline_s=timings.get("offline_s"),
             online_s=timings.get("online_s"),
+            model_notes=tuple(model_notes),
         ),
         offline=offline,
         online=analysis,

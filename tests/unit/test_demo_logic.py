@@ -293,3 +293,76 @@ def test_an_early_stop_is_decided_and_shown_at_the_stopping_poll(tmp_path: Path)
     assert "Sequential after the stop" in text and "[-0.0020, +0.0300], p = 0.2" in text
     ran_out = dataclasses.replace(report, timeline=(first, final))
     assert stopping_look(ran_out) is None
+
+
+def _served_cfg(tmp_path: Path) -> object:
+    """A generic-data demo config with a fine-tuned re-ranker and a CF re-ranker."""
+    import pandas as pd
+
+    from abrec.offline.config import parse_config
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", int(i), t, 5.0) for u in range(30) for t, i in enumerate(rng.choice(25, 8))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+    items = pd.DataFrame({"item_id": np.arange(25), "title": [f"Film {i}" for i in range(25)]})
+    inter.to_csv(tmp_path / "i.csv", index=False)
+    items.to_csv(tmp_path / "m.csv", index=False)
+    ft = {"epochs": 1, "batch_size": 4}
+    return parse_config(
+        {
+            "dataset": {
+                "kind": "generic",
+                "interactions": str(tmp_path / "i.csv"),
+                "items": str(tmp_path / "m.csv"),
+            },
+            "protocol": {"name": "temporal"},
+            "models": [
+                {"name": "pop", "kind": "popularity"},
+                {"name": "ltr_cf", "kind": "ltr_cf"},
+                {"name": "ltr_ft", "kind": "ltr", "params": {"seed": 3, "finetune": ft}},
+            ],
+        }
+    )
+
+
+def test_the_demo_fits_only_the_served_models_and_falls_back_to_frozen_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Served models only (control first, baseline = control). A served model whose tuned
+    encoder is not cached runs on frozen vectors under another name, and a note says so;
+    once the encoder is in the cache it is used as is."""
+    from abrec.demo import served_config, without_missing_finetune
+    from abrec.models.registry import config_class
+    from abrec.models.tuning import finetune_config
+    from abrec.offline.run import load_data, make_split
+    from abrec.train.tuned import DONE, training_key
+
+    monkeypatch.setenv("ABREC_CACHE", str(tmp_path / "cache"))
+    cfg = _served_cfg(tmp_path)
+    opts = DemoOptions(control_model="ltr_cf", treatment_model="ltr_ft")
+    served = served_config(cfg, opts)  # type: ignore[arg-type]
+    assert [m.name for m in served.models] == ["ltr_cf", "ltr_ft"]
+    assert served.evaluation.baseline == "ltr_cf"
+    frozen_cfg, frozen_opts, notes = without_missing_finetune(served, opts)
+    assert [m.name for m in frozen_cfg.models] == ["ltr_cf", "ltr_ft_frozen"]
+    assert "finetune" not in frozen_cfg.models[1].params
+    assert frozen_opts.treatment_model == "ltr_ft_frozen" and frozen_opts.control_model == "ltr_cf"
+    assert len(notes) == 1 and "not cached" in notes[0] and "--finetune" in notes[0]
+    # --finetune keeps the tuned model (fit will train it)
+    kept, _, notes = without_missing_finetune(served, dataclasses.replace(opts, finetune=True))
+    assert [m.name for m in kept.models] == ["ltr_cf", "ltr_ft"] and "now" in notes[0]
+    # a finished cache entry for exactly this training set and setting is found
+    inter, items = load_data(served.dataset)
+    split = make_split(served, inter)
+    mcfg = config_class("ltr").model_validate({**served.models[1].params, "validation": "temporal"})
+    tcfg = finetune_config(mcfg, "ltr")
+    assert tcfg is not None
+    folder = (
+        tmp_path / "cache" / "finetune" / training_key(split.train, items, tcfg, "temporal")[:24]
+    )
+    folder.mkdir(parents=True)
+    (folder / DONE).write_text("{}")
+    cached, _, notes = without_missing_finetune(served, opts)
+    assert [m.name for m in cached.models] == ["ltr_cf", "ltr_ft"] and "cache" in notes[0]
+    with pytest.raises(Exception, match="not in the offline config"):
+        served_config(cfg, DemoOptions(control_model="nope"))  # type: ignore[arg-type]

@@ -21,8 +21,18 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of the simulation and assignment salt."),
     sessions: float = typer.Option(5.0, "--sessions", min=1.0, help="Mean sessions per user."),
     concurrency: int = typer.Option(6, "--concurrency", min=1, help="Concurrent HTTP clients."),
-    control: str = typer.Option("ease", "--control", help="Model served to the control arm."),
-    treatment: str = typer.Option("hybrid", "--treatment", help="Model of the treatment arm."),
+    control: str = typer.Option(
+        "ltr_cf", "--control", help="Model served to the control arm (best CF on validation)."
+    ),
+    treatment: str = typer.Option(
+        "ltr_ft", "--treatment", help="Model of the treatment arm (LM champion on validation)."
+    ),
+    finetune: bool = typer.Option(
+        False,
+        "--finetune",
+        help="Fine-tune a served model's encoder when it is not cached (about 15-35 min on 2 "
+        "CPU cores); without it such a model runs on the frozen MiniLM and the demo says so.",
+    ),
     click: list[str] = typer.Option(
         [],
         "--click",
@@ -61,6 +71,7 @@ def demo(
         config=config,
         control_model=control,
         treatment_model=treatment,
+        finetune=finetune,
         sessions_mean=sessions,
         concurrency=concurrency,
         keep_bundle=keep_bundle,

@@ -134,10 +134,14 @@ class RunInfo(ToDictMixin):
     store: str
     offline_s: OptNum = None
     online_s: OptNum = None
+    model_notes: tuple[str, ...] = ()
+    """What the served models use when it differs from their config (e.g. frozen vectors)."""
 
     def rows(self) -> list[tuple[str, str | int | float | None]]:
         """(label, value) pairs in display order."""
+        notes = [("models", "; ".join(self.model_notes))] if self.model_notes else []
         return [
+            *notes,
             ("mode", self.mode),
             ("experiment", self.experiment),
             ("control model", self.control_model),
