@@ -380,3 +380,20 @@ def test_encoder_finetune_tunes_on_the_training_period_for_every_lm_model(
         config.parse_config({**data, "encoder": {"finetune": {"epochs": 0}}})
     with pytest.raises(ConfigError, match="model"):
         config.parse_config({**data, "encoder": {"finetune": {"model": "x"}}})
+
+
+def test_learning_curves_of_models_that_fine_tuned_are_written(tmp_path: Path) -> None:
+    """A model with a `training_report` gets curves/<name>.json and .png; others none."""
+    from types import SimpleNamespace
+
+    history = [
+        {"epoch": 0, "metrics": {"ndcg@10": 0.08}, "train_loss": None},
+        {"epoch": 1, "metrics": {"ndcg@10": 0.17}, "train_loss": 3.4},
+        {"epoch": 2, "metrics": {"ndcg@10": 0.19}, "train_loss": 3.0},
+    ]
+    report = {"history": history, "metric": "ndcg@10", "best_epoch": 2, "best_value": 0.19}
+    models = {"tuned": SimpleNamespace(training_report=report), "plain": SimpleNamespace()}
+    files = run.write_learning_curves(tmp_path, models)  # type: ignore[arg-type]
+    assert set(files) == {"curve_tuned_json", "curve_tuned_png"}
+    assert json.loads(files["curve_tuned_json"].read_text())["best_epoch"] == 2
+    assert files["curve_tuned_png"].read_bytes()[:4] == b"\x89PNG"

@@ -334,9 +334,29 @@ def run(
     if write:
         out.run_dir = Path(output_dir) if output_dir is not None else default_run_dir()
         out.files = write_run(out.run_dir, cfg, result, out.lm_vs_cf)
+        out.files.update(write_learning_curves(out.run_dir, models))
     if save_models_dir is not None:
         out.files["models"] = save_models(models, split.train, save_models_dir)
     return out
+
+
+def write_learning_curves(run_dir: Path, models: Mapping[str, Recommender]) -> dict[str, Path]:
+    """`curves/<model>.json` and `.png` for every model that fine-tuned its encoder in `fit`
+    (train loss and validation metric per epoch, the best epoch marked)."""
+    from abrec.train.curve import plot_curve, write_curve_json
+
+    files: dict[str, Path] = {}
+    for name, model in models.items():
+        report = getattr(model, "training_report", None)
+        if not report:
+            continue
+        folder = Path(run_dir) / "curves"
+        folder.mkdir(parents=True, exist_ok=True)
+        files[f"curve_{name}_json"] = write_curve_json(folder / f"{name}.json", report)
+        files[f"curve_{name}_png"] = plot_curve(
+            folder / f"{name}.png", report["history"], report["metric"], report["best_epoch"]
+        )
+    return files
 
 
 def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
