@@ -71,6 +71,33 @@ def synthetic_data(seed: int = 7) -> tuple[Interactions, ItemCatalog]:
     return inter, ItemCatalog(item_ids=inter.item_ids, text=text)
 
 
+def random_interactions(seed: int, n: int, n_users: int, n_items: int) -> Interactions:
+    """`n` random (user, item, rating 1-5, distinct timestamp) events; repeats allowed."""
+    rng = np.random.default_rng(seed)
+    return Interactions(
+        user_idx=rng.integers(0, n_users, n),
+        item_idx=rng.integers(0, n_items, n),
+        user_ids=np.arange(n_users),
+        item_ids=np.arange(n_items),
+        ratings=rng.integers(1, 6, n).astype(np.float32),
+        timestamps=rng.permutation(n).astype(np.int64),
+    )
+
+
+def assert_cold_items_follow_text(scores: np.ndarray, margin: float, share: float) -> None:
+    """On `synthetic_data`, cold items get non-zero scores and users of cluster c score the
+    cold cluster-c items above the other cluster's: by `margin` on average, and `share` of
+    the users one by one."""
+    cold = np.arange(N_ITEMS - N_COLD, N_ITEMS)
+    assert np.abs(scores[:, cold]).min() > 0
+    same = (cold[None, :] % 2) == (np.arange(N_USERS)[:, None] % 2)
+    assert scores[:, cold][same].mean() > scores[:, cold][~same].mean() + margin
+    prefer_own = [
+        scores[u, cold[same[u]]].mean() > scores[u, cold[~same[u]]].mean() for u in range(N_USERS)
+    ]
+    assert np.mean(prefer_own) > share
+
+
 class RecommenderConformance:
     """Mix into a test class and implement `make_model`; every model must pass these."""
 

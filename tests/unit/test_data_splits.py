@@ -192,6 +192,8 @@ def test_protocol_needs_ratings_and_matching_spaces() -> None:
 
 def test_validation_split_follows_the_protocol_kind() -> None:
     """Each kind (or protocol name) carves the same split as the function it names."""
+    from model_conformance import random_interactions
+
     from abrec.data.splits import (
         leave_last_one_out,
         random_split,
@@ -199,16 +201,7 @@ def test_validation_split_follows_the_protocol_kind() -> None:
         validation_split,
     )
 
-    rng = np.random.default_rng(3)
-    n = 400
-    inter = Interactions(
-        user_idx=rng.integers(0, 20, n),
-        item_idx=rng.integers(0, 30, n),
-        user_ids=np.arange(20),
-        item_ids=np.arange(30),
-        ratings=rng.integers(1, 6, n).astype(np.float32),
-        timestamps=rng.permutation(n).astype(np.int64),
-    )
+    inter = random_interactions(3, 400, 20, 30)
     pairs = {
         "temporal": temporal_user_split(inter, 0.25),
         "ml-small-temporal-v1": temporal_user_split(inter, 0.25),

@@ -12,6 +12,7 @@ from model_conformance import (
     N_USERS,
     HashingEncoder,
     RecommenderConformance,
+    assert_cold_items_follow_text,
     synthetic_data,
 )
 from sklearn.linear_model import Ridge
@@ -85,14 +86,7 @@ class TestALSText(RecommenderConformance):
         """Users of cluster c score cold cluster-c items above the other cluster's, on average."""
         inter, items = synthetic_data()
         s = self.make_model().fit(inter, items).score(np.arange(N_USERS))
-        cold = np.arange(N_ITEMS - N_COLD, N_ITEMS)
-        assert np.abs(s[:, cold]).min() > 0
-        same = (cold[None, :] % 2) == (np.arange(N_USERS)[:, None] % 2)
-        assert s[:, cold][same].mean() > s[:, cold][~same].mean() + 0.1
-        users_prefer_own = [
-            s[u, cold[same[u]]].mean() > s[u, cold[~same[u]]].mean() for u in range(N_USERS)
-        ]
-        assert np.mean(users_prefer_own) > 0.9
+        assert_cold_items_follow_text(s, margin=0.1, share=0.9)
 
     def test_no_cold_items_needs_no_encoding(self) -> None:
         inter, items = synthetic_data()

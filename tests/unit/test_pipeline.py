@@ -300,18 +300,11 @@ def test_models_with_an_inner_split_follow_the_protocol(protocol: str, kind: str
 def test_validation_protocol_is_carved_from_the_training_period() -> None:
     """`evaluate_on = "validation"`: train and held-out events both come from the protocol's
     training period (same kind of cut), never from its test period."""
+    from model_conformance import random_interactions
+
     from abrec.data import splits
 
-    rng = np.random.default_rng(4)
-    n = 3000
-    inter = splits.Interactions(
-        user_idx=rng.integers(0, 40, n),
-        item_idx=rng.integers(0, 80, n),
-        user_ids=np.arange(40),
-        item_ids=np.arange(80),
-        ratings=rng.integers(1, 6, n).astype(np.float32),
-        timestamps=rng.permutation(n).astype(np.int64),
-    )
+    inter = random_interactions(4, 3000, 40, 80)
     cfg = config.RunConfig.model_validate({"models": [{"name": "pop", "kind": "popularity"}]})
     full = run.make_split(cfg, inter)
     val = run.make_split(cfg.with_evaluate_on("validation"), inter)
