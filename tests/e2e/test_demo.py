@@ -117,7 +117,12 @@ def test_reduced_demo_ab(tmp_path: Path) -> None:
     proc = _demo(out, "--seed", "1")
     rep = _check_run(out)
     assert rep.online is not None
-    assert [v.model for v in rep.online.variants] == ["ease", "hybrid"]
+    # the champion runs fine-tuned when its encoder is cached, else on frozen vectors, said so
+    control, treatment = (v.model for v in rep.online.variants)
+    assert control == "ltr_cf" and treatment in {"ltr_ft", "ltr_ft_frozen"}
+    notes = " ".join(rep.run.model_notes)
+    assert ("not cached" in notes) == (treatment == "ltr_ft_frozen")
+    assert "cache" in notes and "models:" in proc.stdout
     assert "Decision:" in proc.stdout and "SRM check" in proc.stdout
     comp = rep.online.comparison()
     assert comp is not None and any(t.metric == "ctr" for t in comp.tests)
@@ -131,7 +136,7 @@ def test_reduced_demo_aa_declares_no_winner(tmp_path: Path) -> None:
     proc = _demo(out, "--aa", "--seed", "2")
     rep = _check_run(out)
     assert rep.online is not None and rep.decision is not None
-    assert [v.model for v in rep.online.variants] == ["ease", "ease"]
+    assert [v.model for v in rep.online.variants] == ["ltr_cf", "ltr_cf"]
     assert rep.decision.winner is None
     assert "no winner" in rep.decision.verdict
     assert "A/A" in proc.stdout
