@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tomli_w
 from model_conformance import N_ITEMS, N_USERS, HashingEncoder, synthetic_data
+from tiny_bert import tiny_bert_dir
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
@@ -37,6 +38,16 @@ SMALL: dict[str, dict[str, Any]] = {
     "hybrid": {"cf": "ease", "cf_params": {"lambda_": 5.0}, "lm_weight": 0.3},
     "ltr": {"n_cf": 10, "n_lm": 5, "lambda_": 5.0},
     "ltr_cf": {"n_cf": 10, "lambda_": 5.0},
+    "cross_encoder": {
+        "model": tiny_bert_dir(),
+        "max_length": 32,
+        "freeze_layers": 1,
+        "n_cf": 4,
+        "n_text": 2,
+        "lambda_": 5.0,
+        "cpu_threads": 1,
+        "progress": False,
+    },
 }
 """Non-default settings small enough for the synthetic data (kinds not listed use defaults)."""
 
@@ -104,7 +115,13 @@ def test_bad_values_name_the_key(kind: str) -> None:
 
 def test_encoder_flag() -> None:
     """`needs_encoder` is the class flag; only those kinds take `encoder=`."""
-    assert {k for k in MODEL_KINDS if needs_encoder(k)} == {"text_ease", "lm", "hybrid", "ltr"}
+    assert {k for k in MODEL_KINDS if needs_encoder(k)} == {
+        "text_ease",
+        "lm",
+        "hybrid",
+        "ltr",
+        "cross_encoder",
+    }
     assert all(needs_encoder(k) == model_class(k).needs_encoder for k in MODEL_KINDS)
     for kind in MODEL_KINDS:
         if not needs_encoder(kind) and kind != "ltr_cf":  # ltr_cf may be switched to use_lm

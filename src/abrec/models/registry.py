@@ -19,6 +19,7 @@ _CLASSES: dict[str, str] = {
     "hybrid": "abrec.models.hybrid:Hybrid",
     "ltr": "abrec.models.rerank:LTRReranker",
     "ltr_cf": "abrec.models.rerank:CFReranker",
+    "cross_encoder": "abrec.models.cross_encoder:CrossEncoder",
 }
 """Where each kind's class lives; imported on first use, so optional extras load lazily."""
 

@@ -1,8 +1,10 @@
 """The validation ranking metric and the per-epoch batch plan.
 
 Validation ranks, for each validation user, the held-out positive among `n_negatives` sampled
-items by cosine of the anchor's and the items' vectors, and reports NDCG@10 and recall@10 through
-`abrec.evaluation.metrics` (one relevant item, so recall@10 is the hit rate). A tie puts the
+items by cosine of the anchor's and the items' vectors, and reports NDCG@10 and recall@10 (one
+relevant item: NDCG is 1 / log2(1 + rank) within the top 10, recall@10 is the hit rate; the
+definitions of `abrec.evaluation.metrics`, computed here so that `abrec.train` does not import
+the evaluation package, which imports the models that may use `abrec.train`). A tie puts the
 positive below the tied negatives, so a collapsed encoder (every vector equal) scores 0, not 1.
 It encodes the validation anchors and the distinct candidate items once per epoch: cheap on a CPU.
 """
@@ -13,9 +15,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from abrec.evaluation.metrics import ndcg_at_k, recall_at_k
 from abrec.train.data import ValidationSet
 
 K = 10
@@ -24,24 +24,17 @@ K = 10
 def rank_metrics(scores: np.ndarray, k: int = K) -> dict[str, float]:
     """Mean NDCG@k and recall@k when column 0 of each row of `scores` is the one relevant item.
 
-    Ties are pessimistic: the positive ranks after every candidate scoring the same.
+    Ties are pessimistic: the positive ranks after every candidate scoring the same. With fewer
+    than k candidates, k is their number (and names the keys).
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] < 2 or len(scores) == 0:
         raise ValueError(f"scores must be [n_users, >= 2 candidates], got shape {scores.shape}")
-    n, m = scores.shape
-    k = min(k, m)
-    # reverse the columns: the positive becomes the last one, and a stable sort keeps it last
-    # among equal scores
-    order = np.argsort(-scores[:, ::-1], axis=1, kind="stable")[:, :k]
-    topk = (m - 1) - order  # back to the original column indices
-    relevant = sp.csr_matrix(
-        (np.ones(n, dtype=np.float32), (np.arange(n), np.zeros(n, dtype=np.int64))), shape=(n, m)
-    )
-    return {
-        f"ndcg@{k}": float(np.mean(ndcg_at_k(topk, relevant, k))),
-        f"recall@{k}": float(np.mean(recall_at_k(topk, relevant, k))),
-    }
+    k = min(k, scores.shape[1])
+    rank = 1 + np.sum(scores[:, 1:] >= scores[:, :1], axis=1)
+    hit = rank <= k
+    ndcg = np.where(hit, 1.0 / np.log2(rank + 1.0), 0.0)
+    return {f"ndcg@{k}": float(np.mean(ndcg)), f"recall@{k}": float(np.mean(hit))}
 
 
 def validation_scores(
