@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tomli_w
 from model_conformance import N_ITEMS, N_USERS, HashingEncoder, synthetic_data
+from tiny_bert import tiny_bert_dir
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import ConfigError
@@ -40,6 +41,16 @@ SMALL: dict[str, dict[str, Any]] = {
     "ltr": {"n_cf": 10, "n_lm": 5, "lambda_": 5.0},
     "ltr_cf": {"n_cf": 10, "lambda_": 5.0},
     "two_tower": {"history_len": 3, "seed": 1},
+    "cross_encoder": {
+        "model": tiny_bert_dir(),
+        "max_length": 32,
+        "freeze_layers": 1,
+        "n_cf": 4,
+        "n_text": 2,
+        "lambda_": 5.0,
+        "cpu_threads": 1,
+        "progress": False,
+    },
 }
 """Non-default settings small enough for the synthetic data (kinds not listed use defaults)."""
 
@@ -115,6 +126,7 @@ def test_encoder_flag() -> None:
         "hybrid",
         "ltr",
         "two_tower",
+        "cross_encoder",
     }
     assert all(needs_encoder(k) == model_class(k).needs_encoder for k in MODEL_KINDS)
     for kind in MODEL_KINDS:

@@ -172,6 +172,27 @@ def test_rank_metrics_match_the_closed_form() -> None:
         rank_metrics(np.ones((3, 1)))
 
 
+def test_rank_metrics_match_the_evaluation_metrics() -> None:
+    """The same numbers as the evaluation package's NDCG@10 and recall@10 on the ranked lists
+    (an independent implementation: sorting, then the protocol's metric functions)."""
+    import scipy.sparse as sp
+
+    from abrec.evaluation.metrics import ndcg_at_k, recall_at_k
+
+    rng = np.random.default_rng(8)
+    scores = np.round(rng.normal(size=(200, 30)), 1)
+    scores[:60, 0] += 2.0
+    n, m = scores.shape
+    # the positive last among equal scores: sort the reversed columns stably
+    topk = (m - 1) - np.argsort(-scores[:, ::-1], axis=1, kind="stable")[:, :10]
+    relevant = sp.csr_matrix((np.ones(n), (np.arange(n), np.zeros(n, dtype=int))), shape=(n, m))
+    got = rank_metrics(scores)
+    assert got["ndcg@10"] == pytest.approx(float(np.mean(ndcg_at_k(topk, relevant, 10))), abs=1e-12)
+    assert got["recall@10"] == pytest.approx(
+        float(np.mean(recall_at_k(topk, relevant, 10))), abs=1e-12
+    )
+
+
 def test_epoch_batches_have_no_repeated_item_and_are_seeded() -> None:
     rng = np.random.default_rng(0)
     items = rng.zipf(1.5, size=500) % 60  # a few very popular items

@@ -22,6 +22,7 @@ _CLASSES: dict[str, str] = {
     "ltr": "abrec.models.rerank:LTRReranker",
     "ltr_cf": "abrec.models.rerank:CFReranker",
     "two_tower": "abrec.models.two_tower:TwoTower",
+    "cross_encoder": "abrec.models.cross_encoder:CrossEncoder",
 }
 """Where each kind's class lives; imported on first use, so optional extras load lazily."""
 

@@ -30,6 +30,15 @@ from abrec.errors import ConfigError, format_validation_error
 ValidationMetric = Literal["ndcg@10", "recall@10"]
 
 
+def check_device(value: str) -> str:
+    """A device setting normalised (auto, cpu, cuda, cuda:N, mps); ValueError otherwise."""
+    v = value.strip().lower()
+    head, _, index = v.partition(":")
+    if v in ("auto", "cpu", "cuda", "mps") or (head == "cuda" and index.isdigit()):
+        return v
+    raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -127,11 +136,7 @@ class TrainConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        v = value.strip().lower()
-        head, _, index = v.partition(":")
-        if v in ("auto", "cpu", "cuda", "mps") or (head == "cuda" and index.isdigit()):
-            return v
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+        return check_device(value)
 
     @model_validator(mode="after")
     def _exclusive(self) -> TrainConfig:
@@ -167,4 +172,10 @@ def parse_train_config(data: Mapping[str, Any], source: str = "[train]") -> Trai
         raise ConfigError(f"invalid {source}:\n  - {detail}") from None
 
 
-__all__ = ["LoraSettings", "TrainConfig", "ValidationMetric", "parse_train_config"]
+__all__ = [
+    "LoraSettings",
+    "TrainConfig",
+    "ValidationMetric",
+    "check_device",
+    "parse_train_config",
+]

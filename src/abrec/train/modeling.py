@@ -1,5 +1,7 @@
 """The encoder being tuned: loading, device, dropout, layer freezing, LoRA, optimiser groups, saving.
 
+The helpers take a SentenceTransformer (the bi-encoder) or a plain Hugging Face model (the
+cross-encoder of `abrec.train.cross`); `transformer` finds the Hugging Face model in either.
 torch, sentence-transformers and peft are imported inside the functions (the `lm` extra).
 """
 
@@ -54,9 +56,16 @@ def base_fingerprint(model: str | None) -> str:
     return model_dir_hash(path) if path is not None else f"name:{model}"
 
 
+def is_sentence_transformer(model: Any) -> bool:
+    """Whether `model` is a SentenceTransformer (a torch Sequential of modules), not a bare model."""
+    import torch
+
+    return isinstance(model, torch.nn.Sequential)
+
+
 def transformer(model: Any) -> Any:
-    """The Hugging Face model inside a SentenceTransformer (its first module)."""
-    return model[0].auto_model
+    """The Hugging Face model: a SentenceTransformer's first module's, or `model` itself."""
+    return model[0].auto_model if is_sentence_transformer(model) else model
 
 
 def transformer_layers(model: Any) -> Any:
@@ -100,8 +109,13 @@ def freeze_below_top(model: Any, n_top: int) -> None:
             param.requires_grad_(True)
 
 
-def add_lora(model: Any, settings: LoraSettings) -> None:
-    """Wrap the Hugging Face model with peft LoRA adapters (only they train)."""
+def add_lora(model: Any, settings: LoraSettings, task_type: str | None = None) -> Any:
+    """Wrap the Hugging Face model with peft LoRA adapters (only they train).
+
+    A SentenceTransformer is changed in place (and returned); for a bare Hugging Face model the
+    peft wrapper is returned. `task_type` is peft's (e.g. "SEQ_CLS": the classification head
+    then trains too, fully).
+    """
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
@@ -112,11 +126,16 @@ def add_lora(model: Any, settings: LoraSettings) -> None:
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
         bias="none",
+        task_type=task_type,
     )
     try:
-        model[0].model = get_peft_model(transformer(model), config)
+        wrapped = get_peft_model(transformer(model), config)
     except ValueError as exc:
         raise ConfigError(f"lora.target_modules: {exc}") from None
+    if not is_sentence_transformer(model):
+        return wrapped
+    model[0].model = wrapped
+    return model
 
 
 def load_encoder(cfg: TrainConfig, device: str) -> Any:
@@ -207,6 +226,7 @@ __all__ = [
     "base_model_source",
     "count_parameters",
     "freeze_below_top",
+    "is_sentence_transformer",
     "load_encoder",
     "load_trainable_state",
     "parameter_groups",
