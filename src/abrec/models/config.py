@@ -33,7 +33,7 @@ class InnerValidationConfig(RecommenderConfig):
     """
 
     validation: ValidationKind = "temporal"
-    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 
 
 C = TypeVar("C", bound=RecommenderConfig)
