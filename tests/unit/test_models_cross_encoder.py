@@ -135,6 +135,12 @@ class TestCrossEncoder(RecommenderConformance):
         (epoch,) = report["history"]
         assert {"train_loss", "val_auc", "val_ndcg10"} <= set(epoch)
         assert 0.0 <= epoch["val_auc"] <= 1.0 and 0.0 < epoch["val_ndcg10"] <= 1.0
+        assert epoch["metrics"] == {"auc": epoch["val_auc"], "ndcg@10": epoch["val_ndcg10"]}
+        # the offline run draws it like the bi-encoder's (curves/<model>.png)
+        from abrec.offline.run import write_learning_curves
+
+        files = write_learning_curves(tmp_path / "run", {"ce": fitted})
+        assert files["curve_ce_png"].read_bytes()[:4] == b"\x89PNG"
         assert report["n_validation_users"] > 0 and report["n_pairs"] > report["n_positives"]
         fitted.save(tmp_path / "m")
         loaded = Recommender.load(tmp_path / "m")

@@ -181,7 +181,10 @@ class CrossTrainResult:
             "trainable_parameters": self.trainable_parameters,
             "total_parameters": self.total_parameters,
             "timings_s": dict(self.timings),
-            "history": [asdict(h) for h in self.history],
+            "history": [
+                {**asdict(h), "metrics": {"auc": h.val_auc, "ndcg@10": h.val_ndcg10}}
+                for h in self.history
+            ],
         }
 
 

@@ -40,7 +40,7 @@ def plot_curve(
         label="train loss",
     )
     ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss (in-batch softmax)", color="#3b6ea5")
+    ax.set_ylabel("train loss", color="#3b6ea5")
     right = ax.twinx()
     right.spines[["top"]].set_visible(False)
     right.plot(
