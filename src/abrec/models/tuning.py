@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _OWNED = frozenset(
     {"model", "history_len", "relevance_threshold", "val_fraction", "seed", "output_dir"}
 )
-"""`finetune` keys the two-tower config decides itself."""
+"""`finetune` keys the model config decides itself (they would otherwise disagree with it)."""
 
 
 class TunedEncoderConfig(InnerValidationConfig):
