@@ -102,14 +102,22 @@ DEMO_CONFIG: dict[str, Any] = {
         {"name": "hybrid", "kind": "hybrid"},
         {"name": "ltr_cf", "kind": "ltr_cf", "params": {"n_cf": 200}},
         {
-            "name": "ltr_ft",
+            "name": "ltr_ft_drop_cb2",
             "kind": "ltr",
-            "params": {"n_cf": 200, "n_lm": 50, "seed": 42, "finetune": FINETUNE_RECIPE},
+            "params": {
+                "n_cf": 200,
+                "n_lm": 50,
+                "seed": 42,
+                "cf_dropout": 0.2,
+                "cold_boost": 2.0,
+                "finetune": FINETUNE_RECIPE,
+            },
         },
     ],
 }
 """Every model the demo can serve; a run fits and evaluates only the two it serves. The
-defaults are the language-model champion chosen on the validation split (`ltr_ft`) against
+defaults are the language-model champion chosen on the validation split (`ltr_ft_drop_cb2`:
+the re-ranker on fine-tuned MiniLM with CF masking and a cold-item prior) against
 the best collaborative model there (`ltr_cf`): README, "Language model vs collaborative
 filtering"; `examples/lm_vs_cf.toml` holds the same models."""
 
@@ -129,7 +137,7 @@ class DemoOptions:
     quiet: bool = False
     config: Path | None = None
     control_model: str = "ltr_cf"
-    treatment_model: str = "ltr_ft"
+    treatment_model: str = "ltr_ft_drop_cb2"
     finetune: bool = False
     sessions_mean: float = 5.0
     k: int = 10

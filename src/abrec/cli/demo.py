@@ -25,7 +25,9 @@ def demo(
         "ltr_cf", "--control", help="Model served to the control arm (best CF on validation)."
     ),
     treatment: str = typer.Option(
-        "ltr_ft", "--treatment", help="Model of the treatment arm (LM champion on validation)."
+        "ltr_ft_drop_cb2",
+        "--treatment",
+        help="Model of the treatment arm (the LM champion on validation).",
     ),
     finetune: bool = typer.Option(
         False,
