@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from abrec.offline.run import RunOutput
 
 EXPERIMENT_ID = "demo-ctr"
+FALLBACK_MODEL = "popularity"
+"""What the service answers with for an experiment it cannot serve (kept in the bundle)."""
 
 #: The champion's fine-tuning settings (`abrec.train.TrainConfig` keys), as in
 #: `examples/finetune.toml` and `examples/lm_vs_cf.toml`.
@@ -222,7 +224,8 @@ def demo_config(path: Path | None) -> RunConfig:
 
 
 def served_config(cfg: RunConfig, opts: DemoOptions) -> RunConfig:
-    """`cfg` with only the models the two arms serve (control first), baseline the control."""
+    """`cfg` with only the models the two arms serve (control first) and the service's fallback
+    (`FALLBACK_MODEL`, when the config has it); the offline baseline is the control."""
     names = [m.name for m in cfg.models]
     for needed in (opts.control_model, opts.treatment_model):
         if needed not in names:
@@ -231,10 +234,18 @@ def served_config(cfg: RunConfig, opts: DemoOptions) -> RunConfig:
                 "add it to [[models]] or pick another with --control/--treatment"
             )
     by_name = {m.name: m for m in cfg.models}
-    served = [by_name[n] for n in dict.fromkeys((opts.control_model, opts.treatment_model))]
+    keep = (opts.control_model, opts.treatment_model, FALLBACK_MODEL)
+    served = [by_name[n] for n in dict.fromkeys(keep) if n in by_name]
     # compare offline against the model the control arm serves, so the report can put
-    # the offline difference next to the online lift for the same pair of models
-    evaluation = cfg.evaluation.model_copy(update={"baseline": opts.control_model})
+    # the offline difference next to the online lift for the same pair of models; the
+    # head-to-head names the served treatment (when it reads texts) as the LM champion
+    from abrec.models.registry import needs_encoder
+
+    treatment = by_name[opts.treatment_model]
+    champion = treatment.name if needs_encoder(treatment.kind) else None
+    evaluation = cfg.evaluation.model_copy(
+        update={"baseline": opts.control_model, "champion": champion}
+    )
     return cfg.model_copy(update={"models": served, "evaluation": evaluation})
 
 
@@ -291,7 +302,13 @@ def without_missing_finetune(
         control_model=renamed.get(opts.control_model, opts.control_model),
         treatment_model=renamed.get(opts.treatment_model, opts.treatment_model),
     )
-    evaluation = cfg.evaluation.model_copy(update={"baseline": opts.control_model})
+    champion = cfg.evaluation.champion
+    evaluation = cfg.evaluation.model_copy(
+        update={
+            "baseline": opts.control_model,
+            "champion": renamed.get(champion, champion) if champion else None,
+        }
+    )
     return cfg.model_copy(update={"models": models, "evaluation": evaluation}), opts, notes
 
 
@@ -413,7 +430,7 @@ def _run_online(
         {
             "store_url": store_url,
             "bundle": str((run_dir / "bundle").resolve()),
-            "fallback_model": "popularity",
+            "fallback_model": FALLBACK_MODEL,
             "admin_token": token,
         }
     )

@@ -317,7 +317,8 @@ def _served_cfg(tmp_path: Path) -> object:
             },
             "protocol": {"name": "temporal"},
             "models": [
-                {"name": "pop", "kind": "popularity"},
+                {"name": "popularity", "kind": "popularity"},
+                {"name": "ease", "kind": "ease"},
                 {"name": "ltr_cf", "kind": "ltr_cf"},
                 {"name": "ltr_ft", "kind": "ltr", "params": {"seed": 3, "finetune": ft}},
             ],
@@ -341,16 +342,17 @@ def test_the_demo_fits_only_the_served_models_and_falls_back_to_frozen_vectors(
     cfg = _served_cfg(tmp_path)
     opts = DemoOptions(control_model="ltr_cf", treatment_model="ltr_ft")
     served = served_config(cfg, opts)  # type: ignore[arg-type]
-    assert [m.name for m in served.models] == ["ltr_cf", "ltr_ft"]
-    assert served.evaluation.baseline == "ltr_cf"
+    assert [m.name for m in served.models] == ["ltr_cf", "ltr_ft", "popularity"]  # + fallback
+    assert served.evaluation.baseline == "ltr_cf" and served.evaluation.champion == "ltr_ft"
     frozen_cfg, frozen_opts, notes = without_missing_finetune(served, opts)
-    assert [m.name for m in frozen_cfg.models] == ["ltr_cf", "ltr_ft_frozen"]
+    assert [m.name for m in frozen_cfg.models] == ["ltr_cf", "ltr_ft_frozen", "popularity"]
     assert "finetune" not in frozen_cfg.models[1].params
     assert frozen_opts.treatment_model == "ltr_ft_frozen" and frozen_opts.control_model == "ltr_cf"
+    assert frozen_cfg.evaluation.champion == "ltr_ft_frozen"
     assert len(notes) == 1 and "not cached" in notes[0] and "--finetune" in notes[0]
     # --finetune keeps the tuned model (fit will train it)
     kept, _, notes = without_missing_finetune(served, dataclasses.replace(opts, finetune=True))
-    assert [m.name for m in kept.models] == ["ltr_cf", "ltr_ft"] and "now" in notes[0]
+    assert [m.name for m in kept.models][:2] == ["ltr_cf", "ltr_ft"] and "now" in notes[0]
     # a finished cache entry for exactly this training set and setting is found
     inter, items = load_data(served.dataset)
     split = make_split(served, inter)
@@ -363,6 +365,6 @@ def test_the_demo_fits_only_the_served_models_and_falls_back_to_frozen_vectors(
     folder.mkdir(parents=True)
     (folder / DONE).write_text("{}")
     cached, _, notes = without_missing_finetune(served, opts)
-    assert [m.name for m in cached.models] == ["ltr_cf", "ltr_ft"] and "cache" in notes[0]
+    assert [m.name for m in cached.models][:2] == ["ltr_cf", "ltr_ft"] and "cache" in notes[0]
     with pytest.raises(Exception, match="not in the offline config"):
         served_config(cfg, DemoOptions(control_model="nope"))  # type: ignore[arg-type]

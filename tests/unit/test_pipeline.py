@@ -242,7 +242,7 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
         ("cold", "knn"),
     ]
     assert all(r["model"] == "txt" and r["metric"] == "ndcg@10" for r in rows)
-    assert all(r["chosen_on"].startswith("this split") for r in rows)
+    assert all(r["chosen_on"].startswith("the best on this split") for r in rows)
     for r in rows[:2]:
         # oriented champion minus CF model, same paired test as comparing them directly
         ref = res.compare(r["baseline"], ["txt"])
@@ -263,7 +263,7 @@ def test_lm_vs_cf_head_to_head(tmp_path: Path) -> None:
     named = cfg.model_copy(
         update={"evaluation": cfg.evaluation.model_copy(update={"champion": "txt"})}
     )
-    assert all(r["chosen_on"].startswith("validation") for r in run.lm_vs_cf(named, res))
+    assert all(r["chosen_on"].startswith("named by") for r in run.lm_vs_cf(named, res))
     with pytest.raises(ConfigError, match="champion"):
         config.parse_config(
             {"evaluation": {"champion": "nope"}, "models": [{"name": "a", "kind": "ease"}]}

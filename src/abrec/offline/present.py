@@ -135,7 +135,7 @@ def _head_to_head_line(out: RunOutput, r: dict[str, Any]) -> str:
     ev = out.config.evaluation
     test_name = TEST_NAMES[ev.primary_test]
     return (
-        f"{r['slice']} users: language-model champion {r['model']} (chosen on {r['chosen_on']}) "
+        f"{r['slice']} users: language-model champion {r['model']} ({r['chosen_on']}) "
         f"vs {r['baseline']}: {ev.primary_metric} {_num(r['mean_model'], 4)} vs "
         f"{_num(r['mean_baseline'], 4)} (diff {fmt.num(r['diff'], 4, signed=True, fixed=True)}, "
         f"lift {fmt.pct(r['lift'])}, Holm p {test_name} {_p(r[f'p_{ev.primary_test}_holm'])}, "

@@ -380,10 +380,10 @@ def lm_vs_cf(cfg: RunConfig, result: EvaluationResult) -> list[dict[str, Any]]:
         if not lm_s or not cf_s:
             continue
         champion = cfg.evaluation.champion
-        chosen_on = "validation (evaluation.champion)"
+        chosen_on = "named by evaluation.champion"
         if champion is None:
             champion = max(lm_s, key=lambda n: result.value(n, metric, slice_))
-            chosen_on = f"this split ({result.protocol})"
+            chosen_on = f"the best on this split ({result.protocol})"
         if champion not in have:
             continue
         comp = result.compare(champion, cf_s)
