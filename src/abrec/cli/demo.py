@@ -46,7 +46,7 @@ def demo(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the decision, no progress."),
     keep_bundle: bool = typer.Option(
-        False, "--keep-bundle", help="Keep the served models (about 650 MB) in the run folder."
+        False, "--keep-bundle", help="Keep the served models (more than 500 MB) in the run folder."
     ),
 ) -> None:
     """Evaluate offline, serve, A/B test with simulated users, decide, write report.html."""
