@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,23 @@ def config(output_dir: Path, **overrides: Any) -> Any:
     }
     base.update(overrides)
     return TrainConfig(**base)
+
+
+@contextmanager
+def recorded_grad_norms() -> Iterator[list[float]]:
+    """The total gradient norm at every optimiser step taken inside the block (after any
+    clipping: the hook runs just before `optimizer.step`)."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    norms: list[float] = []
+
+    def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    handle = register_optimizer_step_pre_hook(before_step)
+    try:
+        yield norms
+    finally:
+        handle.remove()
