@@ -72,6 +72,20 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
         ("experiment", {"serve", "demo", "cli", "offline"}),
         ("simulate", {"demo", "cli"}),
         (
+            "ope",
+            {
+                "models",
+                "serve",
+                "store",
+                "experiment",
+                "offline",
+                "demo",
+                "cli",
+                "evaluation",
+                "train",
+            },
+        ),
+        (
             "train",
             {"models", "evaluation", "offline", "serve", "store", "experiment", "demo", "cli"},
         ),

@@ -1,0 +1,14 @@
+"""Off-policy evaluation of a recommendation policy from logged bandit feedback (numpy only)."""
+
+from abrec.ope.estimators import (
+    ESTIMATORS,
+    OPEResult,
+    dm,
+    dr,
+    estimate_all,
+    ips,
+    snips,
+    switch_dr,
+)
+
+__all__ = ["ESTIMATORS", "OPEResult", "dm", "dr", "estimate_all", "ips", "snips", "switch_dr"]
