@@ -222,6 +222,16 @@ def test_seeded_and_frozen() -> None:
         a.value = 0.0  # type: ignore[misc]
 
 
+HAND_LOG: dict[str, Any] = {
+    "rewards": R,
+    "pscore": P,
+    "action_dist_e": W,
+    "q_hat_logged": Q_LOG,
+    "q_hat_e": Q_E,
+}
+"""The hand-sized log every bad-input case starts from."""
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -240,14 +250,7 @@ def test_seeded_and_frozen() -> None:
     ],
 )
 def test_bad_data(kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {
-        "rewards": R,
-        "pscore": P,
-        "action_dist_e": W,
-        "q_hat_logged": Q_LOG,
-        "q_hat_e": Q_E,
-    }
-    args.update(kwargs)
+    args: dict[str, Any] = {**HAND_LOG, **kwargs}
     with pytest.raises(DataError, match=match):
         estimate_all(**args, n_boot=10)
 
@@ -263,13 +266,6 @@ def test_bad_data(kwargs: dict[str, Any], match: str) -> None:
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {
-        "rewards": R,
-        "pscore": P,
-        "action_dist_e": W,
-        "q_hat_logged": Q_LOG,
-        "q_hat_e": Q_E,
-    }
-    args.update(kwargs)
+    args: dict[str, Any] = {**HAND_LOG, **kwargs}
     with pytest.raises(ValueError, match=match):
         estimate_all(**args)

@@ -107,6 +107,17 @@ def _check_tau(tau: float) -> float:
     return tau
 
 
+def _logged(
+    rewards: Any, pscore: Any, action_dist_e: Any, **models: Any
+) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+    """Validated (rewards, importance weights w / p, [reward-model arrays...]) of one log."""
+    r = _array(rewards, "rewards")
+    p, w = _weights(pscore, action_dist_e)
+    extra = {name: _array(value, name) for name, value in models.items()}
+    _same_length({"rewards": r, "pscore": p, "action_dist_e": w, **extra})
+    return r, w / p, list(extra.values())
+
+
 def _ratio_with_ci(
     estimator: str,
     num: FloatArray,
@@ -153,10 +164,8 @@ def ips(
 ) -> OPEResult:
     """Inverse propensity scoring: mean(w / p * r)."""
     _check_ci_args(n_boot, level)
-    r = _array(rewards, "rewards")
-    p, w = _weights(pscore, action_dist_e)
-    _same_length({"rewards": r, "pscore": p, "action_dist_e": w})
-    return _ratio_with_ci("ips", w / p * r, np.ones_like(r), rounds, n_boot, level, seed)
+    r, iw, _ = _logged(rewards, pscore, action_dist_e)
+    return _ratio_with_ci("ips", iw * r, np.ones_like(r), rounds, n_boot, level, seed)
 
 
 def snips(
@@ -171,10 +180,7 @@ def snips(
 ) -> OPEResult:
     """Self-normalised IPS: sum(w / p * r) / sum(w / p)."""
     _check_ci_args(n_boot, level)
-    r = _array(rewards, "rewards")
-    p, w = _weights(pscore, action_dist_e)
-    _same_length({"rewards": r, "pscore": p, "action_dist_e": w})
-    iw = w / p
+    r, iw, _ = _logged(rewards, pscore, action_dist_e)
     return _ratio_with_ci("snips", iw * r, iw, rounds, n_boot, level, seed)
 
 
@@ -213,14 +219,9 @@ def switch_dr(
     """
     _check_ci_args(n_boot, level)
     tau = _check_tau(tau)
-    r = _array(rewards, "rewards")
-    p, w = _weights(pscore, action_dist_e)
-    q_log = _array(q_hat_logged, "q_hat_logged")
-    q_e = _array(q_hat_e, "q_hat_e")
-    _same_length(
-        {"rewards": r, "pscore": p, "action_dist_e": w, "q_hat_logged": q_log, "q_hat_e": q_e}
+    r, iw, (q_log, q_e) = _logged(
+        rewards, pscore, action_dist_e, q_hat_logged=q_hat_logged, q_hat_e=q_hat_e
     )
-    iw = w / p
     term = q_e + np.where(iw <= tau, iw * (r - q_log), 0.0)
     return _ratio_with_ci(name, term, np.ones_like(term), rounds, n_boot, level, seed)
 
