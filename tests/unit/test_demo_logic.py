@@ -368,3 +368,22 @@ def test_the_demo_fits_only_the_served_models_and_falls_back_to_frozen_vectors(
     assert [m.name for m in cached.models][:2] == ["ltr_cf", "ltr_ft"] and "cache" in notes[0]
     with pytest.raises(Exception, match="not in the offline config"):
         served_config(cfg, DemoOptions(control_model="nope"))  # type: ignore[arg-type]
+
+
+def test_the_demo_recipe_is_the_one_the_examples_document() -> None:
+    """FINETUNE_RECIPE, examples/finetune.toml [train] and every fine-tuned model of
+    examples/lm_vs_cf.toml are one recipe (TOML has no anchors, so they are copies)."""
+    import tomllib
+
+    from abrec.demo import DEMO_CONFIG, FINETUNE_RECIPE
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    train = tomllib.loads((root / "finetune.toml").read_text())["train"]
+    assert {k: train[k] for k in FINETUNE_RECIPE} == FINETUNE_RECIPE
+    lm_vs_cf = tomllib.loads((root / "lm_vs_cf.toml").read_text())
+    tuned = [m for m in lm_vs_cf["models"] if "finetune" in m.get("params", {})]
+    assert len(tuned) == 6
+    assert all(m["params"]["finetune"] == FINETUNE_RECIPE for m in tuned)
+    champion = next(m for m in lm_vs_cf["models"] if m["name"] == "ltr_ft_drop_cb2")
+    served = next(m for m in DEMO_CONFIG["models"] if m["name"] == "ltr_ft_drop_cb2")
+    assert champion["params"] == served["params"] and champion["kind"] == served["kind"]
