@@ -86,6 +86,22 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
             },
         ),
         (
+            "interleave",
+            {
+                "data",
+                "models",
+                "serve",
+                "store",
+                "experiment",
+                "offline",
+                "simulate",
+                "demo",
+                "cli",
+                "evaluation",
+                "train",
+            },
+        ),
+        (
             "train",
             {"models", "evaluation", "offline", "serve", "store", "experiment", "demo", "cli"},
         ),
