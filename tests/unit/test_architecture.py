@@ -102,6 +102,25 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
             },
         ),
         (
+            "bandit",
+            {
+                "data",
+                "embed",
+                "models",
+                "evaluation",
+                "train",
+                "ope",
+                "offline",
+                "store",
+                "experiment",
+                "serve",
+                "simulate",
+                "report",
+                "demo",
+                "cli",
+            },
+        ),
+        (
             "train",
             {"models", "evaluation", "offline", "serve", "store", "experiment", "demo", "cli"},
         ),
@@ -132,3 +151,16 @@ def test_every_internal_import_resolves() -> None:
         if mod not in modules
     }
     assert not missing, f"imports of missing modules: {sorted(missing)}"
+
+
+def test_bandit_settings_import_stays_light() -> None:
+    """The spec holds `BanditSettings`: importing it must not load scipy or the analysis."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from abrec.bandit import BanditSettings; "
+        "print(any(m == 'scipy' or m.startswith(('scipy.', 'abrec.stats')) for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
