@@ -39,6 +39,7 @@ from abrec.report.model import (
     Agreement,
     Decision,
     DemoReport,
+    InterleavingSection,
     LeaderboardRow,
     Look,
     OfflineComparison,
@@ -55,10 +56,12 @@ from abrec.stats import EffectResult, Interval
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from abrec.simulate.online import OnlineOutcome
     from abrec.offline.config import RunConfig
     from abrec.offline.run import RunOutput
 
 EXPERIMENT_ID = "demo-ctr"
+INTERLEAVING_ID = "demo-interleaving"
 FALLBACK_MODEL = "popularity"
 """What the service answers with for an experiment it cannot serve (kept in the bundle)."""
 
@@ -147,6 +150,7 @@ class DemoOptions:
     poll_s: float = 2.0
     min_units: int = 100
     keep_bundle: bool = False
+    interleaving: bool = True
     click_model: ClickModel = field(default_factory=ClickModel)
 
 
@@ -392,6 +396,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         timings=timings,
         model_notes=notes,
     )
+    if online.interleaving is not None:
+        stop = stopping_look(report)
+        ab_units = stop.units if stop is not None else _units(analysis)
+        section = interleaving_section(online.interleaving, decision, ab_units, stop is not None)
+        report = dataclasses.replace(report, interleaving=section)
     path = write_report(run_dir, report)
     print_decision(con, report)
     con.print(f"Report: {path}\nResults: {run_dir / 'results.json'}")
@@ -408,6 +417,7 @@ class OnlineRun:
     progress: SimulationProgress
     store_url: str
     stopped_by: str
+    interleaving: OnlineOutcome | None = None
 
 
 def _run_online(
@@ -453,6 +463,7 @@ def _run_online(
         _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop"), "stop")
         analysis = _results(http, spec["id"])
         last = look_at(analysis, time.perf_counter() - watched.start)
+        inter = _interleave(http, spec, users, sim_cfg, opts, con) if opts.interleaving else None
     return OnlineRun(
         analysis=analysis,
         decisive=watched.decisive or analysis,
@@ -460,6 +471,86 @@ def _run_online(
         progress=watched.progress,
         store_url=store_url,
         stopped_by=watched.stopped_by,
+        interleaving=inter,
+    )
+
+
+def interleaving_spec(ab_spec: dict[str, Any], seed: str) -> dict[str, Any]:
+    """A team-draft interleaving experiment of the A/B test's two models."""
+    return {
+        "id": INTERLEAVING_ID,
+        "type": "interleaving",
+        "seed": seed,
+        "variants": [{"name": v["name"], "model": v["model"]} for v in ab_spec["variants"]],
+        "alpha": ab_spec.get("alpha", 0.05),
+        "planned_units": ab_spec.get("planned_units"),
+    }
+
+
+def _interleave(
+    http: httpx.Client,
+    ab_spec: dict[str, Any],
+    users: list[Any],
+    sim_cfg: SimulationConfig,
+    opts: DemoOptions,
+    con: Console,
+) -> OnlineOutcome:
+    """The same pair and users in an interleaving experiment, stopped when its always-valid
+    sign test decides (after `opts.min_units` units)."""
+    from abrec.simulate.online import run_experiment
+
+    spec = interleaving_spec(ab_spec, f"{INTERLEAVING_ID}-{opts.seed}")
+    con.rule("[bold]Interleaving screen of the same pair (team-draft)")
+    return run_experiment(
+        http,
+        spec,
+        users,
+        sim_cfg.model_copy(update={"experiment": INTERLEAVING_ID}),
+        stop_when=lambda res: (
+            res.interleaving is not None
+            and res.interleaving.primary.sequential.decision == "reject"
+        ),
+        min_units=opts.min_units,
+        poll_s=opts.poll_s,
+        console=None if opts.quiet else con,
+        label="interleaving",
+    )
+
+
+def interleaving_section(
+    inter: OnlineOutcome, report_decision: Decision, ab_units: int, ab_decided: bool
+) -> InterleavingSection:
+    """The interleaving verdict (treatment = the A/B test's treatment) beside the A/B one."""
+    res = inter.results.interleaving if inter.results is not None else None
+    decided = res is not None and res.primary.sequential.decision == "reject"
+    if res is None:
+        verdict = "no verdict: no unit clicked yet"
+    elif decided:
+        p = res.primary
+        better = p.treatment if p.preference.estimate > 0 else p.control
+        verdict = (
+            f"{better} preferred: {p.wins} wins / {p.losses} losses / {p.ties} ties, "
+            f"preference {p.preference.estimate:+.3f} "
+            f"{fmt.interval(p.preference.low, p.preference.high, _f)}, "
+            f"always-valid p = {_g(p.sequential.p_value)}"
+        )
+    else:
+        p = res.primary
+        verdict = (
+            f"no preference: {p.wins} wins / {p.losses} losses / {p.ties} ties, "
+            f"always-valid p = {_g(p.sequential.p_value)}"
+        )
+    return InterleavingSection(
+        experiment=inter.experiment,
+        method="team_draft",
+        result=res,
+        units=inter.units,
+        decided=decided,
+        verdict=verdict,
+        stopped_by=inter.stopped_by,
+        ab_units=ab_units,
+        ab_decided=ab_decided,
+        ab_verdict=report_decision.verdict,
     )
 
 
@@ -731,6 +822,10 @@ def build_report(
     )
 
 
+def _units(results: ExperimentResults | None) -> int:
+    return 0 if results is None else int(sum(v.n for v in results.variants))
+
+
 def stopping_look(report: DemoReport) -> Look | None:
     """The poll whose server result stopped the test early (None when it ran to the end)."""
     return next((look for look in report.timeline if look.decisive), None)
@@ -814,6 +909,15 @@ def print_decision(con: Console, report: DemoReport) -> None:
     if d is not None:
         style = "bold green" if d.winner else "bold yellow"
         con.print(f"[{style}]Decision: {d.verdict}[/] — {d.text}")
+    il = report.interleaving
+    if il is not None:
+        con.print(f"[bold]Interleaving (team-draft, same pair):[/] {il.verdict}", highlight=False)
+        con.print(
+            f"Users needed: A/B {il.ab_units} ({'decided' if il.ab_decided else 'no verdict'}), "
+            f"interleaving {il.units} ({'decided' if il.decided else 'no verdict'}; "
+            f"{il.stopped_by})",
+            highlight=False,
+        )
 
 
 def _pct(x: Any) -> str:

@@ -48,6 +48,11 @@ def demo(
     keep_bundle: bool = typer.Option(
         False, "--keep-bundle", help="Keep the served models (more than 500 MB) in the run folder."
     ),
+    interleaving: bool = typer.Option(
+        True,
+        "--interleaving/--no-interleaving",
+        help="After the A/B test, screen the same pair with team-draft interleaving.",
+    ),
 ) -> None:
     """Evaluate offline, serve, A/B test with simulated users, decide, write report.html."""
     from rich.console import Console
@@ -77,6 +82,7 @@ def demo(
         sessions_mean=sessions,
         concurrency=concurrency,
         keep_bundle=keep_bundle,
+        interleaving=interleaving,
     )
     try:
         run_demo(opts, console=console)

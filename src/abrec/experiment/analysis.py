@@ -21,8 +21,11 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import TypeAdapter
 
+from abrec.bandit import BanditAnalysis
 from abrec.errors import ExperimentError
+from abrec.experiment.adaptive import bandit_analysis, interleaving_analysis
 from abrec.experiment.spec import METRICS, ExperimentSpec
+from abrec.interleave import InterleavingResult
 from abrec.stats import (
     SRM_THRESHOLD,
     Comparison,
@@ -148,6 +151,9 @@ class ExperimentResults(ToDictMixin):
     srm: SRMResult | None
     comparisons: tuple[TreatmentResult, ...]
     notes: tuple[str, ...]
+    type: str = "ab"
+    interleaving: InterleavingResult | None = None
+    bandit: BanditAnalysis | None = None
 
     @classmethod
     def parse(cls, data: str | bytes | Mapping[str, Any]) -> ExperimentResults:
@@ -210,6 +216,11 @@ def _variant_summary(
 
 
 def _srm(spec: ExperimentSpec, units: Mapping[str, int]) -> tuple[SRMResult | None, list[str]]:
+    if spec.type == "bandit":
+        return None, [
+            "SRM not computed: a bandit's weights change over time, so no fixed split is "
+            "expected; each assignment's probability is logged instead"
+        ]
     names = [v.name for v in spec.variants if v.weight > 0]
     observed = [units[n] for n in names]
     notes: list[str] = []
@@ -493,6 +504,13 @@ def analyze(
     """
     a = spec.alpha if alpha is None else float(alpha)
     every = _look_every(spec, look_every)
+    if spec.type == "interleaving":
+        inter, notes_i = interleaving_analysis(store, spec, a)
+        return ExperimentResults(
+            experiment=spec.id, status=spec.status, control=spec.control or spec.variant_names[0],
+            alpha=a, primary_metric="interleaving preference", variants=(), srm=None,
+            comparisons=(), notes=tuple(notes_i), type=spec.type, interleaving=inter,
+        )  # fmt: skip
     names = spec.variant_names
     stats, cuped_stats, notes = _variant_stats(store, spec)
     variants = tuple(
@@ -546,6 +564,10 @@ def analyze(
                 notes=tuple(cmp_notes),
             )
         )
+    bandit = None
+    if spec.type == "bandit":
+        bandit, bandit_notes = bandit_analysis(store, spec, 1.0 - a)
+        notes.extend(bandit_notes)
     return ExperimentResults(
         experiment=spec.id,
         status=spec.status,
@@ -556,6 +578,8 @@ def analyze(
         srm=srm,
         comparisons=tuple(comparisons),
         notes=tuple(notes),
+        type=spec.type,
+        bandit=bandit,
     )
 
 

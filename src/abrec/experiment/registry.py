@@ -10,7 +10,7 @@ from typing import Any
 
 from abrec.errors import ExperimentError
 from abrec.experiment.assignment import choose_variation, gb_hash, get_bucket_ranges
-from abrec.experiment.spec import ExperimentSpec, parse_spec
+from abrec.experiment.spec import INTERLEAVED, ExperimentSpec, parse_spec
 from abrec.store.sql import EventStore
 
 _CACHE_SIZE = 100_000
@@ -32,7 +32,7 @@ class ExperimentRegistry:
         self.store = store
         self._lock = threading.RLock()
         self._specs: dict[str, ExperimentSpec] = {}
-        self._sticky: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._sticky: OrderedDict[tuple[str, str], tuple[str, float | None]] = OrderedDict()
         self.skipped: dict[str, str] = {}
         self.reload()
 
@@ -146,15 +146,28 @@ class ExperimentRegistry:
 
     # ------------------------------------------------------------------ assignment
     def bucket(self, exp_id: str, unit_id: str) -> str | None:
-        """The hash-based variant of a unit under the current weights (ignores stickiness)."""
-        spec = self.get(exp_id)
+        """The hash-based variant of a unit under the current weights (ignores stickiness).
+
+        Interleaving experiments show every unit within coverage the merged list, so their
+        one "variant" is `INTERLEAVED`.
+        """
+        found = self._bucket(self.get(exp_id), unit_id)
+        return None if found is None else found[0]
+
+    @staticmethod
+    def _bucket(spec: ExperimentSpec, unit_id: str) -> tuple[str, float] | None:
+        """(variant, its probability under the current weights), None outside coverage."""
         n = gb_hash(spec.hash_seed, unit_id, spec.hash_version)
         if n is None:  # pragma: no cover - hash_version is validated to be 1 or 2
             return None
         idx = choose_variation(
             n, get_bucket_ranges(len(spec.variants), spec.coverage, spec.weights)
         )
-        return None if idx < 0 else spec.variants[idx].name
+        if idx < 0:
+            return None
+        if spec.type == "interleaving":
+            return INTERLEAVED, 1.0
+        return spec.variants[idx].name, spec.variants[idx].weight
 
     def assign(self, exp_id: str, unit_id: str) -> str | None:
         """Variant for a unit; None when the experiment is not running or the unit is outside coverage.
@@ -164,25 +177,34 @@ class ExperimentRegistry:
         Raises:
             ExperimentError: for an unknown experiment or an empty unit id.
         """
+        got = self.assign_with_propensity(exp_id, unit_id)
+        return None if got is None else got[0]
+
+    def assign_with_propensity(self, exp_id: str, unit_id: str) -> tuple[str, float | None] | None:
+        """(variant, the probability the unit had of getting it when first assigned), or None
+        as :meth:`assign`. The probability is the variant's weight at that moment (1 for an
+        interleaving experiment); sticky assignments store it with the variant (None for
+        assignments stored before probabilities were logged).
+        """
         if not unit_id:
             raise ExperimentError("unit_id must be a non-empty string")
         spec = self.get(exp_id)
         if spec.status != "running":
             return None
         if not spec.sticky:
-            return self.bucket(exp_id, unit_id)
+            return self._bucket(spec, unit_id)
         key = (exp_id, unit_id)
         with self._lock:
             cached = self._sticky.get(key)
             if cached is not None:
                 self._sticky.move_to_end(key)
                 return cached
-        stored = self.store.get_assignment(exp_id, unit_id)
+        stored = self.store.get_assignment_row(exp_id, unit_id)
         if stored is None:
-            variant = self.bucket(exp_id, unit_id)
-            if variant is None:
+            found = self._bucket(spec, unit_id)
+            if found is None:
                 return None
-            stored = self.store.save_assignment(exp_id, unit_id, variant)
+            stored = self.store.save_assignment_row(exp_id, unit_id, *found)
         with self._lock:
             self._sticky[key] = stored
             if len(self._sticky) > _CACHE_SIZE:
@@ -216,15 +238,15 @@ class ExperimentRegistry:
                 cached = self._sticky.get(key)
                 if cached is not None:
                     self._sticky.move_to_end(key)
-                    out[key] = cached
+                    out[key] = cached[0]
                 else:
                     misses.append(key)
         if misses:
-            stored = self.store.get_assignments(misses)
+            stored = self.store.get_assignment_rows(misses)
             with self._lock:
-                for key, variant in stored.items():
-                    out[key] = variant
-                    self._sticky[key] = variant
+                for key, row in stored.items():
+                    out[key] = row[0]
+                    self._sticky[key] = row
                     self._sticky.move_to_end(key)
                 while len(self._sticky) > _CACHE_SIZE:
                     self._sticky.popitem(last=False)

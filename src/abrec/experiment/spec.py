@@ -9,10 +9,17 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from abrec.bandit.settings import BanditSettings
 from abrec.errors import ConfigError, ExperimentError, format_validation_error
 from abrec.store.events import printable_id
 
 Status = Literal["draft", "running", "stopped"]
+ExperimentType = Literal["ab", "interleaving", "bandit"]
+InterleavingMethod = Literal["team_draft", "balanced", "multileave"]
+
+#: The variant name an interleaving experiment logs its exposures (and expects clicks) under:
+#: every unit sees one merged list; which ranker contributed each item is in ``source``.
+INTERLEAVED = "interleaved"
 
 #: Metrics the analysis knows how to compute from stored events.
 METRICS: tuple[str, ...] = (
@@ -66,12 +73,34 @@ class Variant(BaseModel):
         return printable_id(s)
 
 
+class InterleavingSettings(BaseModel):
+    """How an interleaving experiment merges its variants' rankings.
+
+    ``team_draft`` (Radlinski et al. 2008) and ``balanced`` (Joachims 2003) compare two
+    rankers; ``multileave`` is team-draft multileaving (Schuth et al. 2014) for two or more.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    method: InterleavingMethod = "team_draft"
+
+
 class ExperimentSpec(BaseModel):
-    """An A/B(/n) experiment; weights are normalised to sum to 1 on construction."""
+    """An experiment over variants (each serving a model); weights are normalised to sum
+    to 1 on construction.
+
+    ``type``: ``ab`` splits units between variants by weight; ``interleaving`` shows every
+    unit one list merged from all variants' rankings and credits clicks to the ranker that
+    contributed the item (weights unused); ``bandit`` splits new units by Thompson sampling
+    on the primary metric, the weights recomputed by the service from the store.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str = Field(pattern=_ID_PATTERN)
+    type: ExperimentType = "ab"
+    interleaving: InterleavingSettings | None = None
+    bandit: BanditSettings | None = None
     seed: str | None = Field(default=None, min_length=1, max_length=256)
     hash_version: Literal[1, 2] = 2
     variants: list[Variant] = Field(min_length=2, max_length=MAX_VARIANTS)
@@ -149,7 +178,52 @@ class ExperimentSpec(BaseModel):
         for metric in [self.primary_metric, *self.guardrails]:
             if metric not in METRICS:
                 raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
+        self._check_type(names)
         return self
+
+    def _check_type(self, names: list[str]) -> None:
+        if self.type != "interleaving" and self.interleaving is not None:
+            raise ValueError("'interleaving' settings need type = 'interleaving'")
+        if self.type != "bandit" and self.bandit is not None:
+            raise ValueError("'bandit' settings need type = 'bandit'")
+        if self.type == "interleaving":
+            if INTERLEAVED in names:
+                raise ValueError(
+                    f"an interleaving experiment logs under the variant {INTERLEAVED!r}; "
+                    "rename the variant called so"
+                )
+            method = self.interleaving_method
+            if method != "multileave" and len(names) != 2:
+                raise ValueError(
+                    f"{method} interleaving compares exactly 2 variants, got {len(names)}; "
+                    "use method = 'multileave' for more"
+                )
+        if self.type == "bandit":
+            if not self.sticky:
+                raise ValueError(
+                    "a bandit experiment must be sticky: weights change over time and a unit "
+                    "keeps the arm (and the probability) it was first assigned with"
+                )
+            if self.primary_metric != "ctr":
+                raise ValueError(
+                    "a bandit experiment allocates by Thompson sampling on CTR (Beta-Bernoulli "
+                    f"on clicks per exposure); set primary_metric = 'ctr', not "
+                    f"{self.primary_metric!r}"
+                )
+            try:
+                self.bandit_settings.check_arms(len(names))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+
+    @property
+    def interleaving_method(self) -> InterleavingMethod:
+        """The merge method (team-draft unless set)."""
+        return (self.interleaving or InterleavingSettings()).method
+
+    @property
+    def bandit_settings(self) -> BanditSettings:
+        """The bandit settings (defaults unless set)."""
+        return self.bandit or BanditSettings()
 
     @property
     def variant_names(self) -> list[str]:

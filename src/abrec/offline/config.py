@@ -202,7 +202,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a TOML run config; relative paths resolve against its folder."""
     p = Path(path)
-    return _resolve_paths(parse_config(read_toml(p), str(p)), p.parent)
+    return resolve_paths(parse_config(read_toml(p), str(p)), p.parent)
 
 
 def read_toml(path: Path, example: str = "path/to/file.toml") -> dict[str, Any]:
@@ -215,7 +215,7 @@ def read_toml(path: Path, example: str = "path/to/file.toml") -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
+def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     """Make relative dataset/encoder paths relative to the config file's folder."""
 
     def fix(value: str | None, must_exist: bool = False) -> str | None:

@@ -17,7 +17,15 @@ from abrec import fmt
 from abrec.errors import AbrecError
 from abrec.experiment.analysis import ExperimentResults, TreatmentResult
 from abrec.report import plots
-from abrec.report.model import Agreement, Decision, DemoReport, Look, OfflineSection, RunInfo
+from abrec.report.model import (
+    Agreement,
+    Decision,
+    DemoReport,
+    InterleavingSection,
+    Look,
+    OfflineSection,
+    RunInfo,
+)
 from abrec.stats import EffectResult, Interval
 
 
@@ -369,6 +377,31 @@ def _agreement(a: Sequence[Agreement]) -> str:
     return _section("Offline vs online", out)
 
 
+def _interleaving(il: InterleavingSection) -> str:
+    """The interleaving screen beside the A/B test: verdicts and the users each needed."""
+    rows = [
+        ["A/B test (always-valid CTR test)", _e(il.ab_verdict), str(il.ab_units),
+         "yes" if il.ab_decided else "no"],
+        [f"interleaving ({_e(il.method)})", _e(il.verdict), str(il.units),
+         "yes" if il.decided else "no"],
+    ]  # fmt: skip
+    inner = _table(["test", "verdict", "units used", "decided"], rows)
+    if il.result is not None:
+        p = il.result.primary
+        inner += _table(
+            ["control", "treatment", "wins", "losses", "ties", "preference [95% CI]",
+             "sign test p", "always-valid p", "win share (confidence sequence)"],
+            [[_e(p.control), _e(p.treatment), str(p.wins), str(p.losses), str(p.ties),
+              _ci(p.preference), fmt.num(p.p_value), fmt.num(p.sequential.p_value),
+              _ci(p.sequential.win_share)]],
+        )  # fmt: skip
+    inner += (
+        '<p class="muted">Wins are units whose clicks credited the treatment\'s team more '
+        f"than the control's; {_e(il.stopped_by)}.</p>"
+    )
+    return _section("Interleaving screen of the same pair", inner)
+
+
 def render_html(report: DemoReport) -> str:
     """The report page as one self-contained HTML string.
 
@@ -398,6 +431,8 @@ def render_html(report: DemoReport) -> str:
             body.append(_effects(effects))
     body.append(_sequential(comps, report.timeline))
     body.append(_guardrails(comps))
+    if report.interleaving is not None:
+        body.append(_interleaving(report.interleaving))
     if report.agreement:
         body.append(_agreement(report.agreement))
     body.append('<p class="muted">All numbers are also in results.json beside this file.</p>')

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from abrec.experiment.analysis import ExperimentResults, RunningSequentialResult
 from abrec.experiment.spec import ExperimentSpec
+from abrec.interleave import InterleavingResult
 from abrec.jsonsafe import json_safe
 from abrec.simulate.click_model import ClickModel
 from abrec.simulate.runner import SimulationProgress
@@ -167,6 +168,26 @@ class SimulationInfo(ToDictMixin):
 
 
 @dataclass(frozen=True)
+class InterleavingSection(ToDictMixin):
+    """The demo's interleaving screen of the same pair, beside the A/B test.
+
+    ``units`` is what each test used when it stopped (the sequential rule decided, or the
+    planned sample ran out); ``decided`` whether its always-valid test reached a verdict.
+    """
+
+    experiment: str
+    method: str
+    result: InterleavingResult | None
+    units: int
+    decided: bool
+    verdict: str
+    stopped_by: str
+    ab_units: int
+    ab_decided: bool
+    ab_verdict: str
+
+
+@dataclass(frozen=True)
 class DemoReport(ToDictMixin):
     """Everything the report shows; every section but the title is optional."""
 
@@ -180,6 +201,7 @@ class DemoReport(ToDictMixin):
     simulation: SimulationInfo | None = None
     spec: ExperimentSpec | None = None
     timings: dict[str, Num] = field(default_factory=dict)
+    interleaving: InterleavingSection | None = None
 
     def to_json(self) -> str:
         """``results.json``: strict JSON (NaN and ±inf are ``null``), indented."""

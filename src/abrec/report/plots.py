@@ -128,3 +128,22 @@ def bar_chart(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return _encode(fig)
+
+
+def rounds_chart(
+    rounds: Sequence[int], values: Sequence[float | None], users: Sequence[int], *, title: str
+) -> str | None:
+    """Online CTR of the champion per round (line) over the users each round cost (bars)."""
+    if not rounds:
+        return None
+    fig, ax = _figure(6.4, 3.0)
+    x = np.asarray(rounds)
+    ax.bar(x, [_num(u) for u in users], color="#d9dee5", label="simulated users")
+    ax.set_xlabel("round")
+    ax.set_ylabel("users the round cost")
+    ax.set_xticks(x)
+    ax2 = ax.twinx()
+    ax2.plot(x, [_num(v) for v in values], "o-", color=_COLORS[0], label="champion CTR")
+    ax2.set_ylabel("champion CTR")
+    ax.set_title(title, fontsize=10)
+    return _encode(fig)

@@ -57,7 +57,15 @@ class RecommendRequest(BaseModel):
 class RecommendedItem(BaseModel):
     item_id: str
     position: int = Field(ge=0, description="0-based rank")
-    score: float
+    score: float = Field(
+        description="the model's score; in an interleaved list, the score of the first "
+        "variant whose ranking holds the item"
+    )
+    source: str | None = Field(
+        default=None,
+        description="interleaving experiments: the ranker credited for this item "
+        "(team-draft, multileave) or its ranks in each ranker (balanced)",
+    )
 
 
 class RecommendResponse(BaseModel):
@@ -68,7 +76,10 @@ class RecommendResponse(BaseModel):
         "or the unit is outside its coverage (then the fallback model answers and no "
         "exposure is logged)"
     )
-    model: str
+    model: str = Field(
+        description="the model that ranked the list; for an interleaved list the variants' "
+        "models joined by '+'"
+    )
     items: list[RecommendedItem]
 
 

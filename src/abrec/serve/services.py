@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from abrec.errors import AbrecError, ConfigError, ExperimentError, StoreError
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec, load_specs
+from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
@@ -114,6 +115,28 @@ def wait_for_database(
         wait = min(30.0, wait * 2)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """How one request is served.
+
+    ``models`` maps ranker names to models: the assigned variant's model, or every
+    variant's for an interleaving experiment. ``propensity`` is the probability the policy
+    had of serving this unit this way (1 for an A/B variant's deterministic ranking; a
+    bandit arm's probability when the unit was assigned; None if not logged).
+    """
+
+    spec: ExperimentSpec | None
+    variant: str | None
+    models: dict[str, str]
+    reason: str | None
+    propensity: float | None
+
+    @classmethod
+    def fallback(cls, model: str, reason: str) -> Choice:
+        """The fallback model answers; nothing is logged."""
+        return cls(None, None, {"fallback": model}, reason, None)
+
+
 @dataclass
 class Services:
     """What the lifespan opens once: models, store, writer, registry."""
@@ -124,6 +147,7 @@ class Services:
     writer: BatchWriter
     registry: ExperimentRegistry
     metrics: ServiceMetrics
+    bandits: BanditUpdater
 
     @classmethod
     def open(cls, config: ServeConfig, metrics: ServiceMetrics) -> Services:
@@ -150,30 +174,40 @@ class Services:
         except BaseException:
             store.dispose()
             raise
-        return cls(config, engine, store, writer, registry, metrics)
+        bandits = BanditUpdater(registry)
+        bandits.start()
+        return cls(config, engine, store, writer, registry, metrics, bandits)
 
     def close(self) -> None:
-        """Flush pending events and release the store."""
+        """Stop the bandit updates, flush pending events and release the store."""
         try:
+            self.bandits.close()
             self.writer.close()
         finally:
             self.store.dispose()
 
-    def choose(self, experiment: str, unit_id: str) -> tuple[str | None, str, str | None]:
-        """(variant, model, fallback reason) for a unit in an experiment."""
+    def choose(self, experiment: str, unit_id: str) -> Choice:
+        """What serves a unit in an experiment: its variant, the model(s) and the
+        probability of the assignment, or the fallback model and why."""
         try:
             spec = self.registry.get(experiment)
         except ExperimentError:
-            return None, self.engine.fallback_model, "unknown_experiment"
+            return Choice.fallback(self.engine.fallback_model, "unknown_experiment")
         if spec.status != "running":
-            return None, self.engine.fallback_model, "not_running"
-        variant = self.registry.assign(experiment, unit_id)
-        if variant is None:
-            return None, self.engine.fallback_model, "not_assigned"
-        model = spec.variant(variant).model
-        if not self.engine.has_model(model):
-            return None, self.engine.fallback_model, "model_missing"
-        return variant, model, None
+            return Choice.fallback(self.engine.fallback_model, "not_running")
+        got = self.registry.assign_with_propensity(experiment, unit_id)
+        if got is None:
+            return Choice.fallback(self.engine.fallback_model, "not_assigned")
+        variant, propensity = got
+        if spec.type == "interleaving":
+            models = {v.name: v.model for v in spec.variants}
+        else:
+            models = {variant: spec.variant(variant).model}
+        if not all(self.engine.has_model(m) for m in models.values()):
+            return Choice.fallback(self.engine.fallback_model, "model_missing")
+        if spec.type == "ab":
+            propensity = 1.0  # the variant's ranking is deterministic
+        return Choice(spec, variant, models, None, propensity)
 
     async def write(self, events: Sequence[Event]) -> int:
         """Submit the service's own events (exposures) and wait until they are committed."""
@@ -243,6 +277,7 @@ ExperimentId = Annotated[
 ]
 
 __all__ = [
+    "Choice",
     "Config",
     "DatabaseUnavailableError",
     "ExperimentId",

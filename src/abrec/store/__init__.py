@@ -1,7 +1,7 @@
 """Event store: append-only, idempotent events on SQLite (WAL) or PostgreSQL."""
 
 from abrec.store.events import EVENT_TYPES, UNIT_COLUMNS, Event
-from abrec.store.sql import EventStore
+from abrec.store.sql import EventStore, Impression
 from abrec.store.writer import BatchWriter
 
-__all__ = ["EVENT_TYPES", "UNIT_COLUMNS", "BatchWriter", "Event", "EventStore"]
+__all__ = ["EVENT_TYPES", "UNIT_COLUMNS", "BatchWriter", "Event", "EventStore", "Impression"]

@@ -78,6 +78,20 @@ class Event(BaseModel):
     position: int | None = Field(default=None, ge=0, le=1_000_000)
     value: float | None = None
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    propensity: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="exposures: the probability that the serving policy showed this item at "
+        "this position (1 for a deterministic ranking)",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="exposures of interleaving experiments: what the credit rule needs (the "
+        "contributing ranker, or the item's ranks in each ranker)",
+    )
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -102,14 +116,16 @@ class Event(BaseModel):
             )
         return utc
 
-    @field_validator("value")
+    @field_validator("value", "propensity")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
-            raise ValueError("value must be a finite number")
+            raise ValueError("must be a finite number")
         return value
 
-    @field_validator("event_id", "experiment", "variant", "unit_id", "item_id", "request_id")
+    @field_validator(
+        "event_id", "experiment", "variant", "unit_id", "item_id", "request_id", "source"
+    )
     @classmethod
     def _printable(cls, s: str | None) -> str | None:
         return None if s is None else printable_id(s)

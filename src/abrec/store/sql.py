@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def _utc(ts: Any) -> Any:
     return ts
 
 
+@dataclass
+class Impression:
+    """One list shown to a unit (one request): items by position, what each exposure
+    logged, and which items were clicked."""
+
+    unit_id: str
+    request_id: str
+    ts: datetime
+    items: list[str]
+    sources: list[str | None]
+    propensities: list[float | None]
+    clicked: list[bool]
+
+
 def _to_int(v: Any) -> int:
     return 0 if v is None else int(v)
 
@@ -96,6 +111,8 @@ class EventStore:
             sa.Column("position", sa.Integer, nullable=True),
             sa.Column("value", sa.Double, nullable=True),
             sa.Column("request_id", sa.String(128), nullable=True),
+            sa.Column("propensity", sa.Double, nullable=True),
+            sa.Column("source", sa.String(256), nullable=True),
             sa.Index(f"ix_{p}events_exp_unit", "experiment", "variant", "unit_id"),
             sa.Index(f"ix_{p}events_exp_type", "experiment", "type"),
         )
@@ -114,6 +131,7 @@ class EventStore:
             sa.Column("unit_id", sa.String(256), primary_key=True),
             sa.Column("variant", sa.String(128), nullable=False),
             sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("propensity", sa.Double, nullable=True),
         )
         self.metadata = md
 
@@ -177,9 +195,33 @@ class EventStore:
         return [t.name for t in self.metadata.sorted_tables]
 
     def create_schema(self) -> None:
-        """Create the tables and indexes if they do not exist."""
+        """Create the tables and indexes if they do not exist, and add the nullable
+        columns later versions introduced to tables an earlier version created."""
         with self._tx("create the schema") as conn:
             self.metadata.create_all(conn, checkfirst=True)
+            self._add_missing_columns(conn)
+
+    def _add_missing_columns(self, conn: Connection) -> None:
+        """``ALTER TABLE … ADD COLUMN`` for each nullable column a stored table lacks."""
+        inspector = sa.inspect(conn)
+        prep = self.engine.dialect.identifier_preparer
+        for table in self.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                if not col.nullable:
+                    raise StoreError(
+                        f"table {table.name} lacks the required column {col.name!r}; it was "
+                        "created by an incompatible version: use a new table_prefix"
+                    )
+                kind = col.type.compile(dialect=self.engine.dialect)
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {prep.format_table(table)} "
+                        f"ADD COLUMN {prep.quote(col.name)} {kind}"
+                    )
+                )
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -439,6 +481,54 @@ class EventStore:
             "first_ts": np.array(first_ts, dtype="datetime64[us]"),
         }
 
+    def impressions(self, experiment: str) -> list[Impression]:
+        """Every list the service showed in an experiment, with its clicks, in time order.
+
+        One :class:`Impression` per request (its exposures ordered by position). A click
+        with a ``request_id`` marks that request's item; one without marks the earliest
+        exposure of that item to that unit not already clicked (the ingestion rules
+        guarantee there is one).
+        """
+        e = self.events.c
+        cols = (e.unit_id, e.request_id, e.item_id, e.position, e.source, e.propensity, e.ts)
+        q_exp = (
+            sa.select(*cols)
+            .where(e.experiment == experiment, e.type == "exposure", e.request_id.is_not(None))
+            .order_by(e.ts, e.request_id, e.position)
+        )
+        q_clk = sa.select(e.unit_id, e.request_id, e.item_id).where(
+            e.experiment == experiment, e.type == "click"
+        )
+        with self._tx("read impressions") as conn:
+            exposures = conn.execute(q_exp).all()
+            clicks = conn.execute(q_clk).all()
+        by_request: dict[str, Impression] = {}
+        slot: dict[tuple[str, str], int] = {}
+        by_unit_item: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for unit, req, item, _pos, src, prop, ts in exposures:
+            imp = by_request.get(req)
+            if imp is None:
+                imp = by_request[req] = Impression(str(unit), str(req), _utc(ts), [], [], [], [])
+            slot[(req, item)] = len(imp.items)
+            by_unit_item.setdefault((unit, item), []).append((req, len(imp.items)))
+            imp.items.append(str(item))
+            imp.sources.append(None if src is None else str(src))
+            imp.propensities.append(None if prop is None else float(prop))
+            imp.clicked.append(False)
+        loose: list[tuple[str, str]] = []
+        for unit, req, item in clicks:
+            where = slot.get((req, item)) if req is not None else None
+            if where is not None and by_request[req].unit_id == unit:
+                by_request[req].clicked[where] = True
+            else:
+                loose.append((unit, item))
+        for unit, item in loose:
+            for req, pos in by_unit_item.get((unit, item), []):
+                if not by_request[req].clicked[pos]:
+                    by_request[req].clicked[pos] = True
+                    break
+        return list(by_request.values())
+
     # ------------------------------------------------------------------ experiments
     def save_experiment(self, spec_json: dict[str, Any]) -> int:
         """Store a new version of an experiment spec (must contain ``id``); return its version."""
@@ -484,14 +574,51 @@ class EventStore:
     # ------------------------------------------------------------------ assignments
     def get_assignment(self, experiment: str, unit_id: str) -> str | None:
         """The stored (sticky) variant of a unit, or None."""
+        row = self.get_assignment_row(experiment, unit_id)
+        return None if row is None else row[0]
+
+    def get_assignment_row(self, experiment: str, unit_id: str) -> tuple[str, float | None] | None:
+        """The stored (variant, assignment probability) of a unit, or None."""
         t = self.assignments
-        q = sa.select(t.c.variant).where(t.c.experiment == experiment, t.c.unit_id == unit_id)
+        q = sa.select(t.c.variant, t.c.propensity).where(
+            t.c.experiment == experiment, t.c.unit_id == unit_id
+        )
         with self._tx("read an assignment") as conn:
-            v = conn.execute(q).scalar_one_or_none()
-        return None if v is None else str(v)
+            r = conn.execute(q).first()
+        return None if r is None else (str(r[0]), None if r[1] is None else float(r[1]))
+
+    def assignment_frame(self, experiment: str) -> dict[str, np.ndarray]:
+        """Every stored assignment of an experiment, in assignment order.
+
+        Columns: unit_id, variant (object arrays), propensity (float64, NaN where none was
+        logged), assigned_at (datetime64[us], UTC).
+        """
+        t = self.assignments
+        q = (
+            sa.select(t.c.unit_id, t.c.variant, t.c.propensity, t.c.assigned_at)
+            .where(t.c.experiment == experiment)
+            .order_by(t.c.assigned_at, t.c.unit_id)
+        )
+        with self._tx("read assignments") as conn:
+            rows = conn.execute(q).all()
+        at = [_utc(r[3]).replace(tzinfo=None) for r in rows]
+        return {
+            "unit_id": np.array([str(r[0]) for r in rows], dtype=object),
+            "variant": np.array([str(r[1]) for r in rows], dtype=object),
+            "propensity": np.array(
+                [np.nan if r[2] is None else float(r[2]) for r in rows], dtype=np.float64
+            ),
+            "assigned_at": np.array(at, dtype="datetime64[us]"),
+        }
 
     def get_assignments(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Stored variants of many (experiment, unit_id) pairs in one query; absent pairs are left out."""
+        return {k: v for k, (v, _) in self.get_assignment_rows(pairs).items()}
+
+    def get_assignment_rows(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, float | None]]:
+        """Stored (variant, probability) of many (experiment, unit_id) pairs in one query."""
         wanted: dict[str, set[str]] = {}
         for experiment, unit_id in pairs:
             wanted.setdefault(experiment, set()).add(unit_id)
@@ -504,13 +631,24 @@ class EventStore:
                 for exp, units in sorted(wanted.items())
             )
         )
-        q = sa.select(t.c.experiment, t.c.unit_id, t.c.variant).where(cond)
+        q = sa.select(t.c.experiment, t.c.unit_id, t.c.variant, t.c.propensity).where(cond)
         with self._tx("read assignments") as conn:
             rows = conn.execute(q).all()
-        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+        return {
+            (str(r[0]), str(r[1])): (str(r[2]), None if r[3] is None else float(r[3])) for r in rows
+        }
 
-    def save_assignment(self, experiment: str, unit_id: str, variant: str) -> str:
+    def save_assignment(
+        self, experiment: str, unit_id: str, variant: str, propensity: float | None = None
+    ) -> str:
         """Store a unit's variant unless one is stored already; return the stored variant."""
+        return self.save_assignment_row(experiment, unit_id, variant, propensity)[0]
+
+    def save_assignment_row(
+        self, experiment: str, unit_id: str, variant: str, propensity: float | None = None
+    ) -> tuple[str, float | None]:
+        """Store a unit's variant and the probability it had, unless the unit has one
+        already; return the stored (variant, probability): the first assignment wins."""
         t = self.assignments
         stmt = (
             self._insert(t)
@@ -519,13 +657,17 @@ class EventStore:
                 unit_id=unit_id,
                 variant=variant,
                 assigned_at=datetime.now(UTC),
+                propensity=propensity,
             )
             .on_conflict_do_nothing(index_elements=["experiment", "unit_id"])
         )
-        q = sa.select(t.c.variant).where(t.c.experiment == experiment, t.c.unit_id == unit_id)
+        q = sa.select(t.c.variant, t.c.propensity).where(
+            t.c.experiment == experiment, t.c.unit_id == unit_id
+        )
         with self._tx("save an assignment") as conn:
             conn.execute(stmt)
-            return str(conn.execute(q).scalar_one())
+            r = conn.execute(q).one()
+        return str(r[0]), None if r[1] is None else float(r[1])
 
     def __repr__(self) -> str:
         return f"EventStore({self.dialect}, prefix={self.table_prefix!r})"

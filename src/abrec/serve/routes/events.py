@@ -110,6 +110,12 @@ EXPOSURE_REFUSED = (
 )
 
 
+SERVICE_FIELDS_REFUSED = (
+    "propensity and source are logged by the service with the exposures it serves; leave "
+    "them out of clicks, conversions and covariates"
+)
+
+
 def event_problem(raw: Any) -> tuple[Event | None, str | None]:
     """Validate one raw event; returns (event, None) or (None, message)."""
     if not isinstance(raw, dict):
@@ -125,6 +131,8 @@ def event_problem(raw: Any) -> tuple[Event | None, str | None]:
         return None, f"position: must be at most {PG_INT_MAX}"
     if event.type == "exposure":
         return None, EXPOSURE_REFUSED
+    if event.propensity is not None or event.source is not None:
+        return None, SERVICE_FIELDS_REFUSED
     return event, None
 
 

@@ -1,25 +1,74 @@
-"""`POST /v1/recommend`: rank items for a unit under its experiment variant, log exposures."""
+"""`POST /v1/recommend`: rank items for a unit under its experiment variant, log exposures.
+
+A/B and bandit experiments rank with the assigned variant's model. Interleaving
+experiments rank with every variant's model and merge the lists (`abrec.interleave`); each
+exposure keeps what the credit rule needs (``source``) and the probability of the item
+being shown at that position (``propensity``).
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
 
+import numpy as np
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
+from abrec.interleave import interleave
+from abrec.serve.engine import Ranked
 from abrec.serve.schemas import Problem, RecommendedItem, RecommendRequest, RecommendResponse
-from abrec.serve.services import Config, Metrics, Svc
+from abrec.serve.services import Choice, Config, Metrics, Services, Svc
 from abrec.store import Event
 
 router = APIRouter(tags=["serve"])
 
 
+@dataclass(frozen=True)
+class Served:
+    """The list a request answers with and what each exposure logs."""
+
+    model: str
+    item_ids: list[str]
+    scores: list[float]
+    sources: list[str] | None
+    propensities: list[float | None]
+
+
+def _serve(s: Services, choice: Choice, body: RecommendRequest, request_id: str) -> Served:
+    """Rank (and, for an interleaving experiment, merge) the list of one request."""
+    history = body.context.history if body.context is not None else []
+    ranked: dict[str, Ranked] = {
+        name: s.engine.recommend(model, body.unit_id, body.k, history)
+        for name, model in choice.models.items()
+    }
+    if choice.spec is None or choice.spec.type != "interleaving":
+        (r,) = ranked.values()
+        return Served(r.model, r.item_ids, r.scores, None, [choice.propensity] * len(r.item_ids))
+    rng = np.random.default_rng(uuid.UUID(hex=request_id).int)
+    merged = interleave(
+        choice.spec.interleaving_method, {n: r.item_ids for n, r in ranked.items()}, body.k, rng
+    )
+    score_of: dict[str, float] = {}
+    for r in reversed(ranked.values()):  # the first variant's score wins
+        score_of.update(zip(r.item_ids, r.scores, strict=True))
+    return Served(
+        "+".join(r.model for r in ranked.values()),
+        list(merged.items),
+        [score_of[i] for i in merged.items],
+        list(merged.sources),
+        list(merged.propensities),
+    )
+
+
 def _exposures(
-    body: RecommendRequest, variant: str, request_id: str, items: list[str]
+    body: RecommendRequest, variant: str, request_id: str, served: Served
 ) -> list[Event]:
     """One exposure event per recommended item, keyed by request id and position."""
+    sources: list[str | None] = (
+        [*served.sources] if served.sources else [None] * len(served.item_ids)
+    )
     return [
         Event(
             event_id=f"{request_id}:{pos}",
@@ -30,8 +79,12 @@ def _exposures(
             item_id=item,
             position=pos,
             request_id=request_id,
+            propensity=prop,
+            source=src,
         )
-        for pos, item in enumerate(items)
+        for pos, (item, prop, src) in enumerate(
+            zip(served.item_ids, served.propensities, sources, strict=True)
+        )
     ]
 
 
@@ -46,34 +99,38 @@ async def recommend(
     """Rank items for a unit with its variant's model and log one exposure per item."""
     if body.k > config.max_k:
         raise HTTPException(422, f"k={body.k} is above max_k={config.max_k}; ask for fewer")
-    history = body.context.history if body.context is not None else []
+    request_id = uuid.uuid4().hex
 
-    def work() -> tuple[str | None, str | None, Any]:
-        variant, model, reason = s.choose(body.experiment, body.unit_id)
-        return variant, reason, s.engine.recommend(model, body.unit_id, body.k, history)
+    def work() -> tuple[Choice, Served]:
+        choice = s.choose(body.experiment, body.unit_id)
+        return choice, _serve(s, choice, body, request_id)
 
     try:
-        variant, reason, ranked = await run_in_threadpool(work)
+        choice, served = await run_in_threadpool(work)
     except StoreError:
         raise
     except AbrecError as exc:
         raise HTTPException(422, str(exc)) from exc
-    request_id = uuid.uuid4().hex
-    if variant is None:
-        metrics.fallbacks.labels(reason=reason or "none").inc()
+    if choice.variant is None:
+        metrics.fallbacks.labels(reason=choice.reason or "none").inc()
     else:
         metrics.assignments.inc()
-        if ranked.item_ids:
-            exposures = _exposures(body, variant, request_id, list(ranked.item_ids))
+        if served.item_ids:
+            exposures = _exposures(body, choice.variant, request_id, served)
             await s.write(exposures)
             metrics.events_ingested.labels(type="exposure").inc(len(exposures))
+    sources: list[str | None] = (
+        [*served.sources] if served.sources else [None] * len(served.item_ids)
+    )
     return RecommendResponse(
         request_id=request_id,
         experiment=body.experiment,
-        variant=variant,
-        model=ranked.model,
+        variant=choice.variant,
+        model=served.model,
         items=[
-            RecommendedItem(item_id=i, position=p, score=sc)
-            for p, (i, sc) in enumerate(zip(ranked.item_ids, ranked.scores, strict=True))
+            RecommendedItem(item_id=i, position=p, score=sc, source=src)
+            for p, (i, sc, src) in enumerate(
+                zip(served.item_ids, served.scores, sources, strict=True)
+            )
         ],
     )
