@@ -124,3 +124,21 @@ def test_bad_input(kwargs: dict, error: type[Exception], match: str) -> None:
     }
     with pytest.raises(error, match=match):
         crossfit_item_slot_ctr(**args)
+
+
+def test_hand_computed_shrinkage() -> None:
+    """Four rows, m = 2: every level of the formula by hand."""
+    a = np.array([0, 0, 1, 1])
+    k = np.array([0, 1, 0, 0])
+    r = np.array([1.0, 0.0, 1.0, 0.0])
+    q = item_slot_ctr(a, k, r, 2, 2, prior_strength=2.0)
+    g = 0.5
+    s0, s1 = (2 + 2 * g) / (3 + 2) / g, (0 + 2 * g) / (1 + 2) / g  # slot factors 1.2, 2/3
+    a0, a1 = (1 + 2 * g) / (2 + 2), (1 + 2 * g) / (2 + 2)  # item rates 0.5, 0.5
+    expected = np.array(
+        [
+            [(1 + 2 * a0 * s0) / (1 + 2), (0 + 2 * a0 * s1) / (1 + 2)],
+            [(1 + 2 * a1 * s0) / (2 + 2), (0 + 2 * a1 * s1) / (0 + 2)],  # (1, 1) unseen
+        ]
+    )
+    np.testing.assert_allclose(q, expected)

@@ -158,3 +158,22 @@ def test_nonfinite_raise_or_omit() -> None:
 def test_bad_input(make, match: str) -> None:
     with pytest.raises(StatsInputError, match=match):
         make()
+
+
+def test_jackknife_leaves_one_unit_out_of_every_paired_array() -> None:
+    """BCa's acceleration uses leave-one-out values; for a Paired group the unit leaves all
+    its arrays at once (checked against a loop; a per-array jackknife would differ)."""
+    from abrec.stats.bootstrap import _groups, _jackknife
+
+    rng = np.random.default_rng(6)
+    num, den, z = rng.random(7), rng.uniform(0.5, 1.0, 7), rng.random(5)
+
+    def stat(a: np.ndarray, b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+        return ratio(a, b, axis) + c.mean(axis=axis)
+
+    got = _jackknife(stat, _groups([Paired(num, den), z]))
+    keep = lambda n, i: np.arange(n) != i  # noqa: E731
+    ref0 = [num[keep(7, i)].sum() / den[keep(7, i)].sum() + z.mean() for i in range(7)]
+    ref1 = [num.sum() / den.sum() + z[keep(5, i)].mean() for i in range(5)]
+    np.testing.assert_allclose(got[0], ref0)
+    np.testing.assert_allclose(got[1], ref1)
