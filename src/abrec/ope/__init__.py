@@ -7,8 +7,19 @@ from abrec.ope.estimators import (
     dr,
     estimate_all,
     ips,
+    ratio_terms,
     snips,
     switch_dr,
 )
 
-__all__ = ["ESTIMATORS", "OPEResult", "dm", "dr", "estimate_all", "ips", "snips", "switch_dr"]
+__all__ = [
+    "ESTIMATORS",
+    "OPEResult",
+    "dm",
+    "dr",
+    "estimate_all",
+    "ips",
+    "ratio_terms",
+    "snips",
+    "switch_dr",
+]

@@ -25,12 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from abrec.errors import DataError
+from abrec.stats.bootstrap import Paired, bootstrap
 
 FloatArray = npt.NDArray[np.float64]
 
 #: Estimator names in the order `estimate_all` returns them.
 ESTIMATORS = ("ips", "snips", "dm", "dr", "switch_dr")
-_CHUNK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,19 @@ def _weights(pscore: Any, action_dist_e: Any) -> tuple[FloatArray, FloatArray]:
     return p, w
 
 
-def _round_index(rounds: Any, n: int) -> tuple[npt.NDArray[np.intp], int]:
-    """Dense round index per row (each row its own round when ``rounds`` is None)."""
+def _rounds(rounds: Any, n: int) -> Any:
+    """``rounds`` checked to give one id per row (None: each row is its own round)."""
     if rounds is None:
-        return np.arange(n, dtype=np.intp), n
+        return None
     r = np.asarray(rounds)
     if r.ndim != 1 or r.size != n:
         raise DataError(f"rounds must be 1-D with one id per row ({n}); got shape {r.shape}.")
-    _, inverse = np.unique(r, return_inverse=True)
-    inverse = inverse.astype(np.intp).ravel()
-    return inverse, int(inverse.max()) + 1
+    return r
 
 
 def _check_ci_args(n_boot: int, level: float) -> None:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}.")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 10:
+        raise ValueError(f"n_boot must be an integer >= 10; got {n_boot!r}.")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1; got {level!r}.")
 
@@ -118,6 +116,11 @@ def _logged(
     return r, w / p, list(extra.values())
 
 
+def _ratio_of_sums(num: FloatArray, den: FloatArray, axis: int = -1) -> Any:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num.sum(axis=axis) / den.sum(axis=axis)
+
+
 def _ratio_with_ci(
     estimator: str,
     num: FloatArray,
@@ -127,7 +130,10 @@ def _ratio_with_ci(
     level: float,
     seed: int | None,
 ) -> OPEResult:
-    """sum(num) / sum(den) and its percentile bootstrap CI, resampling rounds."""
+    """sum(num) / sum(den) and its percentile bootstrap CI, resampling whole rounds.
+
+    A resample whose denominator vanishes (every resampled weight 0) is dropped.
+    """
     total_den = float(den.sum())
     if total_den <= 0:
         raise DataError(
@@ -135,21 +141,42 @@ def _ratio_with_ci(
             "logged action (the importance weights sum to 0)."
         )
     value = float(num.sum()) / total_den
-    index, n_rounds = _round_index(rounds, num.size)
-    num_r = np.bincount(index, weights=num, minlength=n_rounds)
-    den_r = np.bincount(index, weights=den, minlength=n_rounds)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_ELEMENTS // n_rounds)
-    stats = np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n_rounds, size=(stop - start, n_rounds))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stats[start:stop] = num_r[idx].sum(axis=1) / den_r[idx].sum(axis=1)
-    stats[~np.isfinite(stats)] = np.nan  # a resample whose weights all vanish
-    alpha = 1.0 - level
-    low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
-    return OPEResult(estimator, value, float(low), float(high), int(num.size))
+    if num.size < 2:
+        return OPEResult(estimator, value, math.nan, math.nan, int(num.size))
+    sample = Paired(num, den, clusters=_rounds(rounds, num.size))
+    if sample.n_units < 2:  # one round: nothing to resample
+        return OPEResult(estimator, value, math.nan, math.nan, int(num.size))
+    ci = bootstrap(
+        sample,
+        _ratio_of_sums,
+        n_resamples=int(n_boot),
+        confidence=level,
+        seed=seed,
+        nonfinite="omit",
+    ).interval
+    return OPEResult(estimator, value, ci.low, ci.high, int(num.size))
+
+
+Terms = tuple[FloatArray, FloatArray]
+
+
+def _ips_terms(r: FloatArray, iw: FloatArray) -> Terms:
+    return iw * r, np.ones_like(r)
+
+
+def _snips_terms(r: FloatArray, iw: FloatArray) -> Terms:
+    return iw * r, iw
+
+
+def _dm_terms(q_e: FloatArray) -> Terms:
+    return q_e, np.ones_like(q_e)
+
+
+def _switch_dr_terms(
+    r: FloatArray, iw: FloatArray, q_log: FloatArray, q_e: FloatArray, tau: float
+) -> Terms:
+    term = q_e + np.where(iw <= tau, iw * (r - q_log), 0.0)
+    return term, np.ones_like(term)
 
 
 def ips(
@@ -165,7 +192,7 @@ def ips(
     """Inverse propensity scoring: mean(w / p * r)."""
     _check_ci_args(n_boot, level)
     r, iw, _ = _logged(rewards, pscore, action_dist_e)
-    return _ratio_with_ci("ips", iw * r, np.ones_like(r), rounds, n_boot, level, seed)
+    return _ratio_with_ci("ips", *_ips_terms(r, iw), rounds, n_boot, level, seed)
 
 
 def snips(
@@ -181,7 +208,7 @@ def snips(
     """Self-normalised IPS: sum(w / p * r) / sum(w / p)."""
     _check_ci_args(n_boot, level)
     r, iw, _ = _logged(rewards, pscore, action_dist_e)
-    return _ratio_with_ci("snips", iw * r, iw, rounds, n_boot, level, seed)
+    return _ratio_with_ci("snips", *_snips_terms(r, iw), rounds, n_boot, level, seed)
 
 
 def dm(
@@ -195,7 +222,7 @@ def dm(
     """Direct method: mean(q_hat_e), the reward model's value of the evaluation policy."""
     _check_ci_args(n_boot, level)
     q = _array(q_hat_e, "q_hat_e")
-    return _ratio_with_ci("dm", q, np.ones_like(q), rounds, n_boot, level, seed)
+    return _ratio_with_ci("dm", *_dm_terms(q), rounds, n_boot, level, seed)
 
 
 def switch_dr(
@@ -222,8 +249,8 @@ def switch_dr(
     r, iw, (q_log, q_e) = _logged(
         rewards, pscore, action_dist_e, q_hat_logged=q_hat_logged, q_hat_e=q_hat_e
     )
-    term = q_e + np.where(iw <= tau, iw * (r - q_log), 0.0)
-    return _ratio_with_ci(name, term, np.ones_like(term), rounds, n_boot, level, seed)
+    terms = _switch_dr_terms(r, iw, q_log, q_e, tau)
+    return _ratio_with_ci(name, *terms, rounds, n_boot, level, seed)
 
 
 def dr(
@@ -289,3 +316,38 @@ def estimate_all(
             rewards, pscore, action_dist_e, q_hat_logged, q_hat_e, tau=tau, **ci
         )
     return out
+
+
+def ratio_terms(
+    rewards: Any,
+    pscore: Any,
+    action_dist_e: Any,
+    q_hat_logged: Any = None,
+    q_hat_e: Any = None,
+    *,
+    tau: float = math.inf,
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per-row (numerator, denominator) of every estimator the inputs allow.
+
+    Each estimate is sum(num) / sum(den) (see the module docstring); callers that bootstrap
+    an estimate together with something else (e.g. a relative error against an on-policy
+    value) resample these terms. Keys and order as in `estimate_all`.
+    """
+    if (q_hat_logged is None) != (q_hat_e is None):
+        raise ValueError(
+            "give both q_hat_logged and q_hat_e for model-based estimators, or neither."
+        )
+    tau = _check_tau(tau)
+    if q_hat_logged is None:
+        r, iw, _ = _logged(rewards, pscore, action_dist_e)
+        return {"ips": _ips_terms(r, iw), "snips": _snips_terms(r, iw)}
+    r, iw, (q_log, q_e) = _logged(
+        rewards, pscore, action_dist_e, q_hat_logged=q_hat_logged, q_hat_e=q_hat_e
+    )
+    return {
+        "ips": _ips_terms(r, iw),
+        "snips": _snips_terms(r, iw),
+        "dm": _dm_terms(q_e),
+        "dr": _switch_dr_terms(r, iw, q_log, q_e, math.inf),
+        "switch_dr": _switch_dr_terms(r, iw, q_log, q_e, tau),
+    }
