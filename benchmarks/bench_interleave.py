@@ -193,7 +193,8 @@ def compare(
     law, tables = interleave_law(users, tops[a], tops[b], cm)
     n_ab, pw_ab = smallest_n(lambda n: power_ab(la, lb, n, args.runs, args.seed))
     n_il, pw_il = smallest_n(lambda n: power_interleave(law, n, args.runs, args.seed))
-    brute = brute_force_interleave(users, tables, n_il, args.brute_runs, args.seed + 1)
+    brute_runs = min(args.brute_runs, max(50, args.brute_draws // n_il))  # bounded time
+    brute = brute_force_interleave(users, tables, n_il, brute_runs, args.seed + 1)
     analytic = sample_size_means(
         mean[b] - mean[a], sd[a], std_treatment=sd[b], alpha=ALPHA, power=TARGET_POWER
     )
@@ -213,6 +214,7 @@ def compare(
         "interleaving_users": n_il,
         "interleaving_power_at_n": pw_il,
         "interleaving_brute_force_power_at_n": brute,
+        "brute_force_runs": brute_runs,
         "ratio_total_users": 2 * n_ab / n_il,
     }
 
@@ -227,6 +229,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="simulated experiments per n")
     parser.add_argument(
         "--brute-runs", type=int, default=300, help="plain-simulation runs for the check"
+    )
+    parser.add_argument(
+        "--brute-draws", type=int, default=2_000_000, help="cap on users drawn by the check"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
