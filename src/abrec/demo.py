@@ -56,9 +56,9 @@ from abrec.stats import EffectResult, Interval
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from abrec.simulate.online import OnlineOutcome
     from abrec.offline.config import RunConfig
     from abrec.offline.run import RunOutput
+    from abrec.simulate.online import OnlineOutcome
 
 EXPERIMENT_ID = "demo-ctr"
 INTERLEAVING_ID = "demo-interleaving"

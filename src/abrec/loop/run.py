@@ -26,10 +26,10 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.demo import decide
 from abrec.experiment.analysis import ExperimentResults
 from abrec.loop.config import LoopConfig
-from abrec.simulate.online import OnlineOutcome, check, run_experiment
 from abrec.loop.screen import OfflineScreen, OffPolicyScreen, off_policy_screen, offline_screen
 from abrec.models.base import Recommender
 from abrec.report.model import Decision
+from abrec.simulate.online import OnlineOutcome, check, run_experiment
 from abrec.simulate.population import Population
 from abrec.simulate.runner import SimulationConfig
 from abrec.simulate.scenario import experiment_spec
