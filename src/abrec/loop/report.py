@@ -118,7 +118,8 @@ def render_loop_html(result: LoopResult) -> str:
         title="champion CTR per round and the users each round cost",
     )
     summary = _table(
-        ["round", "champion before", "champion after", "promoted", "online CTR", "users"],
+        ["round", "champion before", "champion after", "promoted", "champion's online CTR",
+         "users"],
         [
             [str(r.round), _e(r.champion_before), _e(r.champion_after),
              "yes" if r.promoted else "no", fmt.num(r.online_ctr), str(r.users)]

@@ -55,6 +55,7 @@ class InterleavingScreen(ToDictMixin):
     sequential_p: Num
     passed: bool
     stopped_by: str
+    champion_ctr: OptNum = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class RoundRecord(ToDictMixin):
     ab: ABConfirmation | None
     promoted: bool
     evidence: str
-    online_ctr: OptNum
+    online_ctr: OptNum  # the champion arm of the A/B test, else its team in interleaving
     users_interleaving: int
     users_ab: int
     elapsed_s: Num
@@ -262,6 +263,9 @@ class _Loop:
         online = None
         if ab is not None:
             online = ab.ctr_treatment if promoted else ab.ctr_control
+        else:  # the champion's team in the interleaving screens
+            team = [x.champion_ctr for x in inter_rows if x.champion_ctr is not None]
+            online = float(np.mean(team)) if team else None
         return RoundRecord(
             round=r,
             champion_before=champion,
@@ -373,7 +377,13 @@ class _Loop:
             and res.interleaving.primary.sequential.decision == "reject",
             min_units=20, poll_s=s.poll_s, console=self.con, label=exp_id,
         )  # fmt: skip
-        return _interleaving_row(cand, out)
+        row = _interleaving_row(cand, out)
+        shown = clicks = 0
+        for imp in self.store.impressions(exp_id):
+            for src, c in zip(imp.sources, imp.clicked, strict=True):
+                if src == "champion":
+                    shown, clicks = shown + 1, clicks + int(c)
+        return dataclasses.replace(row, champion_ctr=clicks / shown if shown else None)
 
     def _ab(self, http: httpx.Client, r: int, champion: str, cand: str) -> ABConfirmation:
         s = self.s

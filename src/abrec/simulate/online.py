@@ -82,8 +82,6 @@ def run_experiment(
     experiment and every acknowledged event) and re-raises.
     """
     exp_id = str(spec["id"])
-    check(http.post("/v1/admin/experiments", json=spec), f"create {exp_id}")
-    check(http.post(f"/v1/admin/experiments/{exp_id}/start"), f"start {exp_id}")
     sim = Simulator(str(http.base_url), users, sim_config)
     outcome: dict[str, Any] = {}
 
@@ -96,8 +94,10 @@ def run_experiment(
     thread = threading.Thread(target=target, name=f"abrec-sim-{exp_id}", daemon=True)
     stopped_by = "planned sample reached"
     last_print = 0.0
-    thread.start()
     try:
+        check(http.post("/v1/admin/experiments", json=spec), f"create {exp_id}")
+        check(http.post(f"/v1/admin/experiments/{exp_id}/start"), f"start {exp_id}")
+        thread.start()
         while thread.is_alive():
             thread.join(timeout=poll_s)
             polled = fetch_results(http, exp_id)
@@ -118,10 +118,11 @@ def run_experiment(
             ):
                 stopped_by = "sequential test decided"
                 sim.stop()
-    except BaseException:
+    except BaseException:  # Ctrl-C or a failed step: leave the experiment stopped
         sim.stop()
-        thread.join()
-        http.post(f"/v1/admin/experiments/{exp_id}/stop")
+        if thread.is_alive():
+            thread.join()
+        http.post(f"/v1/admin/experiments/{exp_id}/stop")  # a 404 when it was never created
         raise
     check(http.post(f"/v1/admin/experiments/{exp_id}/stop"), f"stop {exp_id}")
     if "error" in outcome:
