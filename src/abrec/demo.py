@@ -48,6 +48,7 @@ from abrec.report.model import (
     SimulationInfo,
 )
 from abrec.simulate.click_model import ClickModel
+from abrec.simulate.online import check, fetch_results
 from abrec.simulate.population import Population
 from abrec.simulate.runner import SimulationConfig, SimulationProgress, Simulator
 from abrec.simulate.scenario import experiment_spec
@@ -450,8 +451,8 @@ def _run_online(
     ):
         if not opts.quiet:
             con.print(f"service on {svc.url}  (store {store_url})")
-        _check(http.post("/v1/admin/experiments", json=spec), "create experiment")
-        _check(http.post(f"/v1/admin/experiments/{spec['id']}/start"), "start")
+        check(http.post("/v1/admin/experiments", json=spec), "create experiment")
+        check(http.post(f"/v1/admin/experiments/{spec['id']}/start"), "start")
         sim = Simulator(svc.url, users, sim_cfg)
         con.print(
             f"{len(users)} simulated users, {len(sim.plan)} planned sessions, "
@@ -460,8 +461,8 @@ def _run_online(
             f"treatment={spec['variants'][1]['model']}"
         )
         watched = _watch(http, spec["id"], sim, opts, con)
-        _check(http.post(f"/v1/admin/experiments/{spec['id']}/stop"), "stop")
-        analysis = _results(http, spec["id"])
+        check(http.post(f"/v1/admin/experiments/{spec['id']}/stop"), "stop")
+        analysis = fetch_results(http, spec["id"])
         last = look_at(analysis, time.perf_counter() - watched.start)
         inter = _interleave(http, spec, users, sim_cfg, opts, con) if opts.interleaving else None
     return OnlineRun(
@@ -598,7 +599,7 @@ def _watch(
         thread.start()
         while thread.is_alive():
             thread.join(timeout=opts.poll_s)
-            polled = _results(http, exp_id)
+            polled = fetch_results(http, exp_id)
             look = look_at(polled, time.perf_counter() - start)
             if look is not None:
                 looks.append(look)
@@ -614,21 +615,6 @@ def _watch(
     if "error" in outcome:
         raise DemoError(f"simulation failed: {outcome['error']}") from outcome["error"]
     return _Watched(looks, stopped_by, decisive, outcome["progress"], start)
-
-
-def _check(resp: httpx.Response, what: str) -> dict[str, Any]:
-    if resp.status_code >= 300:
-        raise DemoError(f"{what}: the service answered {resp.status_code}: {resp.text[:300]}")
-    data = resp.json()
-    return data if isinstance(data, dict) else {"items": data}
-
-
-def _results(http: httpx.Client, exp_id: str) -> ExperimentResults | None:
-    resp = http.get(f"/v1/experiments/{exp_id}/results")
-    if resp.status_code == 409:  # not analysable yet (no data)
-        return None
-    _check(resp, "results")
-    return ExperimentResults.parse(resp.content)
 
 
 def _status(p: SimulationProgress, look: Look | None) -> str:

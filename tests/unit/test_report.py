@@ -296,3 +296,27 @@ def test_report_minimal_and_bad_input(tmp_path: Path) -> None:
     assert DemoReport.parse((tmp_path / "results.json").read_text()) == DemoReport("empty <1>")
     with pytest.raises(ReportError, match="DemoReport"):
         render_html({"title": "a dict"})  # type: ignore[arg-type]
+
+
+def test_interleaving_section_renders_and_round_trips() -> None:
+    from abrec.interleave import Impression, analyze_interleaving
+    from abrec.report import DemoReport, render_html
+    from abrec.report.model import InterleavingSection
+
+    imps = [
+        Impression(f"u{i}", ["control", "treatment"], [False, i % 3 != 0]) for i in range(30)
+    ]
+    res = analyze_interleaving("team_draft", ["control", "treatment"], imps, n_resamples=200)
+    section = InterleavingSection(
+        experiment="demo-interleaving", method="team_draft", result=res, units=30,
+        decided=True, verdict="treatment preferred", stopped_by="sequential test decided",
+        ab_units=610, ab_decided=False, ab_verdict="no winner",
+    )  # fmt: skip
+    report = DemoReport(title="t", interleaving=section)
+    page = render_html(report)
+    assert "Interleaving screen of the same pair" in page
+    assert ">20<" in page and ">0<" in page and ">10<" in page  # wins, losses, ties
+    back = DemoReport.parse(report.to_json())
+    assert back.interleaving is not None and back.interleaving.result is not None
+    assert back.interleaving.result.primary.wins == 20
+    assert back.interleaving.ab_units == 610
