@@ -303,9 +303,7 @@ def test_interleaving_section_renders_and_round_trips() -> None:
     from abrec.report import DemoReport, render_html
     from abrec.report.model import InterleavingSection
 
-    imps = [
-        Impression(f"u{i}", ["control", "treatment"], [False, i % 3 != 0]) for i in range(30)
-    ]
+    imps = [Impression(f"u{i}", ["control", "treatment"], [False, i % 3 != 0]) for i in range(30)]
     res = analyze_interleaving("team_draft", ["control", "treatment"], imps, n_resamples=200)
     section = InterleavingSection(
         experiment="demo-interleaving", method="team_draft", result=res, units=30,
