@@ -39,6 +39,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_stats.py
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_ope_obd.py
+	$(BIN)/python benchmarks/bench_interleave.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
