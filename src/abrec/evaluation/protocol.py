@@ -217,38 +217,125 @@ def _check_args(
     return base, cutoffs
 
 
-def _evaluate_model(
-    name: str,
+@dataclass(frozen=True)
+class ChunkTask:
+    """What every user chunk of one evaluation shares (picklable, for other processes).
+
+    Attributes:
+        targets: the split's scored users and their relevance sets.
+        ks: cut-offs (each <= `targets.kmax`).
+        embeddings: float64 item vectors for diversity, or None.
+        batch_size: users scored per `Recommender.score` call.
+        compute_auc: whether to compute AUC (needs the full score rows).
+    """
+
+    targets: _Targets
+    ks: tuple[int, ...]
+    embeddings: np.ndarray | None
+    batch_size: int
+    compute_auc: bool
+
+    @property
+    def n_users(self) -> int:
+        """Number of scored users (chunks index `targets.users[start:stop]`)."""
+        return len(self.targets.users)
+
+
+@dataclass(frozen=True)
+class UserChunk:
+    """Per-user metrics for the scored users `targets.users[start:stop]`.
+
+    `per_all` has one row per user of the range; `per_cold` one row per user of the range in
+    the cold slice (same order); `topk` the top-`kmax` item indices per user of the range.
+    """
+
+    start: int
+    stop: int
+    per_all: dict[str, np.ndarray]
+    per_cold: dict[str, np.ndarray]
+    topk: np.ndarray
+
+
+#: ``runner(model_name, model, task, progress)`` -> metrics of all `task.n_users` users, in
+#: order. The default runs `evaluate_users` over every user in this process; a runner may
+#: split the users into ranges, evaluate them elsewhere and join them with `merge_chunks`.
+ChunkRunner = Callable[[str, Recommender, ChunkTask, ProgressFn | None], UserChunk]
+
+
+def evaluate_users(
     model: Recommender,
-    t: _Targets,
-    ks: Sequence[int],
-    emb: np.ndarray | None,
-    *,
-    batch_size: int,
-    compute_auc: bool,
-    progress: ProgressFn | None,
-) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
-    """Rank every scored user in batches; per-user metrics (all, cold slice) and the top lists."""
+    task: ChunkTask,
+    start: int,
+    stop: int,
+    progress: Callable[[int], None] | None = None,
+) -> UserChunk:
+    """Rank the scored users `task.targets.users[start:stop]` in batches of `task.batch_size`;
+    their per-user metrics (all and cold slices) and top lists.
+
+    Every metric is a function of one user's row only (and a model's scores do not depend on
+    the batch), so the values of a user are the same whatever range it is evaluated in.
+    `progress(users_done_in_range)` is called after each batch.
+    """
+    t = task.targets
     n = len(t.users)
-    topk = np.empty((n, t.kmax), dtype=np.int64)
-    auc_all = np.empty(n) if compute_auc else None
-    auc_cold = np.full(n, np.nan) if compute_auc else None
-    for start in range(0, n, batch_size):
-        sl = slice(start, start + batch_size)
-        seen = t.train[t.users[sl]]
-        scores, items = _rank_batch(model, t.users[sl], seen, t.kmax)
+    if not 0 <= start <= stop <= n:
+        raise ConfigError(f"user range [{start}, {stop}) is outside [0, {n}]")
+    users = t.users[start:stop]
+    relevant, cold_relevant = t.relevant[start:stop], t.cold_relevant[start:stop]
+    cold_mask = t.cold_mask[start:stop]
+    m = len(users)
+    topk = np.empty((m, t.kmax), dtype=np.int64)
+    auc_all = np.empty(m) if task.compute_auc else None
+    auc_cold = np.full(m, np.nan) if task.compute_auc else None
+    for lo in range(0, m, task.batch_size):
+        sl = slice(lo, lo + task.batch_size)
+        seen = t.train[users[sl]]
+        scores, items = _rank_batch(model, users[sl], seen, t.kmax)
         topk[sl] = items
         if auc_all is not None and auc_cold is not None:
-            auc_all[sl] = M.auc_scores(scores, t.relevant[sl], seen)
-            auc_cold[sl] = M.auc_scores(scores, t.cold_relevant[sl], seen)
+            auc_all[sl] = M.auc_scores(scores, relevant[sl], seen)
+            auc_cold[sl] = M.auc_scores(scores, cold_relevant[sl], seen)
         if progress is not None:
-            progress(name, min(start + batch_size, n), n)
-    per_all = _user_metrics(topk, t.relevant, auc_all, ks, t.info_items, emb)
-    cold_auc = None if auc_cold is None else auc_cold[t.cold_mask]
+            progress(min(lo + task.batch_size, m))
+    per_all = _user_metrics(topk, relevant, auc_all, task.ks, t.info_items, task.embeddings)
+    cold_auc = None if auc_cold is None else auc_cold[cold_mask]
     per_cold = _user_metrics(
-        topk[t.cold_mask], t.cold_relevant[t.cold_mask], cold_auc, ks, None, None
+        topk[cold_mask], cold_relevant[cold_mask], cold_auc, task.ks, None, None
     )
-    return [per_all, per_cold], topk
+    return UserChunk(start, stop, per_all, per_cold, topk)
+
+
+def merge_chunks(chunks: Sequence[UserChunk], n_users: int) -> UserChunk:
+    """Join chunks covering ``[0, n_users)`` exactly (any order) into one, in user order."""
+    parts = sorted(chunks, key=lambda c: c.start)
+    edges = [0, *(c.stop for c in parts)]
+    if [c.start for c in parts] != edges[:-1] or edges[-1] != n_users:
+        raise ConfigError(
+            f"chunks {[(c.start, c.stop) for c in parts]} do not tile [0, {n_users}) exactly"
+        )
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(key: str, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
+        return np.concatenate([r[key] for r in rows])
+
+    alls, colds = [c.per_all for c in parts], [c.per_cold for c in parts]
+    return UserChunk(
+        0,
+        n_users,
+        {key: cat(key, alls) for key in alls[0]},
+        {key: cat(key, colds) for key in colds[0]},
+        np.concatenate([c.topk for c in parts]),
+    )
+
+
+def run_in_process(
+    name: str, model: Recommender, task: ChunkTask, progress: ProgressFn | None
+) -> UserChunk:
+    """The default `ChunkRunner`: every user in this process, in batches."""
+    n = task.n_users
+    report = None if progress is None else (lambda done: progress(name, done, n))
+    return evaluate_users(model, task, 0, n, report)
 
 
 def evaluate_models(
@@ -265,6 +352,7 @@ def evaluate_models(
     batch_size: int = 256,
     compute_auc: bool = True,
     progress: ProgressFn | None = None,
+    runner: ChunkRunner | None = None,
 ) -> EvaluationResult:
     """Evaluate fitted `models` on `split` (full ranking minus training items).
 
@@ -274,6 +362,9 @@ def evaluate_models(
         item_embeddings: ``[n_items, dim]`` item vectors for intra-list diversity (optional).
         baseline: model every other model is compared with (default: the first model).
         progress: called as ``progress(model, users_done, users_total)`` after each batch.
+        runner: computes the per-user metrics of one model (default `run_in_process`; e.g.
+            `abrec.scale.RayChunkRunner` spreads user chunks over a Ray cluster). The
+            summary and comparisons are computed here from the joined per-user metrics.
     """
     base, ks = _check_args(models, baseline, ks, batch_size, n_bootstrap, level)
     n_users, n_items = split.train.matrix.shape
@@ -287,19 +378,14 @@ def evaluate_models(
     cold_users = t.users[t.cold_mask]
     emb = None if item_embeddings is None else np.asarray(item_embeddings, dtype=np.float64)
 
+    task = ChunkTask(t, tuple(ks), emb, batch_size, compute_auc)
+    run_model = runner or run_in_process
+
     frames: list[pd.DataFrame] = []
     coverage: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        (per_all, per_cold), topk = _evaluate_model(
-            name,
-            model,
-            t,
-            ks,
-            emb,
-            batch_size=batch_size,
-            compute_auc=compute_auc,
-            progress=progress,
-        )
+        res = run_model(name, model, task, progress)
+        per_all, per_cold, topk = res.per_all, res.per_cold, res.topk
         coverage[name] = {f"coverage@{k}": M.catalog_coverage(topk, n_items, k) for k in ks}
         for slice_name, uidx, vals in (("all", t.users, per_all), ("cold", cold_users, per_cold)):
             df = pd.DataFrame(vals)
