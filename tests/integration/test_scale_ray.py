@@ -125,9 +125,7 @@ def test_evaluation_per_user_metrics_equal_single_process(ray_local: Any, ml_sma
         "n_permutations": 200,
     }
     seen: list[tuple[str, int, int]] = []
-    got = evaluate_ray(
-        models, split, chunk_users=97, progress=lambda *a: seen.append(a), **opts
-    )
+    got = evaluate_ray(models, split, chunk_users=97, progress=lambda *a: seen.append(a), **opts)
     want = evaluate_models(models, split, **opts)
     pd.testing.assert_frame_equal(got.per_user, want.per_user, check_exact=True)
     pd.testing.assert_frame_equal(got.summary, want.summary, check_exact=True)
@@ -162,3 +160,33 @@ def test_encoding_matches_single_process_and_fills_the_cache(
     found, cached = fresh.cache.get(fresh.identity, text_keys(texts))
     assert found.all()
     assert np.array_equal(cached, got)
+
+
+def test_offline_run_on_ray_matches_its_own_models_in_process(
+    ray_local: Any, ml_small_dir: Path
+) -> None:
+    """`run(cfg, ray_address=...)` (what `abrec evaluate --ray` calls) evaluates on Ray; the
+    same fitted models evaluated in this process give the same per-user table."""
+    from abrec.offline.config import parse_config
+    from abrec.offline.run import run
+
+    cfg = parse_config(
+        {
+            "dataset": {"kind": "movielens", "path": str(ml_small_dir.parent)},
+            "evaluation": {"ks": [10], "n_bootstrap": 200, "n_permutations": 200,
+                           "diversity": False},
+            "models": [
+                {"name": "pop", "kind": "popularity"},
+                {"name": "als", "kind": "als", "params": {"factors": 16, "iterations": 3}},
+            ],
+        }
+    )  # fmt: skip
+    out = run(cfg, write=False, quiet=True, ray_address="local")  # Ray is up: reused
+    assert out.result.info["executor"] == "ray"
+    ev = cfg.evaluation
+    want = evaluate_models(
+        out.models, out.split, ks=ev.ks, n_bootstrap=ev.n_bootstrap,
+        n_permutations=ev.n_permutations, seed=cfg.seed, batch_size=ev.batch_size,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(out.result.per_user, want.per_user, check_exact=True)
+    pd.testing.assert_frame_equal(out.result.summary, want.summary, check_exact=True)

@@ -125,6 +125,10 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
             "train",
             {"models", "evaluation", "offline", "serve", "store", "experiment", "demo", "cli"},
         ),
+        (
+            "scale",
+            {"serve", "store", "experiment", "offline", "loop", "simulate", "demo", "cli"},
+        ),
     ],
 )
 def test_layering(package: str, forbidden: set[str]) -> None:

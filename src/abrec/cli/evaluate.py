@@ -27,6 +27,14 @@ def evaluate(
         help="test (default) or validation: a split carved from the training period only, "
         "for choosing models and hyper-parameters (overrides [protocol] evaluate_on).",
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Encode item texts and compute the per-user metrics on Ray (same results): "
+        "'local' starts a local instance, 'auto' joins the cluster on this machine, or "
+        "'ray://head:10001'. Needs `pip install 'abrec[ray]'`.",
+    ),
 ) -> None:
     """Train the configured models, evaluate them offline and print a leaderboard."""
     from rich.console import Console
@@ -43,7 +51,14 @@ def evaluate(
         cfg = load_config(config)
         if on is not None:
             cfg = cfg.with_evaluate_on(on)
-        result = run(cfg, output, quiet=quiet, console=err_console, save_models_dir=save_models)
+        result = run(
+            cfg,
+            output,
+            quiet=quiet,
+            console=err_console,
+            save_models_dir=save_models,
+            ray_address=ray,
+        )
     except AbrecError as exc:
         err_console.print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True

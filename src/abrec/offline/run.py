@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from abrec.data.splits import ProtocolSplit
     from abrec.data.types import Interactions, ItemCatalog
     from abrec.embed.encoder import TextEncoder
-    from abrec.evaluation.protocol import EvaluationResult
+    from abrec.evaluation.protocol import ChunkRunner, EvaluationResult
     from abrec.models.base import Recommender
 
 
@@ -256,6 +256,7 @@ def _evaluate(
     split: ProtocolSplit,
     item_emb: np.ndarray | None,
     progress: Progress,
+    runner: ChunkRunner | None = None,
 ) -> EvaluationResult:
     from abrec.evaluation.protocol import evaluate_models
 
@@ -281,6 +282,7 @@ def _evaluate(
         batch_size=ev.batch_size,
         compute_auc=ev.auc,
         progress=on_batch,
+        runner=runner,
     )
 
 
@@ -292,8 +294,32 @@ def run(
     quiet: bool = False,
     console: Console | None = None,
     save_models_dir: str | Path | None = None,
+    ray_address: str | None = None,
 ) -> RunOutput:
-    """Load data, split, encode, fit every model, evaluate and write the run folder."""
+    """Load data, split, encode, fit every model, evaluate and write the run folder.
+
+    With `ray_address` ("local", "auto", "ray://head:10001", ...; see
+    `abrec.scale.ray_session`) the item texts are encoded and the per-user evaluation runs
+    on Ray (`abrec.scale`), with the same results; fitting stays in this process.
+    """
+    if ray_address is not None:
+        from abrec.scale import ray_session
+
+        with ray_session(ray_address):
+            return _run(cfg, output_dir, write, quiet, console, save_models_dir, use_ray=True)
+    return _run(cfg, output_dir, write, quiet, console, save_models_dir, use_ray=False)
+
+
+def _run(
+    cfg: RunConfig,
+    output_dir: str | Path | None,
+    write: bool,
+    quiet: bool,
+    console: Console | None,
+    save_models_dir: str | Path | None,
+    *,
+    use_ray: bool,
+) -> RunOutput:
     from rich.console import Console
 
     con = console or Console(stderr=True, quiet=quiet)
@@ -320,14 +346,26 @@ def run(
     if encoder is not None:
         step(f"encoding {len(items):,} item texts with {encoder.name}")
         with _timed(timings, "encode_s"):
-            item_emb = np.asarray(encoder.encode([str(x) for x in items.text]), dtype=np.float32)
+            if use_ray:
+                from abrec.scale import encode_catalog_ray
+
+                item_emb = encode_catalog_ray(items, encoder)
+            else:
+                texts = [str(x) for x in items.text]
+                item_emb = np.asarray(encoder.encode(texts), dtype=np.float32)
     models = build_models(cfg, encoder)
     with _progress(con, quiet) as progress:
         _fit_all(models, split, items, progress, timings)
         with _timed(timings, "evaluate_s"):
-            result = _evaluate(cfg, models, split, item_emb, progress)
+            runner = None
+            if use_ray:
+                from abrec.scale import RayChunkRunner
+
+                runner = RayChunkRunner()
+            result = _evaluate(cfg, models, split, item_emb, progress, runner)
     timings["total_s"] = time.perf_counter() - t0
     result.info.update({f"time_{k}": v for k, v in timings.items()})
+    result.info["executor"] = "ray" if use_ray else "process"
 
     out = RunOutput(cfg, result, models, split, None, timings=timings)
     out.lm_vs_cf = lm_vs_cf(cfg, result)
