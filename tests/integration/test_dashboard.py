@@ -39,14 +39,18 @@ READ_TOKEN = "dash-read-token-7"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 EXP = "cooc-vs-pop"
-EXPERIMENTS = experiment_toml(
-    EXP,
-    [("control", 0.5, "cooc"), ("treatment", 0.5, "popularity")],
-    status="running",
-    primary_metric="ctr",
-    guardrails=["ctr"],
-    description="cooc vs popularity",
-) + "\n" + experiment_toml("later", [("a", 1, "cooc"), ("b", 1, "popularity")])
+EXPERIMENTS = (
+    experiment_toml(
+        EXP,
+        [("control", 0.5, "cooc"), ("treatment", 0.5, "popularity")],
+        status="running",
+        primary_metric="ctr",
+        guardrails=["ctr"],
+        description="cooc vs popularity",
+    )
+    + "\n"
+    + experiment_toml("later", [("a", 1, "cooc"), ("b", 1, "popularity")])
+)
 
 
 def _missing(reason: str) -> None:
@@ -137,9 +141,7 @@ def sql_counts(live: Live) -> dict[str, dict[str, int]]:
             rows = conn.execute(q, {"e": EXP}).all()
     finally:
         engine.dispose()
-    return {
-        str(v): {"units": int(n), "exposures": int(e), "clicks": int(c)} for v, n, e, c in rows
-    }
+    return {str(v): {"units": int(n), "exposures": int(e), "clicks": int(c)} for v, n, e, c in rows}
 
 
 def shown_counts(page: Any) -> dict[str, dict[str, int]]:
