@@ -196,6 +196,16 @@ def open_page(browser: Any, live: Live) -> Iterator[Callable[[str], Watched]]:
         ctx.close()
 
 
+def wait_selector(w: Watched, selector: str, timeout_ms: int = 20_000) -> None:
+    """Wait for `selector`; on a timeout, fail with the page's console errors."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        w.page.wait_for_selector(selector, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{selector} never appeared; console errors: {w.errors}") from None
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -249,7 +259,7 @@ def test_dashboard_shows_sql_counts_and_updates_live(
     send_traffic(live, range(0, 120))
     w = open_page(f"/ui#token={READ_TOKEN}")
     page = w.page
-    page.wait_for_selector("#counts", timeout=20_000)
+    wait_selector(w, "#counts")
     first = sql_counts(live)
     assert set(first) == {"control", "treatment"}
     assert sum(v["units"] for v in first.values()) == 120
@@ -297,7 +307,7 @@ def test_dashboard_asks_for_a_token_and_rejects_a_wrong_one(
 
     page.fill("#token-input", ADMIN_TOKEN)  # the admin token grants reads too
     page.click("#login-form button")
-    page.wait_for_selector("#counts", timeout=20_000)
+    wait_selector(w, "#counts")
     assert shown_counts(page) == sql_counts(live)
     # the only errors are the browser's own report of the refused request
     assert all("401" in e for e in w.errors)

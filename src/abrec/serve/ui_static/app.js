@@ -71,6 +71,7 @@
   const int = (x) => (isNum(x) ? Math.round(x).toLocaleString("en-US") : "—");
   const pct = (x, digits = 2) => (isNum(x) ? `${(100 * x).toFixed(digits)}%` : "—");
   const pval = (p) => (!isNum(p) ? "—" : p < 1e-4 ? "< 0.0001" : p.toFixed(4));
+  const peq = (p) => (isNum(p) && p < 1e-4 ? "p < 0.0001" : `p = ${pval(p)}`);
   const interval = (lo, hi, f = num) => `[${isNum(lo) ? f(lo) : "−∞"}, ${isNum(hi) ? f(hi) : "+∞"}]`;
 
   function badge(kind, label, title) {
@@ -212,8 +213,8 @@
     out.srm = !srm
       ? ["na", "SRM", data.type === "bandit" ? "not computed for bandits" : "not computed yet"]
       : srm.mismatch
-        ? ["bad", "SRM", `sample-ratio mismatch: p = ${pval(srm.p_value)} < ${srm.threshold}`]
-        : ["ok", "SRM", `split as intended: p = ${pval(srm.p_value)}`];
+        ? ["bad", "SRM", `sample-ratio mismatch: ${peq(srm.p_value)} < ${srm.threshold}`]
+        : ["ok", "SRM", `split as intended: ${peq(srm.p_value)}`];
     const guards = (data.comparisons || []).flatMap((c) => c.guardrails.map((g) => ({ ...g, treatment: c.treatment })));
     const failed = guards.filter((g) => !g.passed);
     out.guard = !guards.length
@@ -308,11 +309,11 @@
       const s = p.sequential;
       if (s && s.decision === "reject") {
         const better = isNum(s.win_share.estimate) && s.win_share.estimate > 0.5 ? p.treatment : p.control;
-        return [["good", `${better} is preferred (always-valid p = ${pval(s.p_value)}; win share ${interval(s.win_share.low, s.win_share.high, pct)}).`]];
+        return [["good", `${better} is preferred (always-valid ${peq(s.p_value)}; win share ${interval(s.win_share.low, s.win_share.high, pct)}).`]];
       }
-      return [["na", `No winner yet: ${p.wins} wins, ${p.losses} losses, ${p.ties} ties; always-valid p = ${pval(s ? s.p_value : p.p_value)}.`]];
+      return [["na", `No winner yet: ${p.wins} wins, ${p.losses} losses, ${p.ties} ties; always-valid ${peq(s ? s.p_value : p.p_value)}.`]];
     }
-    if (d.srm && d.srm.mismatch) return [["bad", `No decision: sample-ratio mismatch (p = ${pval(d.srm.p_value)} < ${d.srm.threshold}); fix assignment or logging first.`]];
+    if (d.srm && d.srm.mismatch) return [["bad", `No decision: sample-ratio mismatch (${peq(d.srm.p_value)} < ${d.srm.threshold}); fix assignment or logging first.`]];
     const out = [];
     if (d.bandit) {
       const b = d.bandit;
@@ -328,9 +329,9 @@
       } else if (seq.decision === "reject") {
         const better = isNum(seq.ci.low) && seq.ci.low > 0 ? c.treatment : c.control;
         if (better === c.treatment && failed.length) out.push(["bad", `${who}: higher CTR, but guardrails breached (${failed.join(", ")}): do not ship.`]);
-        else out.push(["good", `${who}: ${better} wins on CTR; always-valid CI ${interval(seq.ci.low, seq.ci.high)} excludes 0 (p = ${pval(seq.p_value)}).`]);
+        else out.push(["good", `${who}: ${better} wins on CTR; always-valid CI ${interval(seq.ci.low, seq.ci.high)} excludes 0 (${peq(seq.p_value)}).`]);
       } else {
-        out.push([failed.length ? "bad" : "na", `${who}: no winner yet; always-valid CI for the CTR difference ${interval(seq.ci.low, seq.ci.high)} contains 0 (p = ${pval(seq.p_value)})${failed.length ? `; guardrails breached: ${failed.join(", ")}` : ""}.`]);
+        out.push([failed.length ? "bad" : "na", `${who}: no winner yet; always-valid CI for the CTR difference ${interval(seq.ci.low, seq.ci.high)} contains 0 (${peq(seq.p_value)})${failed.length ? `; guardrails breached: ${failed.join(", ")}` : ""}.`]);
       }
     }
     if (!out.length) out.push(["na", "No decision yet."]);
@@ -361,7 +362,7 @@
       return el(
         "tr",
         null,
-        el("td", { text: v.variant + (v.variant === d.control ? " (control)" : "") }),
+        el("td", { text: v.variant + (v.variant === d.control && v.variant !== "control" ? " (control)" : "") }),
         el("td", { text: v.model || "—" }),
         el("td", { class: "num", text: isNum(v.weight) ? pct(v.weight, 1) : "—" }),
         cell("units", int(v.n)),
@@ -382,7 +383,7 @@
 
   // A horizontal CI bar for one row (shared scale per table, 0 marked).
   function ciBar(lo, est, hi, scale) {
-    const w = 160;
+    const w = 110;
     const h = 18;
     const x = (v) => Math.max(2, Math.min(w - 2, ((v - scale.min) / (scale.max - scale.min)) * w));
     const g = svg("svg", { class: "cibar", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": `CI ${interval(lo, hi)}` });
@@ -419,7 +420,7 @@
         el("td", { text: `${t.metric}${primary ? " (primary)" : ""}` }),
         el("td", { class: "num", text: num(r.control_mean) }),
         el("td", { class: "num", text: num(r.treatment_mean) }),
-        el("td", { class: "num", text: r.absolute ? `${num(r.absolute.estimate)} ${interval(r.absolute.low, r.absolute.high)}` : "—" }),
+        el("td", { class: "num", text: r.absolute ? `${num(r.absolute.estimate, 3)} ${interval(r.absolute.low, r.absolute.high, (x) => num(x, 3))}` : "—" }),
         el("td", { class: "num", text: r.relative ? `${pct(r.relative.estimate, 1)} ${interval(r.relative.low, r.relative.high, (x) => pct(x, 1))}` : "—" }),
         el("td", null, r.relative ? ciBar(r.relative.low, r.relative.estimate, r.relative.high, scale) : null),
         el("td", { class: "num", text: pval(t.p_value_holm) }),
@@ -435,13 +436,13 @@
       tests.length
         ? table(["metric", "control", "treatment", "difference [95% CI]", "relative [95% CI]", "", "p (Holm)", "significant"], rows, { class: "metrics" })
         : el("p", { class: "muted", text: "No metric could be tested yet." }),
-      el("p", { class: "muted small", text: `Fixed-horizon tests (Welch / delta method, Holm-corrected) are valid only at a sample size fixed in advance; decide on the always-valid sequence below.${cuped ? ` CUPED clicks per unit: ${num(cuped.absolute.estimate)} ${interval(cuped.absolute.low, cuped.absolute.high)}, p = ${pval(cuped.p_value)}.` : ""}` }),
+      el("p", { class: "muted small", text: `Fixed-horizon tests (Welch / delta method, Holm-corrected) are valid only at a sample size fixed in advance; decide on the always-valid sequence below.${cuped ? ` CUPED clicks per unit: ${num(cuped.absolute.estimate)} ${interval(cuped.absolute.low, cuped.absolute.high)}, ${peq(cuped.p_value)}.` : ""}` }),
       el("h4", { text: "Always-valid confidence sequence: CTR(treatment) − CTR(control)" }),
       seq && seq.history && seq.history.length
         ? sequenceChart(seq, c)
         : el("p", { class: "muted", text: "No look has enough data for the sequential test yet." }),
       seq
-        ? el("p", { class: "small", text: `Now: ${num(seq.estimate)}, always-valid ${pct(1 - seq.alpha, 0)} CI ${interval(seq.ci.low, seq.ci.high)}, p = ${pval(seq.p_value)}; ${seq.looks_tested} of ${seq.looks} looks tested (one every ${seq.look_every} units); decision: ${seq.decision}.` })
+        ? el("p", { class: "small", text: `Now: ${num(seq.estimate)}, always-valid ${pct(1 - seq.alpha, 0)} CI ${interval(seq.ci.low, seq.ci.high)}, ${peq(seq.p_value)}; ${seq.looks_tested} of ${seq.looks} looks tested (one every ${seq.look_every} units); decision: ${seq.decision}.` })
         : null,
     );
   }
@@ -497,7 +498,7 @@
     root.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(0), y2: Y(0), class: "zero" }));
     for (const p of hist.filter((q) => isNum(q.estimate))) {
       const dot = svg("circle", { cx: X(p.units), cy: Y(p.estimate), r: hist.length > 60 ? 1.5 : 3, class: "point" });
-      dot.append(svg("title", { text: `${int(p.units)} units${p.at ? ` (${p.at})` : ""}: estimate ${num(p.estimate)}, running CI ${interval(p.low, p.high)}, this look ${interval(p.look_low, p.look_high)}, p = ${pval(p.p_value)}` }));
+      dot.append(svg("title", { text: `${int(p.units)} units${p.at ? ` (${p.at})` : ""}: estimate ${num(p.estimate)}, running CI ${interval(p.low, p.high)}, this look ${interval(p.look_low, p.look_high)}, ${peq(p.p_value)}` }));
       root.append(dot);
     }
     const legend = el(
@@ -529,7 +530,7 @@
         "p",
         { id: "srm" },
         srm
-          ? `Sample-ratio check: observed ${srm.observed.map(int).join(" / ")} vs expected ${srm.expected.map((x) => num(x, 5)).join(" / ")}, χ² = ${num(srm.chi2)}, p = ${pval(srm.p_value)} (alarm below ${srm.threshold}): ${srm.mismatch ? "MISMATCH" : "ok"}.`
+          ? `Sample-ratio check: observed ${srm.observed.map(int).join(" / ")} vs expected ${srm.expected.map((x) => num(x, 5)).join(" / ")}, χ² = ${num(srm.chi2)}, ${peq(srm.p_value)} (alarm below ${srm.threshold}): ${srm.mismatch ? "MISMATCH" : "ok"}.`
           : "Sample-ratio check: not computed.",
       ),
     );
