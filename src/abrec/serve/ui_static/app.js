@@ -383,7 +383,7 @@
 
   // A horizontal CI bar for one row (shared scale per table, 0 marked).
   function ciBar(lo, est, hi, scale) {
-    const w = 110;
+    const w = 90;
     const h = 18;
     const x = (v) => Math.max(2, Math.min(w - 2, ((v - scale.min) / (scale.max - scale.min)) * w));
     const g = svg("svg", { class: "cibar", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": `CI ${interval(lo, hi)}` });
@@ -434,7 +434,7 @@
       { class: "card comparison", "data-treatment": c.treatment },
       el("h3", { text: `${c.treatment} vs ${c.control}` }),
       tests.length
-        ? table(["metric", "control", "treatment", "difference [95% CI]", "relative [95% CI]", "", "p (Holm)", "significant"], rows, { class: "metrics" })
+        ? table(["metric", "control", "treatment", "difference [95% CI]", "relative [95% CI]", "", "Holm p", "sig."], rows, { class: "metrics" })
         : el("p", { class: "muted", text: "No metric could be tested yet." }),
       el("p", { class: "muted small", text: `Fixed-horizon tests (Welch / delta method, Holm-corrected) are valid only at a sample size fixed in advance; decide on the always-valid sequence below.${cuped ? ` CUPED clicks per unit: ${num(cuped.absolute.estimate)} ${interval(cuped.absolute.low, cuped.absolute.high)}, ${peq(cuped.p_value)}.` : ""}` }),
       el("h4", { text: "Always-valid confidence sequence: CTR(treatment) − CTR(control)" }),
