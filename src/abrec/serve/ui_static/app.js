@@ -634,7 +634,7 @@
         el("td", null, bar),
         el("td", { class: "num", text: pct(b.prob_best[i], 1) }),
         el("td", { class: "num", text: int(b.n_units[i]) }),
-        el("td", { class: "num", text: ci(v.ips) }),
+        el("td", { class: "num", "data-field": "ips", text: ci(v.ips) }),
         el("td", { class: "num", text: ci(v.hajek) }),
         el("td", { class: "num muted", text: ci(v.naive) }),
       );
