@@ -15,7 +15,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,11 @@ from abrec.store.sql import EventStore
 
 #: Units between two looks of the sequential CTR test when neither the call nor the spec says.
 DEFAULT_LOOK_EVERY = 100
+_T = TypeVar("_T")
+
+#: At most this many looks are kept in :attr:`RunningSequentialResult.history` (evenly
+#: thinned, first and last always kept); the running result itself uses every look.
+MAX_HISTORY = 200
 #: Guardrails checked when a spec names none.
 DEFAULT_GUARDRAILS: tuple[str, ...] = ("exposures_per_unit",)
 #: How each of :data:`abrec.experiment.spec.METRICS` is computed from the per-unit columns
@@ -103,18 +108,42 @@ class GuardrailResult(ToDictMixin):
 
 
 @dataclass(frozen=True)
+class SequentialLook(ToDictMixin):
+    """The running sequential test as it stood after one tested look (a chart point).
+
+    ``units`` counts the exposed units (all analysed variants) entered by the look, ``at``
+    is the first-event time of the last of them (ISO 8601, UTC; None when unknown),
+    ``estimate`` and ``look_low``/``look_high`` are the look's own estimate and confidence
+    sequence, ``low``/``high`` the running intersection up to this look and ``p_value`` the
+    running minimum of the always-valid p-values.
+    """
+
+    units: int
+    at: str | None
+    estimate: Num
+    low: Num
+    high: Num
+    look_low: Num
+    look_high: Num
+    p_value: Num
+
+
+@dataclass(frozen=True)
 class RunningSequentialResult(SequentialResult):
     """The sequential CTR test over looks at every ``look_every`` units in entry order.
 
     ``estimate`` is the last look's; ``ci`` is the intersection of the confidence sequences
     of all looks, ``p_value`` their running minimum and ``decision`` follows it. ``looks``
     counts the scheduled looks, ``looks_tested`` those with enough data for the test, and
-    ``last_look`` is the last look's own result (all units, not intersected).
+    ``last_look`` is the last look's own result (all units, not intersected). ``history``
+    is the running result after each tested look, in look order, thinned evenly to at most
+    :data:`MAX_HISTORY` points (the first and the last look always kept).
     """
 
     look_every: int = DEFAULT_LOOK_EVERY
     looks_tested: int = 0
     last_look: SequentialResult | None = None
+    history: tuple[SequentialLook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +274,7 @@ class EntryOrder:
         variant, clicks, exposures, conversions: one entry per (variant, unit), sorted by
             the unit's first event (``first_ts``), ties broken by unit id then variant.
         ends: units entered at each look: every ``look_every`` units, plus all units.
+        first_ts: each entry's first-event time (``datetime64[us]``, UTC; NaT when unknown).
     """
 
     variant: npt.NDArray[np.str_]
@@ -255,6 +285,15 @@ class EntryOrder:
     conversions: npt.NDArray[np.int64] = dataclasses.field(
         default_factory=lambda: np.zeros(0, dtype=np.int64)
     )
+    first_ts: npt.NDArray[np.datetime64] | None = None
+
+    def look_time(self, end: int) -> str | None:
+        """ISO 8601 (UTC) first-event time of the last unit entered by the look ending at
+        ``end`` units; None when the times are unknown."""
+        if self.first_ts is None or not 0 < end <= self.first_ts.size:
+            return None
+        ts = self.first_ts[end - 1]
+        return None if np.isnat(ts) else f"{np.datetime_as_string(ts, unit='s')}Z"
 
     @property
     def n_units(self) -> int:
@@ -282,6 +321,7 @@ def entry_order(store: EventStore, spec: ExperimentSpec, look_every: int) -> Ent
         ends=ends,
         look_every=look_every,
         conversions=f["conversions"][keep][order].astype(np.int64),
+        first_ts=ts[order],
     )
 
 
@@ -328,14 +368,28 @@ def _running(
 ) -> RunningSequentialResult:
     """Run a :class:`SequentialMonitor` over the looks' prefixes (untestable looks skipped)."""
     monitor = SequentialMonitor(alpha=alpha, target_n=target_n, metric=metric)
-    for c, t in zip(cs[:-1], ts[:-1], strict=True):
+    history: list[SequentialLook] = []
+
+    def look(i: int) -> SequentialResult:
+        running = monitor.update(cs[i], ts[i])
+        own = monitor.last_look
+        assert own is not None  # update() just recorded it
+        end = int(order.ends[i])
+        history.append(SequentialLook(
+            units=end, at=order.look_time(end), estimate=own.estimate,
+            low=running.ci.low, high=running.ci.high,
+            look_low=own.ci.low, look_high=own.ci.high, p_value=running.p_value,
+        ))  # fmt: skip
+        return running
+
+    for i in range(len(cs) - 1):
         try:
-            monitor.update(c, t)
+            look(i)
         except NotTestableError:
             continue
-    running = monitor.update(cs[-1], ts[-1])
+    running = look(len(cs) - 1)
     last = monitor.last_look
-    assert last is not None  # update() just recorded it
+    assert last is not None
     notes = running.notes
     skipped = order.ends.size - monitor.looks
     if skipped:
@@ -343,8 +397,20 @@ def _running(
     base = {f.name: getattr(running, f.name) for f in dataclasses.fields(SequentialResult)}
     base.update(looks=int(order.ends.size), notes=notes)
     return RunningSequentialResult(
-        **base, look_every=order.look_every, looks_tested=monitor.looks, last_look=last
+        **base,
+        look_every=order.look_every,
+        looks_tested=monitor.looks,
+        last_look=last,
+        history=thin(history, MAX_HISTORY),
     )
+
+
+def thin(points: Sequence[_T], limit: int) -> tuple[_T, ...]:
+    """At most ``limit`` (>= 2) of ``points``, evenly spaced, the first and last kept."""
+    if len(points) <= limit:
+        return tuple(points)
+    keep = np.unique(np.round(np.linspace(0, len(points) - 1, limit)).astype(np.int64))
+    return tuple(points[int(i)] for i in keep)
 
 
 def sequential_ctr(

@@ -80,6 +80,12 @@ CSP_DOCS = (
     "style-src https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+#: Content-Security-Policy of the dashboard page (`/ui`): its own script, style sheet and
+#: read API only (same origin); no inline script or style, nothing from elsewhere.
+CSP_UI = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 SECURITY_HEADERS: dict[str, str] = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -181,6 +187,7 @@ class BodyLimitMiddleware:
 __all__ = [
     "CSP_API",
     "CSP_DOCS",
+    "CSP_UI",
     "SECURITY_HEADERS",
     "BodyLimitMiddleware",
     "BodyTooLargeError",

@@ -1,9 +1,13 @@
-"""Reads of an experiment: `GET /v1/experiments/{id}/results` (the live analysis).
+"""Reads of experiments: `GET /v1/experiments` (the list) and
+`GET /v1/experiments/{id}/results` (the live analysis).
 
-Results need the read token or the admin token (`abrec.serve.security.require_read`).
+Both need the read token or the admin token (`abrec.serve.security.require_read`); the
+dashboard (`abrec.serve.routes.ui`) reads through these two routes only.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +19,18 @@ from abrec.serve.security import require_read
 from abrec.serve.services import ExperimentId, Svc, spec_or_404
 
 router = APIRouter(tags=["results"])
+
+
+@router.get(
+    "/v1/experiments",
+    responses={401: {"model": Problem}, 503: {"model": Problem}},
+    dependencies=[Depends(require_read)],
+)
+async def list_experiments(s: Svc) -> list[dict[str, Any]]:
+    """All experiments (the latest version of each spec), as `GET /v1/admin/experiments`
+    lists them, for readers."""
+    specs = await run_in_threadpool(s.registry.list)
+    return [x.model_dump(mode="json") for x in specs]
 
 
 @router.get(
