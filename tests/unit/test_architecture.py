@@ -125,6 +125,21 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
             "train",
             {"models", "evaluation", "offline", "serve", "store", "experiment", "demo", "cli"},
         ),
+        (
+            "artifacts",
+            {
+                "serve",
+                "store",
+                "experiment",
+                "offline",
+                "evaluation",
+                "train",
+                "loop",
+                "simulate",
+                "demo",
+                "cli",
+            },
+        ),
     ],
 )
 def test_layering(package: str, forbidden: set[str]) -> None:

@@ -37,7 +37,16 @@ class ExperimentRegistry:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the latest version of every spec from the store, skipping invalid ones."""
+        """Re-read the latest version of every spec from the store, skipping invalid ones.
+
+        Changes other processes stored become visible here (the service calls this when
+        the store announces a change). It holds the registry lock while it reads, so a
+        change this process saves meanwhile is never overwritten by an older snapshot.
+        """
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
         specs: dict[str, ExperimentSpec] = {}
         skipped: dict[str, str] = {}
         for raw in self.store.load_experiments():
@@ -51,9 +60,8 @@ class ExperimentRegistry:
                 log.warning("skipping stored experiment %s: it does not load: %s", key, reason)
                 continue
             specs[spec.id] = spec
-        with self._lock:
-            self._specs = specs
-            self.skipped = skipped
+        self._specs = specs
+        self.skipped = skipped
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, spec: ExperimentSpec | dict[str, Any]) -> ExperimentSpec:

@@ -38,6 +38,12 @@ from abrec.store.ingest import (
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
+#: `EventStore.serving` key of the model version the service processes serve.
+SERVING_MODEL_KEY = "model_version"
+#: Payloads of the change notifications (`EventStore.change_channel`).
+CHANGED_EXPERIMENTS = "experiments"
+CHANGED_MODEL = "model"
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
@@ -113,6 +119,7 @@ class EventStore:
             sa.Column("request_id", sa.String(128), nullable=True),
             sa.Column("propensity", sa.Double, nullable=True),
             sa.Column("source", sa.String(256), nullable=True),
+            sa.Column("model_version", sa.String(128), nullable=True),
             sa.Index(f"ix_{p}events_exp_unit", "experiment", "variant", "unit_id"),
             sa.Index(f"ix_{p}events_exp_type", "experiment", "type"),
         )
@@ -132,6 +139,15 @@ class EventStore:
             sa.Column("variant", sa.String(128), nullable=False),
             sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("propensity", sa.Double, nullable=True),
+        )
+        #: Deployment state every service process shares (key -> value), e.g. the model
+        #: version the service serves (`SERVING_MODEL_KEY`).
+        self.serving = sa.Table(
+            f"{p}serving",
+            md,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("value", sa.String(256), nullable=False),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         )
         self.metadata = md
 
@@ -552,6 +568,7 @@ class EventStore:
             try:
                 with self.engine.begin() as conn:
                     version = conn.execute(stmt).scalar_one()
+                    self._notify(conn, CHANGED_EXPERIMENTS)
                 return int(version)
             except sa.exc.IntegrityError:  # a concurrent save took this version; retry
                 time.sleep(0.01 * (attempt + 1))
@@ -668,6 +685,58 @@ class EventStore:
             conn.execute(stmt)
             r = conn.execute(q).one()
         return str(r[0]), None if r[1] is None else float(r[1])
+
+    # ------------------------------------------------------------------ shared deployment state
+    @property
+    def change_channel(self) -> str:
+        """The PostgreSQL ``LISTEN``/``NOTIFY`` channel on which this store announces changes
+        of experiments and of the serving model (payload `CHANGED_EXPERIMENTS` or
+        `CHANGED_MODEL`)."""
+        return f"{self.table_prefix}changes"
+
+    def _notify(self, conn: Connection, what: str) -> None:
+        """Announce a change on PostgreSQL; delivered to listeners when ``conn`` commits."""
+        if self.dialect == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_notify(:channel, :what)"),
+                {"channel": self.change_channel, "what": what},
+            )
+
+    def set_serving_model(self, version: str) -> None:
+        """Store the model version every service process should serve (and announce it)."""
+        t = self.serving
+        values = {"key": SERVING_MODEL_KEY, "value": version, "updated_at": datetime.now(UTC)}
+        stmt = (
+            self._insert(t)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_={"value": version, "updated_at": values["updated_at"]},
+            )
+        )
+        with self._tx("store the serving model version") as conn:
+            conn.execute(stmt)
+            self._notify(conn, CHANGED_MODEL)
+
+    def serving_model(self) -> str | None:
+        """The stored serving model version (None until a reload stored one)."""
+        return self.change_token()[1]
+
+    def change_token(self) -> tuple[int, str | None]:
+        """(number of stored experiment versions, serving model version) in one query.
+
+        Experiment versions are only ever appended, so the count grows with every
+        create/start/stop/weights change in any process: a process that polls this
+        token sees every change another one made.
+        """
+        e, s = self.experiments, self.serving
+        q = sa.select(
+            sa.select(sa.func.count()).select_from(e).scalar_subquery(),
+            sa.select(s.c.value).where(s.c.key == SERVING_MODEL_KEY).scalar_subquery(),
+        )
+        with self._tx("read the change token") as conn:
+            n, version = conn.execute(q).one()
+        return int(n), None if version is None else str(version)
 
     def __repr__(self) -> str:
         return f"EventStore({self.dialect}, prefix={self.table_prefix!r})"
