@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from abrec.errors import ExperimentError
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.store import EventStore
+from abrec.serve.sync import Synchronizer as _Sync
 from abrec.store.changes import ChangeListener
 
 SPEC = {
@@ -99,3 +102,56 @@ def test_concurrent_first_assignments_agree(store: EventStore) -> None:
         assert got == {u: stored[("exp", u)] for u in units}
     if store.dialect == "postgresql":  # SQLite's one writer lock lets a thread run ahead
         assert len(set(stored.values())) > 1  # the race was real: several threads won units
+
+
+def test_a_stale_process_cannot_overwrite_another_processes_change(store: EventStore) -> None:
+    """Changes are compare-and-set on the stored version: a registry that has not reloaded
+    yet applies its change to the latest stored spec, whose rules may refuse it."""
+    a, b = ExperimentRegistry(store), ExperimentRegistry(store)
+    a.create(SPEC)
+    with pytest.raises(ExperimentError, match="already exists"):
+        b.create(SPEC)  # b had not seen a's create
+    a.start("e1")
+    b.reload()
+    a.stop("e1")
+    assert b.get("e1").status == "running"  # stale until it reloads
+    with pytest.raises(ExperimentError, match="stopped"):
+        b.set_weights("e1", {"a": 0.9, "b": 0.1})
+    with pytest.raises(ExperimentError, match="from 'stopped'"):
+        b.stop("e1")
+    latest = store.load_experiment("e1")
+    assert latest is not None and latest[1]["status"] == "stopped"
+    c = ExperimentRegistry(store)
+    c.create({**SPEC, "id": "e2", "status": "running"})
+    d = ExperimentRegistry(store)
+    c.set_weights("e2", {"a": 0.8, "b": 0.2})
+    d.set_weights("e2", {"a": 0.3, "b": 0.7})  # d's stale copy is not what it changes
+    e2 = ExperimentRegistry(store).get("e2")
+    assert e2.weights == pytest.approx([0.3, 0.7]) and e2.status == "running"
+    assert store.load_experiment("e2") == (3, e2.model_dump(mode="json"))
+
+
+def test_synchronizer_applies_other_processes_changes(store: EventStore) -> None:
+    mine, other = ExperimentRegistry(store), ExperimentRegistry(store)
+    models: list[str] = []
+    sync = _Sync(store, mine, models.append, token=store.change_token(), poll_s=0.25)
+    sync.start()
+    try:
+        other.create(SPEC)
+        other.start("e1")
+        store.set_serving_model("00000000000000dd")
+        lag = _until(lambda: "e1" in {x.id for x in mine.list()} and models == ["00000000000000dd"])
+        assert mine.get("e1").status == "running" and lag < 1.0
+        other.stop("e1")
+        assert _until(lambda: mine.get("e1").status == "stopped") < 1.0
+        assert models == ["00000000000000dd"]  # called once per change
+    finally:
+        sync.close()
+
+
+def _until(check: Callable[[], bool], limit: float = 5.0) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < limit, "not seen in time"
+        time.sleep(0.01)
+    return time.monotonic() - start

@@ -45,6 +45,10 @@ CHANGED_EXPERIMENTS = "experiments"
 CHANGED_MODEL = "model"
 
 
+class VersionConflictError(StoreError):
+    """A compare-and-set save of an experiment lost to another writer (nothing was stored)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -546,13 +550,40 @@ class EventStore:
         return list(by_request.values())
 
     # ------------------------------------------------------------------ experiments
-    def save_experiment(self, spec_json: dict[str, Any]) -> int:
-        """Store a new version of an experiment spec (must contain ``id``); return its version."""
+    def save_experiment(
+        self, spec_json: dict[str, Any], *, expected_version: int | None = None
+    ) -> int:
+        """Store a new version of an experiment spec (must contain ``id``); return its version.
+
+        With ``expected_version`` (0: the id must be new) the save is a compare-and-set:
+        it stores version ``expected_version + 1`` or, when another writer (another service
+        process) stored a version after ``expected_version``, raises `VersionConflictError`
+        and stores nothing.
+        """
         exp_id = spec_json.get("id")
         if not isinstance(exp_id, str) or not exp_id:
             raise StoreError("save_experiment needs a spec dict with a non-empty string 'id'")
         t = self.experiments
         payload = json.dumps(spec_json, sort_keys=True)
+        if expected_version is not None:
+            row = {
+                "id": exp_id,
+                "version": expected_version + 1,
+                "spec": payload,
+                "saved_at": datetime.now(UTC),
+            }
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(t.insert().values(**row))
+                    self._notify(conn, CHANGED_EXPERIMENTS)
+            except sa.exc.IntegrityError as exc:
+                raise VersionConflictError(
+                    f"experiment {exp_id!r} was changed by another writer after version "
+                    f"{expected_version}"
+                ) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"could not save experiment {exp_id!r}: {exc}") from exc
+            return expected_version + 1
         next_version = sa.select(
             sa.literal(exp_id, sa.String(128)),
             sa.func.coalesce(sa.func.max(t.c.version), 0) + 1,
@@ -575,6 +606,15 @@ class EventStore:
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(f"could not save experiment {exp_id!r}: {exc}") from exc
         raise StoreError(f"could not save experiment {exp_id!r}: too many concurrent writers")
+
+    def load_experiment(self, exp_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(latest version, spec) of one experiment, None when no version is stored."""
+        t = self.experiments
+        q = sa.select(t.c.version, t.c.spec).where(t.c.id == exp_id)
+        q = q.order_by(t.c.version.desc()).limit(1)
+        with self._tx("load an experiment") as conn:
+            row = conn.execute(q).first()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def load_experiments(self) -> list[dict[str, Any]]:
         """Latest stored version of every experiment spec, ordered by id."""
