@@ -45,6 +45,7 @@ class Setup:
     b: str
     registry: ModelRegistry
     root: Path
+    thread: ServiceThread
 
 
 def registry_config(tmp: Path, url: str, prefix: str, root: Path) -> ServeConfig:
@@ -71,7 +72,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     store = EventStore.from_url(url, table_prefix=prefix)
     try:
         with httpx.Client(base_url=thread.url, timeout=30) as client:
-            yield Setup(client, store, a, b, reg, reg.root)
+            yield Setup(client, store, a, b, reg, reg.root, thread)
     finally:
         thread.stop()
         if store.dialect == "postgresql":
@@ -82,9 +83,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
 def expected_lists(reg: ModelRegistry, version: str) -> dict[tuple[str, str], list[str]]:
     """(model, unit) -> the top-K items of that version, computed in this process."""
     engine = Engine(ModelBundle.load(reg.get(version).bundle))
-    return {
-        (m, u): engine.recommend(m, u, K).item_ids for m in ("cooc", "cooc_b") for u in UNITS
-    }
+    return {(m, u): engine.recommend(m, u, K).item_ids for m in ("cooc", "cooc_b") for u in UNITS}
 
 
 def test_reload_under_load_loses_nothing_and_attributes_every_exposure(s: Setup) -> None:
@@ -211,3 +210,53 @@ def test_clients_may_not_send_model_version(s: Setup) -> None:
     r = s.client.post("/v1/events", json={"events": [{**click, "model_version": s.a}]})
     assert r.status_code == 422 and "model_version" in r.json()["errors"][0]["message"]
     assert s.client.post("/v1/events", json={"events": [click]}).status_code == 200
+
+
+def test_a_request_in_flight_during_the_swap_is_served_and_logged_by_its_version(
+    s: Setup,
+) -> None:
+    """The swap happens while a request is being scored by version A (a hook on A's engine
+    reloads B in the middle of the request): the response and its exposures still say A
+    and hold A's ranking; the next request is B's."""
+    services = s.thread.app.state.services
+    engine_a = services.engine
+    assert engine_a.version == s.a
+    original = engine_a.recommend
+    calls: list[str] = []
+
+    def recommend_then_swap(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        if not calls:
+            calls.append("swapped")
+            services.reload_model(s.b)
+        return out
+
+    engine_a.recommend = recommend_then_swap
+    want_a, want_b = expected_lists(s.registry, s.a), expected_lists(s.registry, s.b)
+    unit = next(
+        u
+        for u in UNITS
+        if want_a[("cooc", u)] != want_b[("cooc", u)]
+        and want_a[("cooc_b", u)] != want_b[("cooc_b", u)]
+    )
+    body = s.client.post(
+        "/v1/recommend", json={"unit_id": unit, "experiment": "exp1", "k": K}
+    ).json()
+    assert calls == ["swapped"] and services.engine.version == s.b
+    assert body["model_version"] == s.a
+    assert [it["item_id"] for it in body["items"]] == want_a[(body["model"], unit)]
+    e = s.store.events.c
+    with s.store.engine.connect() as conn:
+        stored = (
+            conn.execute(
+                sa.select(e.model_version).where(e.request_id == body["request_id"]).distinct()
+            )
+            .scalars()
+            .all()
+        )
+    assert stored == [s.a]
+    after = s.client.post(
+        "/v1/recommend", json={"unit_id": unit, "experiment": "exp1", "k": K}
+    ).json()
+    assert after["model_version"] == s.b
+    assert [it["item_id"] for it in after["items"]] == want_b[(after["model"], unit)]

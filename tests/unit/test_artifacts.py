@@ -23,7 +23,9 @@ from abrec.cli import app
 from abrec.data.types import Interactions
 
 
-def fake_bundle(path: Path, models: tuple[str, ...] = ("ease", "popularity"), blob: bytes = b"A") -> Path:
+def fake_bundle(
+    path: Path, models: tuple[str, ...] = ("ease", "popularity"), blob: bytes = b"A"
+) -> Path:
     """A folder with the files a bundle has (the registry never loads the models)."""
     for name in models:
         (path / "models" / name).mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,10 @@ def test_data_fingerprint_depends_on_every_part_of_the_data() -> None:
     assert base not in others and len(others) == 5
     renamed = inter([(0, 1), (1, 2)])
     renamed = Interactions(
-        renamed.user_idx, renamed.item_idx, renamed.user_ids, np.array(["a", "b", "x"], dtype=object)
+        renamed.user_idx,
+        renamed.item_idx,
+        renamed.user_ids,
+        np.array(["a", "b", "x"], dtype=object),
     )
     assert data_fingerprint(renamed) != base
 
