@@ -13,8 +13,8 @@ import pytest
 
 from abrec.errors import ExperimentError
 from abrec.experiment.registry import ExperimentRegistry
-from abrec.store import EventStore
 from abrec.serve.sync import Synchronizer as _Sync
+from abrec.store import EventStore
 from abrec.store.changes import ChangeListener
 
 SPEC = {

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import abrec
 import httpx
 import pytest
 import sqlalchemy as sa
 from pg_gate import PG_URL, require_postgres
 from test_serve_support import HERE, build_bundle, free_port, unique_prefix, write_config
 
+import abrec
 from abrec.artifacts import ModelRegistry
 from abrec.store import EventStore
 
