@@ -80,12 +80,25 @@ class ExperimentRegistry:
         with self._lock:
             if spec.id in self._specs:
                 raise exists
-            try:  # another process may have created it since our last reload
-                self.store.save_experiment(spec.model_dump(mode="json"), expected_version=0)
+            # Another process may have created it since our last reload; a stored version
+            # that no longer loads (see `skipped`) is replaced.
+            stored = self.store.load_experiment(spec.id)
+            expected = 0
+            if stored is not None:
+                try:
+                    parse_spec(stored[1])
+                except ExperimentError:
+                    expected = stored[0]
+                else:
+                    self._reload()
+                    raise exists
+            try:
+                self.store.save_experiment(spec.model_dump(mode="json"), expected_version=expected)
             except VersionConflictError:
                 self._reload()
                 raise exists from None
             self._specs[spec.id] = spec
+            self.skipped.pop(ascii(spec.id)[:140], None)
         return spec
 
     def upsert(self, spec: ExperimentSpec) -> ExperimentSpec:

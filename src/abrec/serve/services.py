@@ -323,8 +323,8 @@ class Services:
                     f"({', '.join(missing)}); it has {new.model_names}. Stop those "
                     "experiments first or register a version that has them"
                 )
+            self.store.set_serving_model(target)  # a store failure changes nothing here
             self.engine = new
-            self.store.set_serving_model(target)
         if new is not old:
             log.info("now serving model version %s (was %s)", target, old.version)
         return old, new
