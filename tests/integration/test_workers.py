@@ -36,7 +36,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TOKEN = "workers-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-LAUNCH = "from abrec.cli import app; app(prog_name='abrec')"
 SRC = Path(abrec.__file__).resolve().parents[1]
 
 
@@ -47,7 +46,7 @@ def launch(cfg: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[byt
         "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
         "ABREC_ADMIN_TOKEN": TOKEN,
     }
-    cmd = [sys.executable, "-c", LAUNCH, "serve", "-c", str(cfg), "--port", str(port), *extra]
+    cmd = [sys.executable, "-m", "abrec", "serve", "-c", str(cfg), "--port", str(port), *extra]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120

@@ -84,8 +84,8 @@ def serve(
         raise typer.Exit(2) from exc
     try:
         wait_for_store(cfg)
-        if workers > 1:
-            prepare_store(cfg)
+        if workers > 1 or cfg.model_registry is not None:
+            prepare_store(cfg)  # one line for a registry with nothing to serve
     except DatabaseUnavailableError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(DATABASE_UNAVAILABLE_EXIT) from None
