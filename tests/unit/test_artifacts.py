@@ -189,3 +189,21 @@ def test_cli_bad_metrics_file_is_one_line(tmp_path: Path) -> None:
         app, ["models", "register", str(b), "-r", str(tmp_path / "reg"), "--metrics", str(bad)]
     )
     assert out.exit_code == 2 and out.stderr.count("\n") == 1 and "not valid" in out.stderr
+
+
+def test_code_version_names_this_checkouts_commit() -> None:
+    import subprocess
+
+    import abrec
+
+    here = Path(abrec.__file__).resolve().parent
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=False
+    )
+    got = code_version()
+    assert got["abrec"] == abrec.__version__
+    if head.returncode != 0:  # not a git checkout (an installed package)
+        assert got["git_commit"] is None and got["git_dirty"] is None
+    else:
+        assert got["git_commit"] == head.stdout.strip()
+        assert isinstance(got["git_dirty"], bool)

@@ -85,25 +85,33 @@ def data_fingerprint(inter: Interactions) -> str:
     return h.hexdigest()
 
 
-def code_version() -> dict[str, str | None]:
-    """The abrec version and, when the package sits in a git checkout, its commit."""
-    from abrec import __version__
-
-    commit: str | None = None
+def _git(here: Path, *args: str) -> str | None:
+    """stdout of a git command run in ``here``, None when git fails or is absent."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False
         )
-        if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", out.stdout.strip()):
-            commit = out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"abrec": __version__, "git_commit": commit}
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_version() -> dict[str, Any]:
+    """The abrec version and, when this package's files are tracked in a git checkout, its
+    commit and whether the package's sources differ from it (``git_dirty``); both None
+    otherwise (e.g. an installed wheel)."""
+    from abrec import __version__
+
+    here = Path(__file__).resolve().parent
+    commit: str | None = None
+    dirty: bool | None = None
+    if _git(here, "ls-files", "--error-unmatch", Path(__file__).name) is not None:
+        head = (_git(here, "rev-parse", "HEAD") or "").strip()
+        if re.fullmatch(r"[0-9a-f]{40}", head):
+            commit = head
+            status = _git(here, "status", "--porcelain", "--", str(here.parent))
+            dirty = None if status is None else bool(status.strip())
+    return {"abrec": __version__, "git_commit": commit, "git_dirty": dirty}
 
 
 def _provenance(bundle: Path) -> dict[str, Any]:
