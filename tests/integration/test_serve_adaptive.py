@@ -148,7 +148,10 @@ def test_clients_cannot_set_propensity_or_source(live: LiveService) -> None:
     }  # fmt: skip
     r = live.client.post("/v1/events", json={"events": [bad]})
     assert r.status_code == 422
-    assert "propensity and source are logged by the service" in r.json()["errors"][0]["message"]
+    assert (
+        "propensity, source and model_version are logged by the service"
+        in r.json()["errors"][0]["message"]
+    )
 
 
 def test_bandit_logs_assignment_probabilities_and_updates_weights(live: LiveService) -> None:

@@ -84,9 +84,10 @@ def synthetic(seed: int = 0) -> tuple[Interactions, ItemCatalog]:
     return inter, cat
 
 
-def build_bundle(path: Path) -> tuple[Path, Interactions]:
-    """Fit and save the test bundle under `path` (models: cooc, cooc_b, popularity, ease)."""
-    inter, cat = synthetic()
+def build_bundle(path: Path, seed: int = 0) -> tuple[Path, Interactions]:
+    """Fit and save the test bundle under `path` (models: cooc, cooc_b, popularity, ease),
+    on the synthetic interactions of `seed` (the ids are the same for every seed)."""
+    inter, cat = synthetic(seed)
     models: dict[str, Recommender] = {
         "cooc": Cooc().fit(inter, cat),
         "cooc_b": Cooc().fit(inter, cat),

@@ -129,6 +129,21 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
             "scale",
             {"serve", "store", "experiment", "offline", "loop", "simulate", "demo", "cli"},
         ),
+        (
+            "artifacts",
+            {
+                "serve",
+                "store",
+                "experiment",
+                "offline",
+                "evaluation",
+                "train",
+                "loop",
+                "simulate",
+                "demo",
+                "cli",
+            },
+        ),
     ],
 )
 def test_layering(package: str, forbidden: set[str]) -> None:

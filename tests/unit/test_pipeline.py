@@ -170,6 +170,14 @@ def test_run_on_generic_files_writes_run_folder(tmp_path: Path) -> None:
     assert set(summary["models"]) == {"pop", "ease"}
     nd = summary["models"]["ease"]["all"]["ndcg@10"]
     assert nd["ci_low"] <= nd["mean"] <= nd["ci_high"]
+    # the saved bundle carries its provenance, which the model registry records
+    from abrec.artifacts import ModelRegistry, data_fingerprint
+
+    meta = ModelRegistry(tmp_path / "registry").register(tmp_path / "bundle").meta
+    assert meta["data_fingerprint"] == data_fingerprint(out.split.train)
+    assert meta["data_fingerprint"] != data_fingerprint(out.split.test)
+    assert meta["metrics"]["per_model"]["ease"]["ndcg@10"] == nd["mean"]
+    assert meta["config"] == json.loads(cfg.model_dump_json())
     per_user = pd.read_parquet(tmp_path / "run" / "per_user.parquet")
     assert set(per_user["slice"]) <= {"all", "cold"}
     assert len(per_user[per_user["slice"] == "all"]) == 2 * len(out.split.scored_users)

@@ -20,6 +20,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes sharing the port (uvicorn workers); use PostgreSQL for "
+            "more than one (docs/deployment.md, Several workers)",
+        ),
+    ] = 1,
 ) -> None:
     """Serve recommendations, experiments and event ingestion over HTTP.
 
@@ -27,6 +36,10 @@ def serve(
     ABREC_ADMIN_TOKEN environment variable; results, the experiment list and detailed
     readiness accept that token or the one in ABREC_READ_TOKEN. Without them those
     routes answer 401 (see docs/security.md).
+
+    With `--workers N` (N > 1) the store's schema and the TOML experiments are set up
+    once, then N processes serve the same port; an admin change or model reload in one
+    is followed by the others within about `sync_poll_s` (docs/deployment.md).
 
     Exit codes: 0 after a clean shutdown; 2 for a configuration mistake (one line);
     3 when the database stays unreachable after the configured retries
@@ -40,8 +53,13 @@ def serve(
     from abrec.errors import ConfigError
     from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
-    from abrec.serve.config import ServeConfig, admin_token_from_env, read_token_from_env
-    from abrec.serve.services import DatabaseUnavailableError, wait_for_store
+    from abrec.serve.config import (
+        CONFIG_ENV,
+        ServeConfig,
+        admin_token_from_env,
+        read_token_from_env,
+    )
+    from abrec.serve.services import DatabaseUnavailableError, prepare_store, wait_for_store
 
     try:
         cfg = ServeConfig.from_toml(config)
@@ -52,28 +70,40 @@ def serve(
             }
         )
         # cheap checks first, so a typo gives one clear line instead of a startup traceback
-        if not (cfg.bundle / "bundle.json").is_file():
+        if cfg.bundle is not None and not (cfg.bundle / "bundle.json").is_file():
             raise ConfigError(
                 f"bundle {cfg.bundle} is not a model bundle (no bundle.json); build one with "
                 "`abrec evaluate --config examples/movielens.toml --save-models runs/bundle`"
             )
         if cfg.experiments is not None:
             load_specs(cfg.experiments)
+        if workers > 1 and port == 0:
+            raise ConfigError("--workers needs a fixed --port (0 would give each its own)")
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
         wait_for_store(cfg)
+        if workers > 1 or cfg.model_registry is not None:
+            prepare_store(cfg)  # one line for a registry with nothing to serve
     except DatabaseUnavailableError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(DATABASE_UNAVAILABLE_EXIT) from None
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     # uvicorn installs SIGTERM/SIGINT handlers: stop accepting, finish in-flight requests,
-    # then run the lifespan shutdown, which closes (flushes) the batch writer.
-    uvicorn.run(
-        create_app(cfg),
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    # then run the lifespan shutdown, which closes (flushes) the batch writer. With several
+    # workers the supervisor forwards SIGTERM to each, which shuts down the same way.
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(cfg), **common)  # type: ignore[arg-type]
+        return
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    uvicorn.run("abrec.serve.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

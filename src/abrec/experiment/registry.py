@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from abrec.errors import ExperimentError
 from abrec.experiment.assignment import choose_variation, gb_hash, get_bucket_ranges
 from abrec.experiment.spec import INTERLEAVED, ExperimentSpec, parse_spec
-from abrec.store.sql import EventStore
+from abrec.store.sql import EventStore, VersionConflictError
 
 _CACHE_SIZE = 100_000
+#: Attempts of a compare-and-set change before giving up (each loses only to another save).
+_CAS_ATTEMPTS = 8
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,16 @@ class ExperimentRegistry:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the latest version of every spec from the store, skipping invalid ones."""
+        """Re-read the latest version of every spec from the store, skipping invalid ones.
+
+        Changes other processes stored become visible here (the service calls this when
+        the store announces a change). It holds the registry lock while it reads, so a
+        change this process saves meanwhile is never overwritten by an older snapshot.
+        """
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
         specs: dict[str, ExperimentSpec] = {}
         skipped: dict[str, str] = {}
         for raw in self.store.load_experiments():
@@ -51,9 +62,8 @@ class ExperimentRegistry:
                 log.warning("skipping stored experiment %s: it does not load: %s", key, reason)
                 continue
             specs[spec.id] = spec
-        with self._lock:
-            self._specs = specs
-            self.skipped = skipped
+        self._specs = specs
+        self.skipped = skipped
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, spec: ExperimentSpec | dict[str, Any]) -> ExperimentSpec:
@@ -64,12 +74,31 @@ class ExperimentRegistry:
         """
         if not isinstance(spec, ExperimentSpec):
             spec = parse_spec(spec)
+        exists = ExperimentError(
+            f"experiment {spec.id!r} already exists; choose another id or update it"
+        )
         with self._lock:
             if spec.id in self._specs:
-                raise ExperimentError(
-                    f"experiment {spec.id!r} already exists; choose another id or update it"
-                )
-            self._save(spec)
+                raise exists
+            # Another process may have created it since our last reload; a stored version
+            # that no longer loads (see `skipped`) is replaced.
+            stored = self.store.load_experiment(spec.id)
+            expected = 0
+            if stored is not None:
+                try:
+                    parse_spec(stored[1])
+                except ExperimentError:
+                    expected = stored[0]
+                else:
+                    self._reload()
+                    raise exists
+            try:
+                self.store.save_experiment(spec.model_dump(mode="json"), expected_version=expected)
+            except VersionConflictError:
+                self._reload()
+                raise exists from None
+            self._specs[spec.id] = spec
+            self.skipped.pop(ascii(spec.id)[:140], None)
         return spec
 
     def upsert(self, spec: ExperimentSpec) -> ExperimentSpec:
@@ -111,8 +140,8 @@ class ExperimentRegistry:
         Raises:
             ExperimentError: for unknown/missing variants, bad weights or a stopped experiment.
         """
-        with self._lock:
-            spec = self.get(exp_id)
+
+        def change(spec: ExperimentSpec) -> ExperimentSpec:
             if spec.status == "stopped":
                 raise ExperimentError(f"experiment {exp_id!r} is stopped; its weights are final")
             names = spec.variant_names
@@ -122,23 +151,53 @@ class ExperimentRegistry:
                     f"got {sorted(weights)}"
                 )
             variants = [{**v.model_dump(), "weight": weights[v.name]} for v in spec.variants]
-            new = spec.with_updates(variants=variants)
-            self._save(new)
-        return new
+            return spec.with_updates(variants=variants)
+
+        return self._change(exp_id, change)
 
     def _transition(
         self, exp_id: str, status: str, *, allowed_from: tuple[str, ...]
     ) -> ExperimentSpec:
-        with self._lock:
-            spec = self.get(exp_id)
+        def change(spec: ExperimentSpec) -> ExperimentSpec:
             if spec.status not in allowed_from:
                 raise ExperimentError(
                     f"cannot move experiment {exp_id!r} from {spec.status!r} to {status!r}; "
                     f"allowed from {list(allowed_from)}"
                 )
-            new = spec.with_updates(status=status)
-            self._save(new)
-        return new
+            return spec.with_updates(status=status)
+
+        return self._change(exp_id, change)
+
+    def _change(
+        self, exp_id: str, change: Callable[[ExperimentSpec], ExperimentSpec]
+    ) -> ExperimentSpec:
+        """Apply ``change`` to the latest *stored* spec and save the result as the next
+        version (compare-and-set), so a change made meanwhile by another process is never
+        overwritten: on a conflict the change is applied again to the newer version (whose
+        rules may then refuse it, e.g. weights of an experiment another process stopped).
+
+        Raises:
+            ExperimentError: for an unknown id or a change the rules refuse.
+        """
+        with self._lock:
+            self.get(exp_id)
+            for _ in range(_CAS_ATTEMPTS):
+                stored = self.store.load_experiment(exp_id)
+                if stored is None:  # pragma: no cover - versions are never deleted
+                    raise ExperimentError(f"unknown experiment {exp_id[:128]!r}")
+                version, raw = stored
+                new = change(parse_spec(raw))
+                try:
+                    self.store.save_experiment(
+                        new.model_dump(mode="json"), expected_version=version
+                    )
+                except VersionConflictError:
+                    continue
+                self._specs[exp_id] = new
+                return new
+        raise ExperimentError(
+            f"experiment {exp_id!r} is being changed by other writers; retry the change"
+        )
 
     def _save(self, spec: ExperimentSpec) -> None:
         self.store.save_experiment(spec.model_dump(mode="json"))

@@ -375,7 +375,30 @@ def _run(
         out.files.update(write_learning_curves(out.run_dir, models))
     if save_models_dir is not None:
         out.files["models"] = save_models(models, split.train, save_models_dir)
+        write_provenance(out.files["models"], cfg, result, split.train)
     return out
+
+
+def write_provenance(
+    bundle_dir: Path, cfg: RunConfig, result: EvaluationResult, train: Interactions
+) -> Path:
+    """`provenance.json` in a saved bundle: the training data fingerprint, the run config and
+    each model's offline metrics (mean over all users), which `abrec models register` records."""
+    from abrec.artifacts import PROVENANCE_FILE, data_fingerprint
+
+    rows = result.summary[result.summary["slice"] == "all"]
+    metrics = {
+        str(model): {str(r["metric"]): float(r["mean"]) for _, r in group.iterrows()}
+        for model, group in rows.groupby("model")
+    }
+    doc = {
+        "data_fingerprint": data_fingerprint(train),
+        "config": cfg.model_dump(mode="json"),
+        "metrics": {"protocol": result.protocol, "per_model": metrics},
+    }
+    path = Path(bundle_dir) / PROVENANCE_FILE
+    path.write_text(json.dumps(json_safe(doc), indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def write_learning_curves(run_dir: Path, models: Mapping[str, Recommender]) -> dict[str, Path]:
@@ -499,5 +522,6 @@ __all__ = [
     "make_split",
     "run",
     "save_models",
+    "write_provenance",
     "write_run",
 ]

@@ -176,4 +176,15 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
-__all__ = ["MAX_REPORTED_ERRORS", "create_app", "validation_problem"]
+def app_from_env() -> FastAPI:
+    """The app of one worker process of `abrec serve --workers N` (a uvicorn factory): its
+    config is the TOML file named by `ABREC_SERVE_CONFIG`, its tokens come from the
+    environment (`abrec.serve.config.config_from_env`)."""
+    import os
+
+    from abrec.serve.config import config_from_env
+
+    return create_app(config_from_env(os.environ))
+
+
+__all__ = ["MAX_REPORTED_ERRORS", "app_from_env", "create_app", "validation_problem"]

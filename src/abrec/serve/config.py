@@ -13,14 +13,16 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from abrec.errors import ConfigError, format_validation_error
 
 ADMIN_TOKEN_ENV = "ABREC_ADMIN_TOKEN"
 READ_TOKEN_ENV = "ABREC_READ_TOKEN"
+#: The service TOML a worker process of `abrec serve --workers N` reads.
+CONFIG_ENV = "ABREC_SERVE_CONFIG"
 _SECRETS = {"admin_token": ADMIN_TOKEN_ENV, "read_token": READ_TOKEN_ENV}
 
 
@@ -39,7 +41,21 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store_url: str = "sqlite:///runs/events.db"
-    bundle: Path
+    bundle: Path | None = Field(
+        default=None, description="the model bundle folder to serve (or set model_registry)"
+    )
+    model_registry: Path | None = Field(
+        default=None,
+        description="a model registry (`abrec models`): serve its promoted version (or the "
+        "version a reload stored), reloadable without a restart; replaces bundle",
+    )
+    sync_poll_s: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=10.0,
+        description="how often each service process checks the store for experiment and "
+        "serving-model changes other processes made (PostgreSQL also notifies at once)",
+    )
     experiments: Path | None = None
     fallback_model: str | None = None
     max_k: int = Field(default=100, ge=1, le=10_000)
@@ -85,6 +101,15 @@ class ServeConfig(BaseModel):
         "readiness); the admin token grants them too",
     )
 
+    @model_validator(mode="after")
+    def _one_model_source(self) -> Self:
+        if (self.bundle is None) == (self.model_registry is None):
+            raise ValueError(
+                "set exactly one of bundle (a bundle folder) and model_registry (a model "
+                "registry whose promoted version is served)"
+            )
+        return self
+
     @classmethod
     def from_toml(cls, path: str | Path) -> ServeConfig:
         """Read a TOML file; relative paths in it are resolved against the file's folder."""
@@ -105,7 +130,7 @@ class ServeConfig(BaseModel):
                     f"set the {env} environment variable of `abrec serve` instead"
                 )
         base = path.resolve().parent
-        for key in ("bundle", "experiments"):
+        for key in ("bundle", "model_registry", "experiments"):
             if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
                 raw[key] = str(base / raw[key])
         url = raw.get("store_url")
@@ -124,6 +149,25 @@ class ServeConfig(BaseModel):
             raise ConfigError(f"{path}: invalid service config:\n  - {detail}") from None
 
 
+def config_from_env(environ: Mapping[str, str]) -> ServeConfig:
+    """The config of a service worker process: the TOML file named by `CONFIG_ENV` and the
+    tokens from `ADMIN_TOKEN_ENV` and `READ_TOKEN_ENV` (what `abrec serve --workers N` hands
+    its workers).
+
+    Raises:
+        ConfigError: when `CONFIG_ENV` is unset or the file is invalid.
+    """
+    path = environ.get(CONFIG_ENV, "").strip()
+    if not path:
+        raise ConfigError(f"set {CONFIG_ENV} to the service TOML file")
+    return ServeConfig.from_toml(path).model_copy(
+        update={
+            "admin_token": admin_token_from_env(environ),
+            "read_token": read_token_from_env(environ),
+        }
+    )
+
+
 def admin_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
     """The admin token in `ABREC_ADMIN_TOKEN` of `environ` (None when unset or blank)."""
     token = environ.get(ADMIN_TOKEN_ENV, "").strip()
@@ -138,9 +182,11 @@ def read_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
+    "CONFIG_ENV",
     "READ_TOKEN_ENV",
     "BatchConfig",
     "ServeConfig",
     "admin_token_from_env",
+    "config_from_env",
     "read_token_from_env",
 ]

@@ -31,9 +31,16 @@ class Ranked:
 
 
 class Engine:
-    """Maps external unit/item ids to bundle indices and ranks items with a named model."""
+    """Maps external unit/item ids to bundle indices and ranks items with a named model.
 
-    def __init__(self, bundle: ModelBundle, fallback_model: str | None = None) -> None:
+    ``version`` names the model registry version the bundle came from (None for a bundle
+    folder served directly); exposures served by this engine carry it.
+    """
+
+    def __init__(
+        self, bundle: ModelBundle, fallback_model: str | None = None, version: str | None = None
+    ) -> None:
+        self.version = version
         if not bundle.models:
             raise ConfigError(
                 "the model bundle holds no models; save at least one with ModelBundle"
@@ -54,14 +61,16 @@ class Engine:
         self.fallback_model = fallback_model
 
     @classmethod
-    def load(cls, path: str | Path, fallback_model: str | None = None) -> Engine:
+    def load(
+        cls, path: str | Path, fallback_model: str | None = None, version: str | None = None
+    ) -> Engine:
         """Load the bundle saved at `path` once."""
         path = Path(path)
         if not (path / "bundle.json").is_file():
             raise ConfigError(
                 f"{path} is not a model bundle (no bundle.json); build one with ModelBundle.save"
             )
-        return cls(ModelBundle.load(path), fallback_model)
+        return cls(ModelBundle.load(path), fallback_model, version)
 
     @property
     def model_names(self) -> list[str]:

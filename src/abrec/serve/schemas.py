@@ -69,6 +69,8 @@ class RecommendedItem(BaseModel):
 
 
 class RecommendResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
     request_id: str
     experiment: str
     variant: str | None = Field(
@@ -79,6 +81,11 @@ class RecommendResponse(BaseModel):
     model: str = Field(
         description="the model that ranked the list; for an interleaved list the variants' "
         "models joined by '+'"
+    )
+    model_version: str | None = Field(
+        default=None,
+        description="the model registry version that served the list (null when the service "
+        "serves a bundle folder); every exposure of the list stores it",
     )
     items: list[RecommendedItem]
 

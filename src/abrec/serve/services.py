@@ -4,15 +4,20 @@ FastAPI dependencies through which route handlers reach it and the app's configu
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 
+from abrec.artifacts import ArtifactError, ModelRegistry
 from abrec.errors import AbrecError, ConfigError, ExperimentError, StoreError
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec, load_specs
@@ -20,6 +25,7 @@ from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
+from abrec.serve.sync import Synchronizer
 from abrec.store import BatchWriter, Event, EventStore
 from abrec.store.ingest import Outcome
 
@@ -137,9 +143,86 @@ class Choice:
         return cls(None, None, {"fallback": model}, reason, None)
 
 
+class ReloadRefusedError(AbrecError):
+    """A model reload that would break serving (HTTP 409): a running experiment's model is
+    missing from the new version, the fallback model is, or no registry is configured."""
+
+
+def _first_engine(config: ServeConfig, store: EventStore, models: ModelRegistry | None) -> Engine:
+    """The bundle folder's engine, or the registry version a reload stored (so a process
+    that starts later serves what the others serve), else the promoted one."""
+    if models is None:
+        assert config.bundle is not None  # ServeConfig requires bundle or model_registry
+        return Engine.load(config.bundle, config.fallback_model)
+    version = store.serving_model() or models.promoted()
+    if version is None:
+        raise ConfigError(
+            f"the model registry {config.model_registry} has no promoted version; register "
+            "a bundle and promote it (`abrec models register`, `abrec models promote`)"
+        )
+    return Engine.load(models.get(version).bundle, config.fallback_model, version)
+
+
+def served_model_names(config: ServeConfig, store: EventStore) -> tuple[str, list[str]]:
+    """(where the models come from, their names) as a process of this config would serve
+    them at start, read from `bundle.json` / the version's metadata without loading them.
+
+    Raises:
+        ConfigError: when the bundle folder is not a bundle or nothing can be served.
+    """
+    if config.model_registry is None:
+        assert config.bundle is not None
+        meta = config.bundle / "bundle.json"
+        if not meta.is_file():
+            raise ConfigError(
+                f"bundle {config.bundle} is not a model bundle (no bundle.json); build one with "
+                "`abrec evaluate --config examples/movielens.toml --save-models runs/bundle`"
+            )
+        return str(config.bundle), sorted(json.loads(meta.read_text())["models"])
+    models = ModelRegistry(config.model_registry)
+    version = store.serving_model() or models.promoted()
+    if version is None:
+        raise ConfigError(
+            f"the model registry {config.model_registry} has no promoted version; register "
+            "a bundle and promote it (`abrec models register`, `abrec models promote`)"
+        )
+    return f"model version {version}", models.get(version).models
+
+
+def prepare_store(config: ServeConfig) -> None:
+    """Create the schema and store the TOML experiments once, before several worker
+    processes start (so they do not race to create tables); each worker then finds them.
+
+    Raises:
+        ConfigError: when an experiment serves a model the served bundle lacks.
+    """
+    store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
+    try:
+        store.create_schema()
+        where, names = served_model_names(config, store)
+        if config.experiments is None:
+            return
+        registry = ExperimentRegistry(store)
+        for spec in load_specs(config.experiments):
+            missing = [v.model for v in spec.variants if v.model not in names]
+            if missing:
+                raise ConfigError(
+                    f"experiment {spec.id!r} serves model(s) {missing} that are not in the "
+                    f"bundle {where} (it has {names})"
+                )
+            registry.upsert(spec)
+    finally:
+        store.dispose()
+
+
 @dataclass
 class Services:
-    """What the lifespan opens once: models, store, writer, registry."""
+    """What the lifespan opens once: models, store, writer, registry, and the thread that
+    applies other processes' changes (`abrec.serve.sync`).
+
+    ``engine`` is replaced as a whole by a model reload (one attribute assignment); a
+    request reads it once and uses that engine throughout.
+    """
 
     config: ServeConfig
     engine: Engine
@@ -148,24 +231,31 @@ class Services:
     registry: ExperimentRegistry
     metrics: ServiceMetrics
     bandits: BanditUpdater
+    models: ModelRegistry | None = None
+    sync: Synchronizer | None = None
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, config: ServeConfig, metrics: ServiceMetrics) -> Services:
-        """Load the bundle, wait for the database (bounded retries), open the store and
-        writer, load experiments from TOML."""
-        engine = Engine.load(config.bundle, config.fallback_model)
+        """Wait for the database (bounded retries), open the store, load the model bundle
+        (or the registry's serving version), the writer and the experiments from TOML, and
+        start following other processes' changes."""
         wait_for_store(config)
         store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
         try:
             store.create_schema()
+            token = store.change_token()  # before loading: later changes are applied
+            models = ModelRegistry(config.model_registry) if config.model_registry else None
+            engine = _first_engine(config, store, models)
             registry = ExperimentRegistry(store)
             if config.experiments is not None:
                 for spec in load_specs(config.experiments):
                     missing = [v.model for v in spec.variants if not engine.has_model(v.model)]
                     if missing:
+                        where = config.bundle or f"model version {engine.version}"
                         raise ConfigError(
                             f"experiment {spec.id!r} serves model(s) {missing} that are not in "
-                            f"the bundle {config.bundle} (it has {engine.model_names})"
+                            f"the bundle {where} (it has {engine.model_names})"
                         )
                     registry.upsert(spec)  # a stored version (admin changes) wins
             writer = BatchWriter(
@@ -176,35 +266,109 @@ class Services:
             raise
         bandits = BanditUpdater(registry)
         bandits.start()
-        return cls(config, engine, store, writer, registry, metrics, bandits)
+        services = cls(config, engine, store, writer, registry, metrics, bandits, models)
+        services.sync = Synchronizer(
+            store, registry, services.follow_model, token=token, poll_s=config.sync_poll_s
+        )
+        services.sync.start()
+        return services
 
     def close(self) -> None:
-        """Stop the bandit updates, flush pending events and release the store."""
+        """Stop following changes and the bandit updates, flush pending events and release
+        the store."""
         try:
+            if self.sync is not None:
+                self.sync.close()
             self.bandits.close()
             self.writer.close()
         finally:
             self.store.dispose()
 
-    def choose(self, experiment: str, unit_id: str) -> Choice:
+    def reload_model(self, version: str | None = None) -> tuple[Engine, Engine]:
+        """Load a registry version (None: the promoted one), swap it in and store it as the
+        serving version, so every other process loads it too. Returns (old, new) engines;
+        reloading the version being served only stores it again.
+
+        Raises:
+            ArtifactError: for an unknown version, or when none is promoted.
+            ReloadRefusedError: without a registry, or when the new version lacks the
+                fallback model or a model that a running experiment serves (nothing changes).
+        """
+        if self.models is None:
+            raise ReloadRefusedError(
+                "this service serves a bundle folder; set model_registry in its config to "
+                "reload model versions without a restart"
+            )
+        with self._reload_lock:
+            target = version if version is not None else self.models.promoted()
+            if target is None:
+                raise ArtifactError(
+                    f"the model registry {self.models.root} has no promoted version; name one"
+                )
+            found = self.models.get(target)
+            old = self.engine
+            new = old if old.version == target else self._load(found.bundle, target)
+            running = [x for x in self.registry.list() if x.status == "running"]
+            missing = sorted(
+                {
+                    f"{x.id}: {v.model}"
+                    for x in running
+                    for v in x.variants
+                    if not new.has_model(v.model)
+                }
+            )
+            if missing:
+                raise ReloadRefusedError(
+                    f"model version {target} lacks model(s) that running experiments serve "
+                    f"({', '.join(missing)}); it has {new.model_names}. Stop those "
+                    "experiments first or register a version that has them"
+                )
+            self.store.set_serving_model(target)  # a store failure changes nothing here
+            self.engine = new
+        if new is not old:
+            log.info("now serving model version %s (was %s)", target, old.version)
+        return old, new
+
+    def _load(self, bundle: Path, version: str) -> Engine:
+        try:
+            return Engine.load(bundle, self.config.fallback_model, version)
+        except ConfigError as exc:
+            raise ReloadRefusedError(f"model version {version} cannot be served: {exc}") from exc
+
+    def follow_model(self, version: str) -> None:
+        """Serve the version another process stored (called by the `Synchronizer`)."""
+        if self.models is None or self.engine.version == version:
+            return
+        with self._reload_lock:
+            if self.engine.version == version:
+                return
+            new = self._load(self.models.get(version).bundle, version)
+            old, self.engine = self.engine, new
+        log.info(
+            "now serving model version %s (was %s; stored by another process)", version, old.version
+        )
+
+    def choose(self, experiment: str, unit_id: str, engine: Engine | None = None) -> Choice:
         """What serves a unit in an experiment: its variant, the model(s) and the
-        probability of the assignment, or the fallback model and why."""
+        probability of the assignment, or the fallback model and why. ``engine`` is the
+        one the request serves with (default: the current one)."""
+        engine = engine if engine is not None else self.engine
         try:
             spec = self.registry.get(experiment)
         except ExperimentError:
-            return Choice.fallback(self.engine.fallback_model, "unknown_experiment")
+            return Choice.fallback(engine.fallback_model, "unknown_experiment")
         if spec.status != "running":
-            return Choice.fallback(self.engine.fallback_model, "not_running")
+            return Choice.fallback(engine.fallback_model, "not_running")
         got = self.registry.assign_with_propensity(experiment, unit_id)
         if got is None:
-            return Choice.fallback(self.engine.fallback_model, "not_assigned")
+            return Choice.fallback(engine.fallback_model, "not_assigned")
         variant, propensity = got
         if spec.type == "interleaving":
             models = {v.name: v.model for v in spec.variants}
         else:
             models = {variant: spec.variant(variant).model}
-        if not all(self.engine.has_model(m) for m in models.values()):
-            return Choice.fallback(self.engine.fallback_model, "model_missing")
+        if not all(engine.has_model(m) for m in models.values()):
+            return Choice.fallback(engine.fallback_model, "model_missing")
         if spec.type == "ab":
             propensity = 1.0  # the variant's ranking is deterministic
         return Choice(spec, variant, models, None, propensity)
@@ -269,7 +433,7 @@ Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 ExperimentId = Annotated[
     str,
-    Path(
+    PathParam(
         min_length=1,
         max_length=128,
         openapi_examples={"experiment": {"value": "ease-vs-popularity"}},
@@ -282,13 +446,16 @@ __all__ = [
     "DatabaseUnavailableError",
     "ExperimentId",
     "Metrics",
+    "ReloadRefusedError",
     "Services",
     "Svc",
     "database_problem",
     "get_config",
     "get_metrics",
     "get_services",
+    "prepare_store",
     "safe_url",
+    "served_model_names",
     "spec_or_404",
     "wait_for_database",
     "wait_for_store",

@@ -62,7 +62,7 @@ class Event(BaseModel):
     pre-experiment metric in ``value``, used by CUPED) or another lower-case word.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, protected_namespaces=())
 
     event_id: str = Field(min_length=1, max_length=128)
     ts: datetime = Field(
@@ -91,6 +91,14 @@ class Event(BaseModel):
         max_length=256,
         description="exposures of interleaving experiments: what the credit rule needs (the "
         "contributing ranker, or the item's ranks in each ranker)",
+    )
+
+    model_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="exposures: the version of the model bundle that served the list (set by "
+        "the service when it serves from a model registry)",
     )
 
     @field_validator("ts", mode="before")
@@ -124,7 +132,14 @@ class Event(BaseModel):
         return value
 
     @field_validator(
-        "event_id", "experiment", "variant", "unit_id", "item_id", "request_id", "source"
+        "event_id",
+        "experiment",
+        "variant",
+        "unit_id",
+        "item_id",
+        "request_id",
+        "source",
+        "model_version",
     )
     @classmethod
     def _printable(cls, s: str | None) -> str | None:

@@ -38,6 +38,16 @@ from abrec.store.ingest import (
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
+#: `EventStore.serving` key of the model version the service processes serve.
+SERVING_MODEL_KEY = "model_version"
+#: Payloads of the change notifications (`EventStore.change_channel`).
+CHANGED_EXPERIMENTS = "experiments"
+CHANGED_MODEL = "model"
+
+
+class VersionConflictError(StoreError):
+    """A compare-and-set save of an experiment lost to another writer (nothing was stored)."""
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
@@ -113,6 +123,7 @@ class EventStore:
             sa.Column("request_id", sa.String(128), nullable=True),
             sa.Column("propensity", sa.Double, nullable=True),
             sa.Column("source", sa.String(256), nullable=True),
+            sa.Column("model_version", sa.String(128), nullable=True),
             sa.Index(f"ix_{p}events_exp_unit", "experiment", "variant", "unit_id"),
             sa.Index(f"ix_{p}events_exp_type", "experiment", "type"),
         )
@@ -132,6 +143,15 @@ class EventStore:
             sa.Column("variant", sa.String(128), nullable=False),
             sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("propensity", sa.Double, nullable=True),
+        )
+        #: Deployment state every service process shares (key -> value), e.g. the model
+        #: version the service serves (`SERVING_MODEL_KEY`).
+        self.serving = sa.Table(
+            f"{p}serving",
+            md,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("value", sa.String(256), nullable=False),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         )
         self.metadata = md
 
@@ -530,13 +550,40 @@ class EventStore:
         return list(by_request.values())
 
     # ------------------------------------------------------------------ experiments
-    def save_experiment(self, spec_json: dict[str, Any]) -> int:
-        """Store a new version of an experiment spec (must contain ``id``); return its version."""
+    def save_experiment(
+        self, spec_json: dict[str, Any], *, expected_version: int | None = None
+    ) -> int:
+        """Store a new version of an experiment spec (must contain ``id``); return its version.
+
+        With ``expected_version`` (0: the id must be new) the save is a compare-and-set:
+        it stores version ``expected_version + 1`` or, when another writer (another service
+        process) stored a version after ``expected_version``, raises `VersionConflictError`
+        and stores nothing.
+        """
         exp_id = spec_json.get("id")
         if not isinstance(exp_id, str) or not exp_id:
             raise StoreError("save_experiment needs a spec dict with a non-empty string 'id'")
         t = self.experiments
         payload = json.dumps(spec_json, sort_keys=True)
+        if expected_version is not None:
+            row = {
+                "id": exp_id,
+                "version": expected_version + 1,
+                "spec": payload,
+                "saved_at": datetime.now(UTC),
+            }
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(t.insert().values(**row))
+                    self._notify(conn, CHANGED_EXPERIMENTS)
+            except sa.exc.IntegrityError as exc:
+                raise VersionConflictError(
+                    f"experiment {exp_id!r} was changed by another writer after version "
+                    f"{expected_version}"
+                ) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"could not save experiment {exp_id!r}: {exc}") from exc
+            return expected_version + 1
         next_version = sa.select(
             sa.literal(exp_id, sa.String(128)),
             sa.func.coalesce(sa.func.max(t.c.version), 0) + 1,
@@ -552,12 +599,22 @@ class EventStore:
             try:
                 with self.engine.begin() as conn:
                     version = conn.execute(stmt).scalar_one()
+                    self._notify(conn, CHANGED_EXPERIMENTS)
                 return int(version)
             except sa.exc.IntegrityError:  # a concurrent save took this version; retry
                 time.sleep(0.01 * (attempt + 1))
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(f"could not save experiment {exp_id!r}: {exc}") from exc
         raise StoreError(f"could not save experiment {exp_id!r}: too many concurrent writers")
+
+    def load_experiment(self, exp_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(latest version, spec) of one experiment, None when no version is stored."""
+        t = self.experiments
+        q = sa.select(t.c.version, t.c.spec).where(t.c.id == exp_id)
+        q = q.order_by(t.c.version.desc()).limit(1)
+        with self._tx("load an experiment") as conn:
+            row = conn.execute(q).first()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def load_experiments(self) -> list[dict[str, Any]]:
         """Latest stored version of every experiment spec, ordered by id."""
@@ -668,6 +725,58 @@ class EventStore:
             conn.execute(stmt)
             r = conn.execute(q).one()
         return str(r[0]), None if r[1] is None else float(r[1])
+
+    # ------------------------------------------------------------------ shared deployment state
+    @property
+    def change_channel(self) -> str:
+        """The PostgreSQL ``LISTEN``/``NOTIFY`` channel on which this store announces changes
+        of experiments and of the serving model (payload `CHANGED_EXPERIMENTS` or
+        `CHANGED_MODEL`)."""
+        return f"{self.table_prefix}changes"
+
+    def _notify(self, conn: Connection, what: str) -> None:
+        """Announce a change on PostgreSQL; delivered to listeners when ``conn`` commits."""
+        if self.dialect == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_notify(:channel, :what)"),
+                {"channel": self.change_channel, "what": what},
+            )
+
+    def set_serving_model(self, version: str) -> None:
+        """Store the model version every service process should serve (and announce it)."""
+        t = self.serving
+        values = {"key": SERVING_MODEL_KEY, "value": version, "updated_at": datetime.now(UTC)}
+        stmt = (
+            self._insert(t)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_={"value": version, "updated_at": values["updated_at"]},
+            )
+        )
+        with self._tx("store the serving model version") as conn:
+            conn.execute(stmt)
+            self._notify(conn, CHANGED_MODEL)
+
+    def serving_model(self) -> str | None:
+        """The stored serving model version (None until a reload stored one)."""
+        return self.change_token()[1]
+
+    def change_token(self) -> tuple[int, str | None]:
+        """(number of stored experiment versions, serving model version) in one query.
+
+        Experiment versions are only ever appended, so the count grows with every
+        create/start/stop/weights change in any process: a process that polls this
+        token sees every change another one made.
+        """
+        e, s = self.experiments, self.serving
+        q = sa.select(
+            sa.select(sa.func.count()).select_from(e).scalar_subquery(),
+            sa.select(s.c.value).where(s.c.key == SERVING_MODEL_KEY).scalar_subquery(),
+        )
+        with self._tx("read the change token") as conn:
+            n, version = conn.execute(q).one()
+        return int(n), None if version is None else str(version)
 
     def __repr__(self) -> str:
         return f"EventStore({self.dialect}, prefix={self.table_prefix!r})"

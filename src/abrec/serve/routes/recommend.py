@@ -17,9 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
 from abrec.interleave import interleave
-from abrec.serve.engine import Ranked
+from abrec.serve.engine import Engine, Ranked
 from abrec.serve.schemas import Problem, RecommendedItem, RecommendRequest, RecommendResponse
-from abrec.serve.services import Choice, Config, Metrics, Services, Svc
+from abrec.serve.services import Choice, Config, Metrics, Svc
 from abrec.store import Event
 
 router = APIRouter(tags=["serve"])
@@ -36,11 +36,11 @@ class Served:
     propensities: list[float | None]
 
 
-def _serve(s: Services, choice: Choice, body: RecommendRequest, request_id: str) -> Served:
+def _serve(engine: Engine, choice: Choice, body: RecommendRequest, request_id: str) -> Served:
     """Rank (and, for an interleaving experiment, merge) the list of one request."""
     history = body.context.history if body.context is not None else []
     ranked: dict[str, Ranked] = {
-        name: s.engine.recommend(model, body.unit_id, body.k, history)
+        name: engine.recommend(model, body.unit_id, body.k, history)
         for name, model in choice.models.items()
     }
     if choice.spec is None or choice.spec.type != "interleaving":
@@ -63,7 +63,11 @@ def _serve(s: Services, choice: Choice, body: RecommendRequest, request_id: str)
 
 
 def _exposures(
-    body: RecommendRequest, variant: str, request_id: str, served: Served
+    body: RecommendRequest,
+    variant: str,
+    request_id: str,
+    served: Served,
+    model_version: str | None = None,
 ) -> list[Event]:
     """One exposure event per recommended item, keyed by request id and position."""
     sources: list[str | None] = (
@@ -81,6 +85,7 @@ def _exposures(
             request_id=request_id,
             propensity=prop,
             source=src,
+            model_version=model_version,
         )
         for pos, (item, prop, src) in enumerate(
             zip(served.item_ids, served.propensities, sources, strict=True)
@@ -101,9 +106,11 @@ async def recommend(
         raise HTTPException(422, f"k={body.k} is above max_k={config.max_k}; ask for fewer")
     request_id = uuid.uuid4().hex
 
+    engine = s.engine  # read once: a model reload swaps it, this request keeps its own
+
     def work() -> tuple[Choice, Served]:
-        choice = s.choose(body.experiment, body.unit_id)
-        return choice, _serve(s, choice, body, request_id)
+        choice = s.choose(body.experiment, body.unit_id, engine)
+        return choice, _serve(engine, choice, body, request_id)
 
     try:
         choice, served = await run_in_threadpool(work)
@@ -116,7 +123,7 @@ async def recommend(
     else:
         metrics.assignments.inc()
         if served.item_ids:
-            exposures = _exposures(body, choice.variant, request_id, served)
+            exposures = _exposures(body, choice.variant, request_id, served, engine.version)
             await s.write(exposures)
             metrics.events_ingested.labels(type="exposure").inc(len(exposures))
     sources: list[str | None] = (
@@ -127,6 +134,7 @@ async def recommend(
         experiment=body.experiment,
         variant=choice.variant,
         model=served.model,
+        model_version=engine.version,
         items=[
             RecommendedItem(item_id=i, position=p, score=sc, source=src)
             for p, (i, sc, src) in enumerate(
