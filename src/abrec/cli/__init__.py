@@ -1,6 +1,14 @@
 """`abrec` command line: wiring only; each command lives in its own module."""
 
-from abrec.cli import analyze, demo, evaluate, loop, serve, train  # noqa: F401  (register commands)
+from abrec.cli import (  # noqa: F401  (register commands)
+    analyze,
+    demo,
+    evaluate,
+    export_onnx,
+    loop,
+    serve,
+    train,
+)
 from abrec.cli.app import app
 
 __all__ = ["app"]
