@@ -50,8 +50,6 @@ ALPHA = 0.05
 MAX_VAL_LOSS = 0.005  # relative NDCG@10 loss on validation a chosen k may have
 N_BOOT = 2000
 N_PERM = 5000
-#: model kinds whose item-item weights take `storage_dtype` / `prune_top_k`
-COMPACT_KINDS = frozenset({"ease", "text_ease", "l3ae", "ltr", "ltr_cf"})
 
 
 def dir_bytes(path: Path) -> int:
@@ -123,17 +121,6 @@ def test_split_table(split: Any, items: Any, ks: Sequence[int], lambda_: float, 
     return {"baseline": {**base, "bytes": sizes["dense_f32"]}, "rows": rows, "fit_s": fit_s}
 
 
-def compact_config(cfg: Any, k: int) -> Any:
-    """The run config with float16 + top-k on every EASE-family model."""
-    models = [
-        m.model_copy(update={"params": {**m.params, "storage_dtype": "float16", "prune_top_k": k}})
-        if m.kind in COMPACT_KINDS
-        else m
-        for m in cfg.models
-    ]
-    return cfg.model_copy(update={"models": models})
-
-
 def strip_compact(cfg: Any) -> Any:
     """The run config with today's (dense float32) storage on every model."""
     models = [
@@ -151,12 +138,19 @@ def strip_compact(cfg: Any) -> Any:
 
 def demo_table(k: int, tmp: Path) -> dict[str, Any]:
     """Demo bundle today vs compact: sizes and paired NDCG@10 per served model."""
-    from abrec.demo import DemoOptions, demo_config, served_config, without_missing_finetune
+    from abrec.demo import (
+        DemoOptions,
+        compact_config,
+        demo_config,
+        served_config,
+        without_missing_finetune,
+    )
     from abrec.offline.run import run
 
     opts = DemoOptions()
     cfg, opts, notes = without_missing_finetune(served_config(demo_config(None), opts), opts)
-    variants = {"today": strip_compact(cfg), "compact": compact_config(strip_compact(cfg), k)}
+    compact = {"storage_dtype": "float16", "prune_top_k": k}
+    variants = {"today": strip_compact(cfg), "compact": compact_config(strip_compact(cfg), compact)}
     per_user: dict[str, pd.DataFrame] = {}
     sizes: dict[str, dict[str, int]] = {}
     secs: dict[str, float] = {}
