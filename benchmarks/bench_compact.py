@@ -9,7 +9,8 @@ On MovieLens latest-small, protocol ml-small-temporal-v1 (`abrec.data`, `abrec.e
    (paired permutation p >= 0.05) AND at most `MAX_VAL_LOSS` (0.5%) below it in mean.
 2. Test split: EASE dense float32 (baseline), dense float16, and top-k float16 for every k,
    each with the per-user paired difference in NDCG@10 (bootstrap 95% CI, permutation and
-   t-test p-values, `abrec.evaluation.significance`) and its saved size on disk.
+   t-test p-values, `abrec.evaluation.significance`), its saved size on disk and the median
+   in-process time of `score_history` for one user (the service's per-request scoring).
 3. The demo bundle (what `abrec demo` saves: `abrec.demo` served config, offline `run` with
    `save_models_dir`), fitted today (`storage_dtype` float32, no pruning) and compact
    (float16 + the chosen k on every EASE-family part): size on disk and, per served model,
@@ -110,6 +111,7 @@ def test_split_table(split: Any, items: Any, ks: Sequence[int], lambda_: float, 
         m.fit(split.train, items)
         fit_s[name] = time.perf_counter() - t0
         sizes[name] = dir_bytes(m.save(tmp / "ease" / name))
+    latency = {name: score_latency_ms(m, split) for name, m in models.items()}
     res = evaluate_models(
         dict(models), split, ks=(10,), baseline="dense_f32", n_bootstrap=N_BOOT,
         n_permutations=N_PERM, compute_auc=False,
@@ -117,8 +119,27 @@ def test_split_table(split: Any, items: Any, ks: Sequence[int], lambda_: float, 
     rows = compare_rows(res)
     for r in rows:
         r["bytes"] = sizes[r["model"]]
-    base = {"model": "dense_f32", "mean_model": res.value("dense_f32", METRIC)}
-    return {"baseline": {**base, "bytes": sizes["dense_f32"]}, "rows": rows, "fit_s": fit_s}
+        r["score_ms"] = latency[r["model"]]
+    base = {
+        "model": "dense_f32",
+        "mean_model": res.value("dense_f32", METRIC),
+        "bytes": sizes["dense_f32"],
+        "score_ms": latency["dense_f32"],
+    }
+    return {"baseline": base, "rows": rows, "fit_s": fit_s}
+
+
+def score_latency_ms(model: EASE, split: Any, n: int = 300) -> float:
+    """Median milliseconds of `score_history` for one user (what the service does per request),
+    over the first `n` scored users' training histories."""
+    X = split.train.matrix.tocsr()
+    times = []
+    for u in split.scored_users[:n]:
+        hist = X.indices[X.indptr[u] : X.indptr[u + 1]]
+        t0 = time.perf_counter()
+        model.score_history([hist])
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
 
 
 def strip_compact(cfg: Any) -> Any:
@@ -194,6 +215,8 @@ def mb(n: int) -> str:
 def print_rows(rows: list[dict[str, Any]], base_bytes: int | None = None) -> None:
     for r in rows:
         size = f"  {mb(r['bytes']):>10} ({r['bytes'] / base_bytes:.1%})" if base_bytes else ""
+        if "score_ms" in r:
+            size += f"  {r['score_ms']:.2f} ms/user"
         print(
             f"  {r['model']:<14} {r['mean_model']:.5f}  diff {r['diff']:+.5f} "
             f"[{r['diff_low']:+.5f}, {r['diff_high']:+.5f}]  p_perm {r['p_perm']:.4f} "
@@ -242,7 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             test = test_split_table(split, items, args.ks, args.lambda_, tmp)
             report["test"] = test
             b = test["baseline"]
-            print(f"  {'dense_f32':<14} {b['mean_model']:.5f}  {mb(b['bytes']):>10}")
+            print(
+                f"  {'dense_f32':<14} {b['mean_model']:.5f}  {mb(b['bytes']):>10}  "
+                f"{b['score_ms']:.2f} ms/user"
+            )
             print_rows(test["rows"], b["bytes"])
         k = args.demo_k or chosen
         if not args.skip_demo and k is not None:
