@@ -5,7 +5,7 @@ With the bundled all-MiniLM-L6-v2, on the CPU:
 1. Export (`abrec.embed.onnx.export_onnx`) to a temporary folder; seconds.
 2. Start-up and memory: a fresh Python process per run (`--startup-repeats`, median) that
    imports the encoder, loads the model and encodes one text: wall seconds from process start
-   until the embedding is ready, and peak RSS (ru_maxrss), for the ONNX encoder (which must
+   until the embedding is ready, and peak RSS (VmHWM), for the ONNX encoder (which must
    not import torch: checked in the child) and for `sentence_transformers.SentenceTransformer`.
 3. Throughput: texts per second encoding `--n-texts` MovieLens item texts (batch 64), for
    sentence-transformers, ONNX fp32 and ONNX int8 (quantised here for the measurement even
@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = """
-import resource, sys, time
+import sys, time
 t0 = float(sys.argv[2])
 if sys.argv[1] == "onnx":
     from abrec.embed.onnx import OnnxTextEncoder
@@ -53,7 +53,9 @@ else:
     m = SentenceTransformer(sys.argv[3], device="cpu")
     m.encode(["a first text"])
 ready = time.time() - t0
-print(ready, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "torch" in sys.modules)
+# VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over vfork/exec)
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
+print(ready, int(hwm) * 1024, "torch" in sys.modules)
 """
 
 

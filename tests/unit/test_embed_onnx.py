@@ -187,3 +187,19 @@ def test_cli_writes_into_a_bundle(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (tmp_path / "encoder" / "model.onnx").is_file()
     assert OnnxTextEncoder(tmp_path / "encoder").encode(["a"]).shape == (1, 32)
+
+
+def test_source_settings(tmp_path: Path) -> None:
+    """The sentence-transformers folder's max length and pooling are read, not assumed."""
+    from abrec.embed import default_model_path
+    from abrec.embed.onnx import _source_settings
+
+    assert _source_settings(default_model_path()) == (256, True)
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text("[]")
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 128}')
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    with pytest.raises(ConfigError, match="only mean pooling"):
+        _source_settings(tmp_path)
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    assert _source_settings(tmp_path) == (128, True)
