@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--startup-repeats", type=int, default=3)
     ap.add_argument("--skip-gate", action="store_true")
+    ap.add_argument("--only-startup", action="store_true", help="export and part 2 only")
     ap.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_onnx.json")
     args = ap.parse_args(argv)
     if args.n_texts < 64 or args.repeats < 1 or args.startup_repeats < 1:
@@ -151,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"torch imported: {runs[k][0]['torch_imported']}"
             )
 
+        if args.only_startup:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(report, indent=2))
+            print(f"wrote {args.output}")
+            return 0
         st = SentenceTransformer(model_dir, device="cpu")
         fp32 = OnnxTextEncoder(folder, precision="fp32")
         int8_dir = Path(d) / "int8-measure"

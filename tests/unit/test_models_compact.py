@@ -82,7 +82,7 @@ def test_float16_scores_within_the_documented_bound() -> None:
     s32 = full.score(users).astype(np.float64)
     s16 = half.score(users).astype(np.float64)
     assert half.weights is not None and half.weights.dense is not None
-    assert half.weights.dense.dtype == np.float16
+    assert half.weights.to_state()["B"].dtype == np.float16  # saved as float16
     X = inter.matrix.toarray().astype(np.float64)[:, full._items]
     B = np.abs(full._B.astype(np.float64))  # type: ignore[union-attr]
     bound = X @ (FLOAT16_REL_ERROR * B + FLOAT16_ABS_ERROR)

@@ -4,8 +4,9 @@ An EASE-style model scores a user as `x @ B` (x: the user's binary history row, 
 `ItemWeights` holds B in one of three forms and always computes in float32:
 
 - dense float32 (the default, exactly the uncompressed model);
-- dense float16 (`storage_dtype="float16"`): half the memory and disk; each row of B that a
-  history touches is widened to float32 before it is summed;
+- dense float16 (`storage_dtype="float16"`): saved in float16 (half the disk), held in memory
+  as float32 holding the float16-rounded values (numpy widens float16 in a scalar loop: doing
+  it per request made scoring about 14x slower than float32, bench_compact.py);
 - pruned (`prune_top_k=k`): scipy CSR keeping, in each row of B, the k entries of largest
   absolute value (ties to the lower column; exact zeros dropped); its values are stored in
   `storage_dtype` on disk and widened to a float32 CSR in memory.
@@ -82,14 +83,18 @@ class ItemWeights:
     `from_state` (plain numpy arrays, so pickled states stay small).
     """
 
-    def __init__(self, dense: np.ndarray | None = None, sparse: sp.csr_matrix | None = None):
+    def __init__(
+        self,
+        dense: np.ndarray | None = None,
+        sparse: sp.csr_matrix | None = None,
+        storage_dtype: StorageDtype = "float32",
+    ) -> None:
+        """`dense` (float32, or float16 widened here) or `sparse` (float32 CSR) weights."""
         if (dense is None) == (sparse is None):
             raise ValueError("ItemWeights needs exactly one of dense or sparse")
-        self.dense = dense
+        self.dense = None if dense is None else np.ascontiguousarray(dense, dtype=np.float32)
         self.sparse = sparse
-        self.storage_dtype: StorageDtype = "float32"
-        if dense is not None and dense.dtype == np.float16:
-            self.storage_dtype = "float16"
+        self.storage_dtype: StorageDtype = storage_dtype
 
     @classmethod
     def compact(
@@ -104,10 +109,11 @@ class ItemWeights:
             S = prune_rows(B, prune_top_k)
             if storage_dtype == "float16":  # in memory float32 of the float16-rounded values
                 S.data = S.data.astype(np.float16).astype(np.float32)
-            out = cls(sparse=S)
-            out.storage_dtype = storage_dtype
-            return out
-        return cls(dense=np.ascontiguousarray(B, dtype=np.dtype(storage_dtype)))
+            return cls(sparse=S, storage_dtype=storage_dtype)
+        dense = np.asarray(B, dtype=np.float32)
+        if storage_dtype == "float16":
+            dense = dense.astype(np.float16)
+        return cls(dense=dense, storage_dtype=storage_dtype)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -126,27 +132,19 @@ class ItemWeights:
         if self.sparse is not None:
             return np.asarray((X @ self.sparse).toarray(), dtype=np.float32)
         assert self.dense is not None
-        if self.dense.dtype == np.float32:
-            return np.asarray(X @ self.dense, dtype=np.float32)
-        out = np.zeros((X.shape[0], self.dense.shape[1]), dtype=np.float32)
-        for r in range(X.shape[0]):
-            lo, hi = X.indptr[r], X.indptr[r + 1]
-            if hi > lo:
-                rows = self.dense[X.indices[lo:hi]].astype(np.float32)
-                out[r] = X.data[lo:hi] @ rows
-        return out
+        return np.asarray(X @ self.dense, dtype=np.float32)
 
     def to_dense(self) -> np.ndarray:
         """B as a dense float32 array (for inspection and tests)."""
         if self.sparse is not None:
             return np.asarray(self.sparse.toarray(), dtype=np.float32)
         assert self.dense is not None
-        return self.dense.astype(np.float32, copy=False)
+        return self.dense
 
     def to_state(self) -> dict[str, Any]:
         """Arrays to persist: `B` (dense) or `B_data`/`B_indices`/`B_indptr`/`B_shape` (CSR)."""
         if self.dense is not None:
-            return {"B": self.dense}
+            return {"B": self.dense.astype(np.dtype(self.storage_dtype), copy=False)}
         assert self.sparse is not None
         return {
             "B_data": self.sparse.data.astype(np.dtype(self.storage_dtype)),
@@ -160,13 +158,10 @@ class ItemWeights:
         """Inverse of `to_state` (a state with a dense `B` of any float dtype also loads)."""
         if "B" in state:
             B = np.asarray(state["B"])
-            keep = B.dtype if B.dtype in (np.float16, np.float32) else np.float32
-            return cls(dense=np.ascontiguousarray(B, dtype=keep))
+            return cls(dense=B, storage_dtype="float16" if B.dtype == np.float16 else "float32")
         data = np.asarray(state["B_data"])
         shape = tuple(int(s) for s in state["B_shape"])
         S = sp.csr_matrix(
             (data.astype(np.float32), state["B_indices"], state["B_indptr"]), shape=shape
         )
-        out = cls(sparse=S)
-        out.storage_dtype = "float16" if data.dtype == np.float16 else "float32"
-        return out
+        return cls(sparse=S, storage_dtype="float16" if data.dtype == np.float16 else "float32")
