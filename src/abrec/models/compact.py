@@ -77,7 +77,9 @@ def _check_float16(values: np.ndarray) -> None:
 
 
 class ItemWeights:
-    """Item-item weights B (dense float32/float16 or pruned CSR) with float32 scoring.
+    """Item-item weights B (dense, or pruned CSR; float32 in memory) with float32 scoring.
+
+    `storage_dtype` is how `to_state` saves the values (float16 halves them on disk).
 
     Build with `ItemWeights.compact(B, storage_dtype, prune_top_k)`; persist with `to_state` /
     `from_state` (plain numpy arrays, so pickled states stay small).
@@ -114,12 +116,6 @@ class ItemWeights:
         if storage_dtype == "float16":
             dense = dense.astype(np.float16)
         return cls(dense=dense, storage_dtype=storage_dtype)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        src = self.dense if self.dense is not None else self.sparse
-        assert src is not None
-        return (int(src.shape[0]), int(src.shape[1]))
 
     @property
     def stored_bytes(self) -> int:
