@@ -128,6 +128,25 @@ the best collaborative model there (`ltr_cf`): README, "Language model vs collab
 filtering"; `examples/lm_vs_cf.toml` holds the same models."""
 
 
+#: Storage of the served EASE-family weights (`abrec.models.compact`): float16 and the 500
+#: entries of largest |value| per row. k was chosen on a validation split of the training
+#: period; `benchmarks/bench_compact.py` measures size and NDCG@10 against dense float32.
+COMPACT_WEIGHTS: dict[str, Any] = {"storage_dtype": "float16", "prune_top_k": 500}
+COMPACT_KINDS = frozenset({"ease", "text_ease", "l3ae", "ltr", "ltr_cf"})
+"""Model kinds whose item-item weights take `storage_dtype` and `prune_top_k`."""
+
+
+def compact_config(cfg: RunConfig, settings: dict[str, Any] | None = None) -> RunConfig:
+    """`cfg` with `settings` (default `COMPACT_WEIGHTS`) on every EASE-family model; a key a
+    model sets itself is kept."""
+    settings = COMPACT_WEIGHTS if settings is None else settings
+    models = [
+        m.model_copy(update={"params": {**settings, **m.params}}) if m.kind in COMPACT_KINDS else m
+        for m in cfg.models
+    ]
+    return cfg.model_copy(update={"models": models})
+
+
 class DemoError(AbrecError, RuntimeError):
     """The demo could not complete (the message says which stage and why)."""
 
@@ -152,6 +171,7 @@ class DemoOptions:
     min_units: int = 100
     keep_bundle: bool = False
     interleaving: bool = True
+    compact: bool = True
     click_model: ClickModel = field(default_factory=ClickModel)
 
 
@@ -331,6 +351,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     run_dir = Path(opts.output) if opts.output is not None else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg, opts, notes = without_missing_finetune(served_config(demo_config(opts.config), opts), opts)
+    if opts.compact:
+        cfg = compact_config(cfg)
 
     # 1. offline ------------------------------------------------------------------------
     con.rule("[bold]1. Offline evaluation")
@@ -373,8 +395,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     online = _run_online(run_dir, spec, users, sim_cfg, opts, con)
     timings["online_s"] = time.perf_counter() - t1
     if not opts.keep_bundle:
-        # the served models are ~650 MB of dense EASE weights; the resolved config and
-        # the seed reproduce them, so the run folder keeps them only when asked to
+        # the served models hold EASE weights (compact by default, ~1 GB dense); the
+        # resolved config and the seed reproduce them, so the run folder keeps them only
+        # when asked to
         shutil.rmtree(run_dir / "bundle", ignore_errors=True)
 
     # 4. decision + report ----------------------------------------------------------------
@@ -919,12 +942,14 @@ def _g(x: Any) -> str:
 
 
 __all__ = [
+    "COMPACT_WEIGHTS",
     "DEMO_CONFIG",
     "DemoError",
     "DemoOptions",
     "DemoResult",
     "agreement",
     "build_report",
+    "compact_config",
     "decide",
     "look_at",
     "offline_section",

@@ -387,3 +387,23 @@ def test_the_demo_recipe_is_the_one_the_examples_document() -> None:
     champion = next(m for m in lm_vs_cf["models"] if m["name"] == "ltr_ft_drop_cb2")
     served = next(m for m in DEMO_CONFIG["models"] if m["name"] == "ltr_ft_drop_cb2")
     assert champion["params"] == served["params"] and champion["kind"] == served["kind"]
+
+
+def test_compact_config_sets_the_ease_family_storage() -> None:
+    """The demo stores EASE-family weights compactly; other kinds and explicit keys are kept."""
+    from abrec.demo import COMPACT_WEIGHTS, DEMO_CONFIG, compact_config
+    from abrec.offline.config import parse_config
+
+    raw = {**DEMO_CONFIG, "models": [*DEMO_CONFIG["models"]]}
+    raw["models"].append({"name": "e16", "kind": "ease", "params": {"storage_dtype": "float32"}})
+    cfg = compact_config(parse_config(raw, "test"))
+    by_name = {m.name: m for m in cfg.models}
+    for name in ("ease", "ltr_cf", "ltr_ft_drop_cb2"):
+        assert {k: by_name[name].params[k] for k in COMPACT_WEIGHTS} == COMPACT_WEIGHTS
+    for name in ("popularity", "lm", "hybrid"):
+        assert not set(COMPACT_WEIGHTS) & set(by_name[name].params)
+    assert by_name["e16"].params == {"storage_dtype": "float32", "prune_top_k": 500}
+    assert (
+        by_name["ltr_ft_drop_cb2"].params["finetune"]
+        == DEMO_CONFIG["models"][-1]["params"]["finetune"]
+    )

@@ -212,9 +212,13 @@ class TestHybrid(RecommenderConformance):
     def test_defaults_are_the_tuned_text_ease_blend(self) -> None:
         model = Hybrid(encoder=HashingEncoder())
         assert model.params()["cf"] == "text_ease"
-        assert model.params()["cf_params"] == {"lambda_": 500.0, "beta": 20.0}
+        assert model.params()["cf_params"] == {
+            "lambda_": 500.0,
+            "beta": 20.0,
+            "storage_dtype": "float32",
+        }
         assert model.lm_model.config.half_life == 5.0
-        assert Hybrid(cf="ease").config.cf_params == {"lambda_": 500.0}
+        assert Hybrid(cf="ease").config.cf_params == {"lambda_": 500.0, "storage_dtype": "float32"}
 
     def test_bad_config(self) -> None:
         with pytest.raises(ConfigError, match="normalize"):

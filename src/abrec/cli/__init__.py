@@ -4,6 +4,7 @@ from abrec.cli import (  # noqa: F401  (register commands)
     analyze,
     demo,
     evaluate,
+    export_onnx,
     loop,
     models,
     serve,

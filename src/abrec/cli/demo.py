@@ -46,7 +46,15 @@ def demo(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the decision, no progress."),
     keep_bundle: bool = typer.Option(
-        False, "--keep-bundle", help="Keep the served models (more than 500 MB) in the run folder."
+        False,
+        "--keep-bundle",
+        help="Keep the served models in the run folder (about 1 GB with --dense).",
+    ),
+    compact: bool = typer.Option(
+        True,
+        "--compact/--dense",
+        help="Store the served EASE weights compactly (float16, top-500 per row; "
+        "docs/deployment.md) or dense float32 as before.",
     ),
     interleaving: bool = typer.Option(
         True,
@@ -82,6 +90,7 @@ def demo(
         sessions_mean=sessions,
         concurrency=concurrency,
         keep_bundle=keep_bundle,
+        compact=compact,
         interleaving=interleaving,
     )
     try:

@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import NonNegativeFloat, PositiveFloat
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models._util import active_items, scatter_columns
 from abrec.models.base import Recommender
+from abrec.models.compact import ItemWeights, StorageDtype
 from abrec.models.config import RecommenderConfig
 from abrec.models.lm import Encoder, encode_catalog
 
@@ -75,15 +76,27 @@ def centred_embeddings(emb: np.ndarray) -> np.ndarray:
 
 
 class EASEConfig(RecommenderConfig):
-    """EASE hyper-parameters: `lambda_` is the L2 regularisation of the item-item weights."""
+    """EASE hyper-parameters.
+
+    Attributes:
+        lambda_: L2 regularisation of the item-item weights B.
+        storage_dtype: how B is stored and saved ("float16" halves it; scores are always
+            computed in float32, see `abrec.models.compact` for the tolerance).
+        prune_top_k: keep only the k entries of largest |value| in each row of B (sparse CSR),
+            applied when the model is fitted; None keeps B dense.
+    """
 
     lambda_: PositiveFloat = 500.0
+    storage_dtype: StorageDtype = "float32"
+    prune_top_k: PositiveInt | None = None
 
 
 class EASE(Recommender):
     """B = I - P diagMat(1 / diag(P)), P = (X^T X + lambda I)^-1, over items seen in training.
 
     Items never seen in training get score 0 (their B rows/columns are exactly 0).
+    B is kept as configured by `storage_dtype` and `prune_top_k` (`abrec.models.compact`);
+    scores are float32 `history @ B` of the stored (rounded / pruned) weights.
     """
 
     name: ClassVar[str] = "ease"
@@ -95,7 +108,18 @@ class EASE(Recommender):
     ) -> None:
         super().__init__(config, **params)
         self._items: np.ndarray | None = None
-        self._B: np.ndarray | None = None
+        self.weights: ItemWeights | None = None
+
+    @property
+    def _B(self) -> np.ndarray | None:
+        """B as a dense float32 array (the stored weights, widened); None before fit."""
+        return None if self.weights is None else self.weights.to_dense()
+
+    @_B.setter
+    def _B(self, B: np.ndarray) -> None:
+        """Store freshly fitted weights, compacted as the config says."""
+        cfg = self.config
+        self.weights = ItemWeights.compact(B, cfg.storage_dtype, cfg.prune_top_k)
 
     def _fit(self, train: Interactions, items: ItemCatalog) -> None:
         self._items = active_items(self._require_train())
@@ -106,15 +130,17 @@ class EASE(Recommender):
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Sparse history rows times dense B (scipy): each row is summed on its own."""
-        assert self._B is not None and self._items is not None
-        return scatter_columns(np.asarray(X[:, self._items] @ self._B), self._items, self.n_items)
+        assert self.weights is not None and self._items is not None
+        return scatter_columns(self.weights.matmul(X[:, self._items]), self._items, self.n_items)
 
     def _state(self) -> dict[str, Any]:
-        return {"items": self._items, "B": self._B}
+        self._require_train()
+        assert self.weights is not None
+        return {"items": self._items, **self.weights.to_state()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._items = state["items"]
-        self._B = state["B"]
+        self.weights = ItemWeights.from_state(state)
 
 
 class TextEASEConfig(EASEConfig):
@@ -124,6 +150,7 @@ class TextEASEConfig(EASEConfig):
         lambda_: L2 regularisation, as in EASE.
         beta: weight of the text prior (0 gives EASE over all items).
         model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM).
+        storage_dtype, prune_top_k: compact storage of B, as in EASE.
     """
 
     beta: NonNegativeFloat = 20.0

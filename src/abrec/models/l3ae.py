@@ -102,6 +102,7 @@ class L3AEConfig(EASEConfig, TunedEncoderConfig):
         lambda_: L2 regularisation of B, as in EASE.
         beta: pull of B towards the semantic weights S (0 gives EASE over all items).
         lambda_s: L2 regularisation of the semantic step (EASE on E E^T).
+        storage_dtype, prune_top_k: compact storage of B (`abrec.models.compact`), as in EASE.
         centre: centre the item vectors over the catalogue (and re-normalise) before step 1.
         model: encoder model for the default `abrec.embed.TextEncoder` (None: bundled MiniLM);
             the base model when `finetune` is set.

@@ -14,6 +14,7 @@ from abrec.data.types import Interactions, ItemCatalog
 from abrec.errors import DataError
 from abrec.models._util import rows_times, weighted_sum
 from abrec.models.base import Recommender
+from abrec.models.compact import StorageDtype
 from abrec.models.config import RecommenderConfig
 from abrec.models.ease import EASE, TextEASE, TextEASEConfig
 from abrec.models.lm import (
@@ -129,12 +130,16 @@ class _Generators:
         self.use_lm = cfg.use_lm
         self.n_cf = cfg.n_cf
         self.n_lm = cfg.n_lm
-        self.ease = EASE(lambda_=cfg.lambda_)
+        compact: dict[str, Any] = {
+            "storage_dtype": cfg.storage_dtype,
+            "prune_top_k": cfg.prune_top_k,
+        }
+        self.ease = EASE(lambda_=cfg.lambda_, **compact)
         self.tease: TextEASE | None = None
         self.lm: EmbeddingSimilarity | None = None
         self.tt: TwoTower | None = None
         if self.use_lm:
-            tcfg = TextEASEConfig(lambda_=cfg.lambda_, beta=cfg.beta, model=cfg.model)
+            tcfg = TextEASEConfig(lambda_=cfg.lambda_, beta=cfg.beta, model=cfg.model, **compact)
             lcfg = EmbeddingSimilarityConfig(model=cfg.model, half_life=cfg.half_life)
             ttcfg = TwoTowerConfig(model=cfg.model, history_len=cfg.history_len)
             self.tease = TextEASE.from_config(tcfg, encoder=encoder)
@@ -315,6 +320,8 @@ class LTRConfig(TunedEncoderConfig):
     history_len: PositiveInt = 5
     cf_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     cold_boost: float = Field(0.0, ge=0.0, le=20.0)
+    storage_dtype: StorageDtype = "float32"
+    prune_top_k: PositiveInt | None = None
 
 
 class CFRerankerConfig(LTRConfig):
@@ -365,6 +372,8 @@ class LTRReranker(Recommender):
             prior for new items the pointwise loss does not give; choose it on validation).
         finetune: `abrec.train.TrainConfig` fields (see `two_tower.finetune_config`).
         cache_dir: where fine-tuned encoders are kept (None: `$ABREC_CACHE/finetune`).
+        storage_dtype, prune_top_k: compact storage of the EASE and TextEASE weights
+            (`abrec.models.compact`); the weights are learned on the compacted features.
 
     Args:
         config: an `LTRConfig` (or its fields as keyword parameters).
