@@ -1,7 +1,16 @@
 """Event store: append-only, idempotent events on SQLite (WAL) or PostgreSQL."""
 
-from abrec.store.events import EVENT_TYPES, UNIT_COLUMNS, Event
+from abrec.store.events import EVENT_TYPES, UNIT_COLUMNS, Event, event_row, exposure_events
 from abrec.store.sql import EventStore, Impression
 from abrec.store.writer import BatchWriter
 
-__all__ = ["EVENT_TYPES", "UNIT_COLUMNS", "BatchWriter", "Event", "EventStore", "Impression"]
+__all__ = [
+    "EVENT_TYPES",
+    "UNIT_COLUMNS",
+    "BatchWriter",
+    "Event",
+    "EventStore",
+    "Impression",
+    "event_row",
+    "exposure_events",
+]

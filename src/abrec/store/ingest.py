@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from abrec.store.events import Event
+from abrec.store.events import Event, event_row
 
 REFERENCING_TYPES: tuple[str, ...] = ("click", "conversion")
 """Event types that must reference an exposure, each bounded by one per exposure."""
@@ -143,7 +143,7 @@ class Ledger:
 
 def _differences(event: Event, stored: dict[str, Any]) -> list[str]:
     """Fields where ``event`` differs from a stored row (``ts`` only if the client set it)."""
-    mine = event.model_dump()
+    mine = event_row(event)
     fields = [f for f in mine if f != "ts" or "ts" in event.model_fields_set]
     return [f for f in fields if mine[f] != stored.get(f)]
 
@@ -183,7 +183,7 @@ def decide(
             if problem is not None:
                 outcomes.append(Outcome("rejected", problem))
                 continue
-        row = e.model_dump()
+        row = event_row(e)
         first[e.event_id] = row
         rows.append(row)
         outcomes.append(Outcome("inserted"))

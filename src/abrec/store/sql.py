@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from abrec.errors import StoreError
 from abrec.stats.analysis import Term, VariantSums
-from abrec.store.events import UNIT_COLUMNS, Event
+from abrec.store.events import UNIT_COLUMNS, Event, event_row
 from abrec.store.ingest import (
     REFERENCING_TYPES,
     Ledger,
@@ -248,7 +248,7 @@ class EventStore:
             if ev.event_id in seen:
                 continue
             seen.add(ev.event_id)
-            rows.append(ev.model_dump())
+            rows.append(event_row(ev))
         if not rows:
             return set()
         with self._tx("append events") as conn:
@@ -301,7 +301,11 @@ class EventStore:
                         sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
                         {"k": f"{self.table_prefix}:{exp}"},
                     )
-            stored = self._stored_events(conn, sorted({e.event_id for e in events}))
+            # Only verified events need the stored rows (duplicate vs conflict); an
+            # unverified one whose id is stored is skipped by the insert's ON CONFLICT and
+            # reported as a duplicate below, so a batch of exposures costs one statement.
+            checked_ids = {e.event_id for e, v in zip(events, flags, strict=True) if v}
+            stored = self._stored_events(conn, sorted(checked_ids))
             ledger = Ledger(self._exposure_rows(conn, refs))
             outcomes, rows = decide(events, flags, stored, ledger)
             inserted = self._insert_rows(conn, rows)

@@ -12,15 +12,16 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+import orjson
+from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
 from abrec.interleave import interleave
 from abrec.serve.engine import Ranked
-from abrec.serve.schemas import Problem, RecommendedItem, RecommendRequest, RecommendResponse
+from abrec.serve.schemas import Problem, RecommendRequest, RecommendResponse
 from abrec.serve.services import Choice, Config, Metrics, Services, Svc
-from abrec.store import Event
+from abrec.store import Event, exposure_events
 
 router = APIRouter(tags=["serve"])
 
@@ -66,26 +67,34 @@ def _exposures(
     body: RecommendRequest, variant: str, request_id: str, served: Served
 ) -> list[Event]:
     """One exposure event per recommended item, keyed by request id and position."""
-    sources: list[str | None] = (
-        [*served.sources] if served.sources else [None] * len(served.item_ids)
+    return exposure_events(
+        request_id=request_id,
+        experiment=body.experiment,
+        variant=variant,
+        unit_id=body.unit_id,
+        item_ids=served.item_ids,
+        propensities=served.propensities,
+        sources=served.sources or [None] * len(served.item_ids),
     )
-    return [
-        Event(
-            event_id=f"{request_id}:{pos}",
-            experiment=body.experiment,
-            variant=variant,
-            unit_id=body.unit_id,
-            type="exposure",
-            item_id=item,
-            position=pos,
-            request_id=request_id,
-            propensity=prop,
-            source=src,
-        )
-        for pos, (item, prop, src) in enumerate(
-            zip(served.item_ids, served.propensities, sources, strict=True)
-        )
-    ]
+
+
+def _reply(body: RecommendRequest, request_id: str, variant: str | None, served: Served) -> bytes:
+    """The `RecommendResponse` JSON, serialised directly (same fields and types)."""
+    sources = served.sources or [None] * len(served.item_ids)
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "experiment": body.experiment,
+            "variant": variant,
+            "model": served.model,
+            "items": [
+                {"item_id": i, "position": p, "score": sc, "source": src}
+                for p, (i, sc, src) in enumerate(
+                    zip(served.item_ids, served.scores, sources, strict=True)
+                )
+            ],
+        }
+    )
 
 
 @router.post(
@@ -93,9 +102,7 @@ def _exposures(
     response_model=RecommendResponse,
     responses={422: {"model": Problem}, 503: {"model": Problem}},
 )
-async def recommend(
-    body: RecommendRequest, s: Svc, config: Config, metrics: Metrics
-) -> RecommendResponse:
+async def recommend(body: RecommendRequest, s: Svc, config: Config, metrics: Metrics) -> Response:
     """Rank items for a unit with its variant's model and log one exposure per item."""
     if body.k > config.max_k:
         raise HTTPException(422, f"k={body.k} is above max_k={config.max_k}; ask for fewer")
@@ -106,7 +113,10 @@ async def recommend(
         return choice, _serve(s, choice, body, request_id)
 
     try:
-        choice, served = await run_in_threadpool(work)
+        if s.registry.needs_store(body.experiment, body.unit_id):
+            choice, served = await run_in_threadpool(work)
+        else:  # assignment in memory: scoring one row is cheaper than a thread hand-off
+            choice, served = work()
     except StoreError:
         raise
     except AbrecError as exc:
@@ -119,18 +129,4 @@ async def recommend(
             exposures = _exposures(body, choice.variant, request_id, served)
             await s.write(exposures)
             metrics.events_ingested.labels(type="exposure").inc(len(exposures))
-    sources: list[str | None] = (
-        [*served.sources] if served.sources else [None] * len(served.item_ids)
-    )
-    return RecommendResponse(
-        request_id=request_id,
-        experiment=body.experiment,
-        variant=choice.variant,
-        model=served.model,
-        items=[
-            RecommendedItem(item_id=i, position=p, score=sc, source=src)
-            for p, (i, sc, src) in enumerate(
-                zip(served.item_ids, served.scores, sources, strict=True)
-            )
-        ],
-    )
+    return Response(_reply(body, request_id, choice.variant, served), media_type="application/json")
