@@ -64,3 +64,18 @@ def test_first_occurrence_in_a_batch_wins_append(store: EventStore) -> None:
     # a later batch never overwrites: the stored first occurrence stays
     assert store.append([_event("x", 11)]) == 0
     assert _same(_stored(store)["x"], batch[0])
+
+
+def test_unverified_batch_is_deduplicated_against_stored_and_within_the_batch(
+    store: EventStore,
+) -> None:
+    """The service's own events (no lookup first; on PostgreSQL one autocommitted
+    statement): a stored id and a repeat inside the batch are duplicates, not rewritten."""
+    a = _event("a", 1)
+    assert store.append([a]) == 1
+    b, b_again, a_again = _event("b", 2), _event("b", 3), _event("a", 4)
+    out = store.ingest([a_again, b, b_again], verify=[False, False, False])
+    assert [o.status for o in out] == ["duplicate", "inserted", "duplicate"]
+    stored = _stored(store)
+    assert set(stored) == {"a", "b"}
+    assert _same(stored["a"], a) and _same(stored["b"], b)

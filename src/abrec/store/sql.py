@@ -62,6 +62,17 @@ def _utc(ts: Any) -> Any:
     return ts
 
 
+def _as_stored(
+    events: Sequence[Event], outcomes: list[Outcome], inserted: set[str]
+) -> list[Outcome]:
+    """`outcomes` with an "inserted" event the insert skipped (its id was stored by
+    then, e.g. by another writer between our lookup and our insert) as a duplicate."""
+    return [
+        Outcome("duplicate") if o.status == "inserted" and e.event_id not in inserted else o
+        for e, o in zip(events, outcomes, strict=True)
+    ]
+
+
 @dataclass
 class Impression:
     """One list shown to a unit (one request): items by position, what each exposure
@@ -94,6 +105,7 @@ class EventStore:
                 "and '_' (at most 31 characters, starting with a letter)"
             )
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table_prefix = table_prefix
         self.dialect: str = engine.dialect.name
         md = sa.MetaData()
@@ -178,10 +190,16 @@ class EventStore:
         return cls(engine, table_prefix=table_prefix)
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[Connection]:
+    def _tx(self, what: str, *, autocommit: bool = False) -> Iterator[Connection]:
+        """A transaction committed on exit (with ``autocommit``: a connection on which
+        each statement commits on its own, for a single-statement write)."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            if autocommit:
+                with self._autocommit.connect() as conn:
+                    yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"event store could not {what} ({self.dialect}): {exc.__class__.__name__}: "
@@ -294,6 +312,13 @@ class EventStore:
         if not events:
             return []
         refs = [e for e, v in zip(events, flags, strict=True) if v and needs_exposure(e)]
+        if self.dialect == "postgresql" and not any(flags):
+            # Only the service's own events: nothing to look up, so the insert is the
+            # whole transaction; autocommitted, it is one round trip, durable on return.
+            outcomes, rows = decide(events, flags, {}, Ledger([]))
+            with self._tx("ingest events", autocommit=True) as conn:
+                inserted = self._insert_rows(conn, rows)
+            return _as_stored(events, outcomes, inserted)
         with self._tx("ingest events") as conn:
             if self.dialect == "postgresql" and refs:
                 for exp in sorted({e.experiment for e in refs}):
@@ -309,11 +334,7 @@ class EventStore:
             ledger = Ledger(self._exposure_rows(conn, refs))
             outcomes, rows = decide(events, flags, stored, ledger)
             inserted = self._insert_rows(conn, rows)
-        # An id another writer inserted between our lookup and our insert: a duplicate.
-        return [
-            Outcome("duplicate") if o.status == "inserted" and e.event_id not in inserted else o
-            for e, o in zip(events, outcomes, strict=True)
-        ]
+        return _as_stored(events, outcomes, inserted)
 
     def _stored_events(self, conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored events by id (as ``Event.model_dump()`` dicts, ``ts`` aware UTC)."""

@@ -74,13 +74,15 @@ def _exposures(
         unit_id=body.unit_id,
         item_ids=served.item_ids,
         propensities=served.propensities,
-        sources=served.sources or [None] * len(served.item_ids),
+        sources=[*served.sources] if served.sources else [None] * len(served.item_ids),
     )
 
 
 def _reply(body: RecommendRequest, request_id: str, variant: str | None, served: Served) -> bytes:
     """The `RecommendResponse` JSON, serialised directly (same fields and types)."""
-    sources = served.sources or [None] * len(served.item_ids)
+    sources: list[str | None] = (
+        [*served.sources] if served.sources else [None] * len(served.item_ids)
+    )
     return orjson.dumps(
         {
             "request_id": request_id,
