@@ -79,3 +79,29 @@ def test_unverified_batch_is_deduplicated_against_stored_and_within_the_batch(
     stored = _stored(store)
     assert set(stored) == {"a", "b"}
     assert _same(stored["a"], a) and _same(stored["b"], b)
+
+
+def test_exposure_rows_are_stored_like_events_and_only_unverified(store: EventStore) -> None:
+    import pytest
+
+    from abrec.errors import StoreError
+    from abrec.store import exposure_rows
+
+    rows = exposure_rows(
+        request_id="req1",
+        experiment="exp",
+        variant="treatment",
+        unit_id="u1",
+        item_ids=["a", "b", "c"],
+        propensities=[1.0, 1.0, 1.0],
+        sources=[None, None, None],
+        ts=T0,
+    )
+    assert [o.status for o in store.ingest(rows, verify=[False] * 3)] == ["inserted"] * 3
+    assert [o.status for o in store.ingest(rows, verify=[False] * 3)] == ["duplicate"] * 3
+    stored = _stored(store)
+    for r in rows:
+        as_event = Event.model_validate(dict(r))
+        assert _same(stored[r.event_id], as_event)
+    with pytest.raises(StoreError, match="unverified ExposureRows"):
+        store.ingest(rows[:1], verify=[True])

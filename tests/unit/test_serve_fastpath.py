@@ -1,7 +1,7 @@
 """The serving fast paths give exactly what the general code gives.
 
 - `top_k_row` (one row) against `top_k` (2-D): same items, same order, same scores.
-- `exposure_events` against building each `Event` in full: same events, same errors.
+- `exposure_rows` against building each `Event` in full: same columns, same errors.
 - `event_row` against `Event.model_dump`.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from abrec.models import top_k, top_k_row
-from abrec.store import Event, event_row, exposure_events
+from abrec.store import Event, ExposureRow, event_row, exposure_rows
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,8 +88,8 @@ def _fast(
     experiment: str = "exp",
     variant: str = "treatment",
     unit_id: str = "u1",
-) -> list[Event]:
-    return exposure_events(
+) -> list[ExposureRow]:
+    return exposure_rows(
         request_id=request_id,
         experiment=experiment,
         variant=variant,
@@ -113,14 +113,16 @@ TS = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
         ([], [], []),
     ],
 )
-def test_exposure_events_equal_events_built_in_full(
+def test_exposure_rows_equal_events_built_in_full(
     items: list[str], props: list[float | None], sources: list[str | None]
 ) -> None:
     fast = _fast("r" * 32, items, props, sources, TS)
     slow = _slow("r" * 32, items, props, sources, TS)
-    assert fast == slow
-    assert [event_row(e) for e in fast] == [e.model_dump() for e in slow]
-    assert all(e.ts.tzinfo is UTC for e in fast)  # converted as Event does
+    assert [dict(r) for r in fast] == [e.model_dump() for e in slow]
+    assert [list(r) for r in fast] == [list(e.model_dump()) for e in slow]  # column order
+    assert [r.event_id for r in fast] == [e.event_id for e in slow]
+    assert [event_row(r) for r in fast] == [e.model_dump() for e in slow]
+    assert all(r["ts"].tzinfo is UTC for r in fast)  # converted as Event does
 
 
 @pytest.mark.parametrize(
@@ -136,7 +138,7 @@ def test_exposure_events_equal_events_built_in_full(
         ([str(j) for j in range(11)], [1.0] * 11, [None] * 11, "r" * 126, "u1"),
     ],
 )
-def test_exposure_events_refuse_what_event_refuses(
+def test_exposure_rows_refuse_what_event_refuses(
     items: list[str],
     props: list[float | None],
     sources: list[str | None],
@@ -149,7 +151,7 @@ def test_exposure_events_refuse_what_event_refuses(
         _fast(request_id, items, props, sources, TS, unit_id=unit_id)
 
 
-def test_exposure_events_need_one_propensity_and_source_per_item() -> None:
+def test_exposure_rows_need_one_propensity_and_source_per_item() -> None:
     with pytest.raises(ValueError, match="one of each per item"):
         _fast("r1", ["a", "b"], [1.0], [None, None], TS)
 

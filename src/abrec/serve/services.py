@@ -20,7 +20,7 @@ from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
-from abrec.store import BatchWriter, Event, EventStore
+from abrec.store import BatchWriter, Event, EventStore, ExposureRow
 from abrec.store.ingest import Outcome
 
 T = TypeVar("T")
@@ -209,7 +209,7 @@ class Services:
             propensity = 1.0  # the variant's ranking is deterministic
         return Choice(spec, variant, models, None, propensity)
 
-    async def write(self, events: Sequence[Event]) -> int:
+    async def write(self, events: Sequence[Event | ExposureRow]) -> int:
         """Submit the service's own events (exposures) and wait until they are committed."""
         if not events:
             return 0

@@ -1,6 +1,13 @@
 """Event store: append-only, idempotent events on SQLite (WAL) or PostgreSQL."""
 
-from abrec.store.events import EVENT_TYPES, UNIT_COLUMNS, Event, event_row, exposure_events
+from abrec.store.events import (
+    EVENT_TYPES,
+    UNIT_COLUMNS,
+    Event,
+    ExposureRow,
+    event_row,
+    exposure_rows,
+)
 from abrec.store.sql import EventStore, Impression
 from abrec.store.writer import BatchWriter
 
@@ -10,7 +17,8 @@ __all__ = [
     "BatchWriter",
     "Event",
     "EventStore",
+    "ExposureRow",
     "Impression",
     "event_row",
-    "exposure_events",
+    "exposure_rows",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from abrec.errors import StoreError
 from abrec.stats.analysis import Term, VariantSums
-from abrec.store.events import UNIT_COLUMNS, Event, event_row
+from abrec.store.events import UNIT_COLUMNS, Event, ExposureRow, event_row
 from abrec.store.ingest import (
     REFERENCING_TYPES,
     Ledger,
@@ -63,7 +63,7 @@ def _utc(ts: Any) -> Any:
 
 
 def _as_stored(
-    events: Sequence[Event], outcomes: list[Outcome], inserted: set[str]
+    events: Sequence[Event | ExposureRow], outcomes: list[Outcome], inserted: set[str]
 ) -> list[Outcome]:
     """`outcomes` with an "inserted" event the insert skipped (its id was stored by
     then, e.g. by another writer between our lookup and our insert) as a duplicate."""
@@ -288,7 +288,7 @@ class EventStore:
         return set(conn.execute(stmt, rows).scalars().all())
 
     def ingest(
-        self, events: Sequence[Event], *, verify: Sequence[bool] | None = None
+        self, events: Sequence[Event | ExposureRow], *, verify: Sequence[bool] | None = None
     ) -> list[Outcome]:
         """Check and insert events in one transaction; one :class:`Outcome` per event, in order.
 
@@ -306,12 +306,19 @@ class EventStore:
         flags = [True] * len(events) if verify is None else list(verify)
         if len(flags) != len(events):
             raise StoreError(f"verify has {len(flags)} flags for {len(events)} events")
-        for ev in events:
-            if not isinstance(ev, Event):
-                raise StoreError(f"ingest() takes Event objects, got {type(ev).__name__}")
+        for ev, checked in zip(events, flags, strict=True):
+            if not isinstance(ev, Event) and not (isinstance(ev, ExposureRow) and not checked):
+                raise StoreError(
+                    f"ingest() takes Event objects (or unverified ExposureRows), got "
+                    f"{type(ev).__name__}"
+                )
         if not events:
             return []
-        refs = [e for e, v in zip(events, flags, strict=True) if v and needs_exposure(e)]
+        refs = [
+            e
+            for e, v in zip(events, flags, strict=True)
+            if v and isinstance(e, Event) and needs_exposure(e)
+        ]
         if self.dialect == "postgresql" and not any(flags):
             # Only the service's own events: nothing to look up, so the insert is the
             # whole transaction; autocommitted, it is one round trip, durable on return.

@@ -21,7 +21,7 @@ from abrec.interleave import interleave
 from abrec.serve.engine import Ranked
 from abrec.serve.schemas import Problem, RecommendRequest, RecommendResponse
 from abrec.serve.services import Choice, Config, Metrics, Services, Svc
-from abrec.store import Event, exposure_events
+from abrec.store import ExposureRow, exposure_rows
 
 router = APIRouter(tags=["serve"])
 
@@ -65,9 +65,9 @@ def _serve(s: Services, choice: Choice, body: RecommendRequest, request_id: str)
 
 def _exposures(
     body: RecommendRequest, variant: str, request_id: str, served: Served
-) -> list[Event]:
-    """One exposure event per recommended item, keyed by request id and position."""
-    return exposure_events(
+) -> list[ExposureRow]:
+    """One exposure per recommended item, keyed by request id and position."""
+    return exposure_rows(
         request_id=request_id,
         experiment=body.experiment,
         variant=variant,
