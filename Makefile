@@ -37,6 +37,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_stats.py
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_ope_obd.py

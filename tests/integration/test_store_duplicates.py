@@ -64,3 +64,44 @@ def test_first_occurrence_in_a_batch_wins_append(store: EventStore) -> None:
     # a later batch never overwrites: the stored first occurrence stays
     assert store.append([_event("x", 11)]) == 0
     assert _same(_stored(store)["x"], batch[0])
+
+
+def test_unverified_batch_is_deduplicated_against_stored_and_within_the_batch(
+    store: EventStore,
+) -> None:
+    """The service's own events (no lookup first; on PostgreSQL one autocommitted
+    statement): a stored id and a repeat inside the batch are duplicates, not rewritten."""
+    a = _event("a", 1)
+    assert store.append([a]) == 1
+    b, b_again, a_again = _event("b", 2), _event("b", 3), _event("a", 4)
+    out = store.ingest([a_again, b, b_again], verify=[False, False, False])
+    assert [o.status for o in out] == ["duplicate", "inserted", "duplicate"]
+    stored = _stored(store)
+    assert set(stored) == {"a", "b"}
+    assert _same(stored["a"], a) and _same(stored["b"], b)
+
+
+def test_exposure_rows_are_stored_like_events_and_only_unverified(store: EventStore) -> None:
+    import pytest
+
+    from abrec.errors import StoreError
+    from abrec.store import exposure_rows
+
+    rows = exposure_rows(
+        request_id="req1",
+        experiment="exp",
+        variant="treatment",
+        unit_id="u1",
+        item_ids=["a", "b", "c"],
+        propensities=[1.0, 1.0, 1.0],
+        sources=[None, None, None],
+        ts=T0,
+    )
+    assert [o.status for o in store.ingest(rows, verify=[False] * 3)] == ["inserted"] * 3
+    assert [o.status for o in store.ingest(rows, verify=[False] * 3)] == ["duplicate"] * 3
+    stored = _stored(store)
+    for r in rows:
+        as_event = Event.model_validate(dict(r))
+        assert _same(stored[r.event_id], as_event)
+    with pytest.raises(StoreError, match="unverified ExposureRows"):
+        store.ingest(rows[:1], verify=[True])

@@ -239,6 +239,28 @@ class ExperimentRegistry:
         got = self.assign_with_propensity(exp_id, unit_id)
         return None if got is None else got[0]
 
+    def needs_store(self, exp_id: str, unit_id: str) -> bool:
+        """Whether `assign_with_propensity` would query the store now: a running sticky
+        experiment whose assignment of this unit is not cached. Callers use it to keep
+        database round trips off the event loop; the answer is a hint (the cache may
+        change in between), never a correctness condition."""
+        with self._lock:
+            spec = self._specs.get(exp_id)
+            if spec is None or spec.status != "running":
+                return False
+        return not self.in_memory([(exp_id, unit_id)])
+
+    def in_memory(self, pairs: Iterable[tuple[str, str]]) -> bool:
+        """Whether `assignments(pairs)` would answer without the store (every pair of a
+        sticky experiment is cached); a hint like `needs_store`."""
+        with self._lock:
+            for exp_id, unit_id in pairs:
+                spec = self._specs.get(exp_id)
+                sticky = spec is not None and spec.sticky and bool(unit_id)
+                if sticky and (exp_id, unit_id) not in self._sticky:
+                    return False
+        return True
+
     def assign_with_propensity(self, exp_id: str, unit_id: str) -> tuple[str, float | None] | None:
         """(variant, the probability the unit had of getting it when first assigned), or None
         as :meth:`assign`. The probability is the variant's weight at that moment (1 for an

@@ -39,6 +39,25 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return items.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
 
 
+def top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of one 1-D row: the same items in the same order (descending, ties broken
+    by lower item index), in a few passes over the row instead of the 2-D ones."""
+    m = scores.shape[0]
+    k = min(k, m)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=scores.dtype)
+    if k < m:
+        kth = -np.partition(-scores, k - 1)[k - 1]
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)[: k - len(above)]
+        part = np.concatenate((above, tied))
+    else:
+        part = np.arange(m)
+    part_scores = scores[part]
+    order = np.lexsort((part, -part_scores))
+    return part[order].astype(np.int64), part_scores[order]
+
+
 def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
     """Binary float32 CSR (len(histories) x n_items): row r marks the item indices in histories[r].
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from abrec.errors import ConfigError
-from abrec.models.base import Recommender, top_k
+from abrec.models.base import Recommender, top_k_row
 from abrec.models.bundle import ModelBundle
 
 
@@ -94,26 +94,22 @@ class Engine:
         """Top-k items for one unit; unknown units get history-based or cold (popularity) scores."""
         model: Recommender = self.bundle.models[model_name]
         user = self.user_index(unit_id)
-        hist = self.item_indices(history) if history else np.zeros(0, dtype=np.int64)
+        hist = self.item_indices(history) if history else None
         used_history = False
-        if user >= 0:
-            # Known user: the model excludes training items; also drop what the client says was seen.
-            items, scores = model.recommend(np.array([user]), k + len(hist), exclude_seen=True)
-            items, scores = items[0], scores[0]
-            if len(hist):
-                keep = ~np.isin(items, hist)
-                items, scores = items[keep], scores[keep]
+        train = model.train_matrix
+        if 0 <= user < train.shape[0]:
+            # Known user: exclude the training items (as `Recommender.recommend` does) and
+            # what the client says was seen; one row, masked in place (score() allocates it).
+            row = model.score(np.array([user]))[0]
+            row[train.indices[train.indptr[user] : train.indptr[user + 1]]] = -np.inf
+        elif hist is not None and len(hist) and model.supports_history:
+            row = model.score_history([hist])[0]
+            used_history = True
         else:
-            if len(hist) and model.supports_history:
-                row = model.score_history([hist])[0]
-                used_history = True
-            else:
-                row = model.score(np.array([-1]))[0]
-            row = row.copy()
+            row = model.score(np.array([-1]))[0]
+        if hist is not None:
             row[hist] = -np.inf
-            items_2d, scores_2d = top_k(row[None, :], k)
-            items, scores = items_2d[0], scores_2d[0]
-        items, scores = items[:k], scores[:k]
+        items, scores = top_k_row(row, k)
         finite = np.isfinite(scores)
         items, scores = items[finite], scores[finite]
         return Ranked(

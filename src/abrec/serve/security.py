@@ -20,7 +20,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abrec.serve.config import ADMIN_TOKEN_ENV, READ_TOKEN_ENV, ServeConfig
@@ -52,13 +52,13 @@ def _unauthorized(what: str) -> HTTPException:
     )
 
 
-def require_admin(config: Config, cred: Credentials) -> None:
+async def require_admin(config: Config, cred: Credentials) -> None:
     """401 unless the request carries `Authorization: Bearer <admin token>`."""
     if not token_matches(cred, config.admin_token):
         raise _unauthorized("admin routes")
 
 
-def require_read(config: Config, cred: Credentials) -> None:
+async def require_read(config: Config, cred: Credentials) -> None:
     """401 unless the request carries the read token or the admin token."""
     if not token_matches(cred, config.read_token, config.admin_token):
         raise _unauthorized("read routes")
@@ -96,24 +96,31 @@ SECURITY_HEADERS: dict[str, str] = {
 
 class SecurityHeadersMiddleware:
     """Pure ASGI middleware adding `SECURITY_HEADERS` and a Content-Security-Policy to
-    every HTTP response (headers the app set itself are kept)."""
+    every HTTP response (headers the app set itself are kept).
+
+    The header lines are encoded once; a response gets those whose names it lacks."""
 
     def __init__(self, app: ASGIApp, docs_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.docs_paths = docs_paths
+        base = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()
+        ]
+        self._api = [*base, (b"content-security-policy", CSP_API.encode("latin-1"))]
+        self._docs = [*base, (b"content-security-policy", CSP_DOCS.encode("latin-1"))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = CSP_DOCS if scope.get("path") in self.docs_paths else CSP_API
+        extra = self._docs if scope.get("path") in self.docs_paths else self._api
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", csp)
+                headers = list(message.get("headers", ()))
+                have = {bytes(k).lower() for k, _ in headers}
+                headers += [h for h in extra if h[0] not in have]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

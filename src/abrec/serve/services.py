@@ -26,7 +26,7 @@ from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
 from abrec.serve.sync import Synchronizer
-from abrec.store import BatchWriter, Event, EventStore
+from abrec.store import BatchWriter, Event, EventStore, ExposureRow
 from abrec.store.ingest import Outcome
 
 T = TypeVar("T")
@@ -373,7 +373,7 @@ class Services:
             propensity = 1.0  # the variant's ranking is deterministic
         return Choice(spec, variant, models, None, propensity)
 
-    async def write(self, events: Sequence[Event]) -> int:
+    async def write(self, events: Sequence[Event | ExposureRow]) -> int:
         """Submit the service's own events (exposures) and wait until they are committed."""
         if not events:
             return 0
@@ -407,21 +407,22 @@ def spec_or_404(s: Services, experiment_id: str) -> ExperimentSpec:
         raise HTTPException(404, "no experiment with this id") from exc
 
 
-def get_services(request: Request) -> Services:
-    """The opened services, or HTTP 503 while the service starts or stops."""
+async def get_services(request: Request) -> Services:
+    """The opened services, or HTTP 503 while the service starts or stops (async, like
+    every dependency here: FastAPI runs a plain `def` dependency in a worker thread)."""
     s: Services | None = request.app.state.services
     if s is None:
         raise HTTPException(503, "the service is starting or shutting down; retry shortly")
     return s
 
 
-def get_config(request: Request) -> ServeConfig:
+async def get_config(request: Request) -> ServeConfig:
     """The configuration the app was created with."""
     config: ServeConfig = request.app.state.config
     return config
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     """This app instance's Prometheus metrics."""
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from abrec.store.events import Event
+from abrec.store.events import Event, ExposureRow, event_row
 
 REFERENCING_TYPES: tuple[str, ...] = ("click", "conversion")
 """Event types that must reference an exposure, each bounded by one per exposure."""
@@ -63,9 +63,10 @@ class LedgerRow:
     position: int | None
 
 
-def needs_exposure(event: Event) -> bool:
+def needs_exposure(event: Event | ExposureRow) -> bool:
     """Whether the event is a click or conversion (it must reference an exposure)."""
-    return event.type in REFERENCING_TYPES
+    kind = event["type"] if isinstance(event, ExposureRow) else event.type
+    return kind in REFERENCING_TYPES
 
 
 def short(s: str, n: int = 40) -> str:
@@ -143,13 +144,13 @@ class Ledger:
 
 def _differences(event: Event, stored: dict[str, Any]) -> list[str]:
     """Fields where ``event`` differs from a stored row (``ts`` only if the client set it)."""
-    mine = event.model_dump()
+    mine = event_row(event)
     fields = [f for f in mine if f != "ts" or "ts" in event.model_fields_set]
     return [f for f in fields if mine[f] != stored.get(f)]
 
 
 def decide(
-    events: Sequence[Event],
+    events: Sequence[Event | ExposureRow],
     verify: Sequence[bool],
     stored: dict[str, dict[str, Any]],
     ledger: Ledger,
@@ -163,9 +164,11 @@ def decide(
     rows: list[dict[str, Any]] = []
     first: dict[str, dict[str, Any]] = dict(stored)
     for e, checked in zip(events, verify, strict=True):
+        if checked and not isinstance(e, Event):
+            raise TypeError("only Event objects can be checked under the ingestion rules")
         previous = first.get(e.event_id)
         if previous is not None:
-            diff = _differences(e, previous) if checked else []
+            diff = _differences(e, previous) if isinstance(e, Event) and checked else []
             if diff:
                 outcomes.append(
                     Outcome(
@@ -178,12 +181,12 @@ def decide(
             else:
                 outcomes.append(Outcome("duplicate"))
             continue
-        if checked and needs_exposure(e):
+        if checked and isinstance(e, Event) and needs_exposure(e):
             problem = ledger.check(e)
             if problem is not None:
                 outcomes.append(Outcome("rejected", problem))
                 continue
-        row = e.model_dump()
+        row = event_row(e)
         first[e.event_id] = row
         rows.append(row)
         outcomes.append(Outcome("inserted"))

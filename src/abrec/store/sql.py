@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from abrec.errors import StoreError
 from abrec.stats.analysis import Term, VariantSums
-from abrec.store.events import UNIT_COLUMNS, Event
+from abrec.store.events import UNIT_COLUMNS, Event, ExposureRow, event_row
 from abrec.store.ingest import (
     REFERENCING_TYPES,
     Ledger,
@@ -72,6 +72,17 @@ def _utc(ts: Any) -> Any:
     return ts
 
 
+def _as_stored(
+    events: Sequence[Event | ExposureRow], outcomes: list[Outcome], inserted: set[str]
+) -> list[Outcome]:
+    """`outcomes` with an "inserted" event the insert skipped (its id was stored by
+    then, e.g. by another writer between our lookup and our insert) as a duplicate."""
+    return [
+        Outcome("duplicate") if o.status == "inserted" and e.event_id not in inserted else o
+        for e, o in zip(events, outcomes, strict=True)
+    ]
+
+
 @dataclass
 class Impression:
     """One list shown to a unit (one request): items by position, what each exposure
@@ -104,6 +115,7 @@ class EventStore:
                 "and '_' (at most 31 characters, starting with a letter)"
             )
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table_prefix = table_prefix
         self.dialect: str = engine.dialect.name
         md = sa.MetaData()
@@ -198,10 +210,16 @@ class EventStore:
         return cls(engine, table_prefix=table_prefix)
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[Connection]:
+    def _tx(self, what: str, *, autocommit: bool = False) -> Iterator[Connection]:
+        """A transaction committed on exit (with ``autocommit``: a connection on which
+        each statement commits on its own, for a single-statement write)."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            if autocommit:
+                with self._autocommit.connect() as conn:
+                    yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"event store could not {what} ({self.dialect}): {exc.__class__.__name__}: "
@@ -268,7 +286,7 @@ class EventStore:
             if ev.event_id in seen:
                 continue
             seen.add(ev.event_id)
-            rows.append(ev.model_dump())
+            rows.append(event_row(ev))
         if not rows:
             return set()
         with self._tx("append events") as conn:
@@ -290,7 +308,7 @@ class EventStore:
         return set(conn.execute(stmt, rows).scalars().all())
 
     def ingest(
-        self, events: Sequence[Event], *, verify: Sequence[bool] | None = None
+        self, events: Sequence[Event | ExposureRow], *, verify: Sequence[bool] | None = None
     ) -> list[Outcome]:
         """Check and insert events in one transaction; one :class:`Outcome` per event, in order.
 
@@ -308,12 +326,26 @@ class EventStore:
         flags = [True] * len(events) if verify is None else list(verify)
         if len(flags) != len(events):
             raise StoreError(f"verify has {len(flags)} flags for {len(events)} events")
-        for ev in events:
-            if not isinstance(ev, Event):
-                raise StoreError(f"ingest() takes Event objects, got {type(ev).__name__}")
+        for ev, checked in zip(events, flags, strict=True):
+            if not isinstance(ev, Event) and not (isinstance(ev, ExposureRow) and not checked):
+                raise StoreError(
+                    f"ingest() takes Event objects (or unverified ExposureRows), got "
+                    f"{type(ev).__name__}"
+                )
         if not events:
             return []
-        refs = [e for e, v in zip(events, flags, strict=True) if v and needs_exposure(e)]
+        refs = [
+            e
+            for e, v in zip(events, flags, strict=True)
+            if v and isinstance(e, Event) and needs_exposure(e)
+        ]
+        if self.dialect == "postgresql" and not any(flags):
+            # Only the service's own events: nothing to look up, so the insert is the
+            # whole transaction; autocommitted, it is one round trip, durable on return.
+            outcomes, rows = decide(events, flags, {}, Ledger([]))
+            with self._tx("ingest events", autocommit=True) as conn:
+                inserted = self._insert_rows(conn, rows)
+            return _as_stored(events, outcomes, inserted)
         with self._tx("ingest events") as conn:
             if self.dialect == "postgresql" and refs:
                 for exp in sorted({e.experiment for e in refs}):
@@ -321,15 +353,15 @@ class EventStore:
                         sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
                         {"k": f"{self.table_prefix}:{exp}"},
                     )
-            stored = self._stored_events(conn, sorted({e.event_id for e in events}))
+            # Only verified events need the stored rows (duplicate vs conflict); an
+            # unverified one whose id is stored is skipped by the insert's ON CONFLICT and
+            # reported as a duplicate below, so a batch of exposures costs one statement.
+            checked_ids = {e.event_id for e, v in zip(events, flags, strict=True) if v}
+            stored = self._stored_events(conn, sorted(checked_ids))
             ledger = Ledger(self._exposure_rows(conn, refs))
             outcomes, rows = decide(events, flags, stored, ledger)
             inserted = self._insert_rows(conn, rows)
-        # An id another writer inserted between our lookup and our insert: a duplicate.
-        return [
-            Outcome("duplicate") if o.status == "inserted" and e.event_id not in inserted else o
-            for e, o in zip(events, outcomes, strict=True)
-        ]
+        return _as_stored(events, outcomes, inserted)
 
     def _stored_events(self, conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored events by id (as ``Event.model_dump()`` dicts, ``ts`` aware UTC)."""

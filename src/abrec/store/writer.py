@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abrec.errors import StoreError
-from abrec.store.events import Event
+from abrec.store.events import Event, ExposureRow
 from abrec.store.ingest import Outcome
 from abrec.store.sql import EventStore
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Job:
-    events: list[Event]
+    events: list[Event | ExposureRow]
     verify: bool = False  # apply the ingestion rules (client events)
     future: Future[Any] = field(default_factory=Future)
 
@@ -64,7 +64,7 @@ class BatchWriter:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def submit(self, events: Sequence[Event]) -> Future[int]:
+    def submit(self, events: Sequence[Event | ExposureRow]) -> Future[int]:
         """Queue events for the next batch; the future resolves after they are committed.
 
         Only ``event_id`` deduplication applies (for the service's own exposures).

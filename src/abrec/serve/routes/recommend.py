@@ -12,15 +12,16 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+import orjson
+from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from abrec.errors import AbrecError, StoreError
 from abrec.interleave import interleave
 from abrec.serve.engine import Engine, Ranked
-from abrec.serve.schemas import Problem, RecommendedItem, RecommendRequest, RecommendResponse
+from abrec.serve.schemas import Problem, RecommendRequest, RecommendResponse
 from abrec.serve.services import Choice, Config, Metrics, Svc
-from abrec.store import Event
+from abrec.store import ExposureRow, exposure_rows
 
 router = APIRouter(tags=["serve"])
 
@@ -68,29 +69,46 @@ def _exposures(
     request_id: str,
     served: Served,
     model_version: str | None = None,
-) -> list[Event]:
-    """One exposure event per recommended item, keyed by request id and position."""
+) -> list[ExposureRow]:
+    """One exposure per recommended item, keyed by request id and position."""
+    return exposure_rows(
+        request_id=request_id,
+        experiment=body.experiment,
+        variant=variant,
+        unit_id=body.unit_id,
+        item_ids=served.item_ids,
+        propensities=served.propensities,
+        sources=[*served.sources] if served.sources else [None] * len(served.item_ids),
+        model_version=model_version,
+    )
+
+
+def _reply(
+    body: RecommendRequest,
+    request_id: str,
+    variant: str | None,
+    served: Served,
+    model_version: str | None,
+) -> bytes:
+    """The `RecommendResponse` JSON, serialised directly (same fields and types)."""
     sources: list[str | None] = (
         [*served.sources] if served.sources else [None] * len(served.item_ids)
     )
-    return [
-        Event(
-            event_id=f"{request_id}:{pos}",
-            experiment=body.experiment,
-            variant=variant,
-            unit_id=body.unit_id,
-            type="exposure",
-            item_id=item,
-            position=pos,
-            request_id=request_id,
-            propensity=prop,
-            source=src,
-            model_version=model_version,
-        )
-        for pos, (item, prop, src) in enumerate(
-            zip(served.item_ids, served.propensities, sources, strict=True)
-        )
-    ]
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "experiment": body.experiment,
+            "variant": variant,
+            "model": served.model,
+            "model_version": model_version,
+            "items": [
+                {"item_id": i, "position": p, "score": sc, "source": src}
+                for p, (i, sc, src) in enumerate(
+                    zip(served.item_ids, served.scores, sources, strict=True)
+                )
+            ],
+        }
+    )
 
 
 @router.post(
@@ -98,9 +116,7 @@ def _exposures(
     response_model=RecommendResponse,
     responses={422: {"model": Problem}, 503: {"model": Problem}},
 )
-async def recommend(
-    body: RecommendRequest, s: Svc, config: Config, metrics: Metrics
-) -> RecommendResponse:
+async def recommend(body: RecommendRequest, s: Svc, config: Config, metrics: Metrics) -> Response:
     """Rank items for a unit with its variant's model and log one exposure per item."""
     if body.k > config.max_k:
         raise HTTPException(422, f"k={body.k} is above max_k={config.max_k}; ask for fewer")
@@ -113,7 +129,10 @@ async def recommend(
         return choice, _serve(engine, choice, body, request_id)
 
     try:
-        choice, served = await run_in_threadpool(work)
+        if s.registry.needs_store(body.experiment, body.unit_id):
+            choice, served = await run_in_threadpool(work)
+        else:  # assignment in memory: scoring one row is cheaper than a thread hand-off
+            choice, served = work()
     except StoreError:
         raise
     except AbrecError as exc:
@@ -126,19 +145,5 @@ async def recommend(
             exposures = _exposures(body, choice.variant, request_id, served, engine.version)
             await s.write(exposures)
             metrics.events_ingested.labels(type="exposure").inc(len(exposures))
-    sources: list[str | None] = (
-        [*served.sources] if served.sources else [None] * len(served.item_ids)
-    )
-    return RecommendResponse(
-        request_id=request_id,
-        experiment=body.experiment,
-        variant=choice.variant,
-        model=served.model,
-        model_version=engine.version,
-        items=[
-            RecommendedItem(item_id=i, position=p, score=sc, source=src)
-            for p, (i, sc, src) in enumerate(
-                zip(served.item_ids, served.scores, sources, strict=True)
-            )
-        ],
-    )
+    reply = _reply(body, request_id, choice.variant, served, engine.version)
+    return Response(reply, media_type="application/json")
