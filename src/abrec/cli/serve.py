@@ -26,7 +26,8 @@ def serve(
     Admin routes accept `Authorization: Bearer <token>` with the token taken from the
     ABREC_ADMIN_TOKEN environment variable; results, the experiment list and detailed
     readiness accept that token or the one in ABREC_READ_TOKEN. Without them those
-    routes answer 401 (see docs/security.md).
+    routes answer 401. When ABREC_METRICS_TOKEN is set, /metrics needs it as a bearer
+    token (see docs/security.md).
 
     Exit codes: 0 after a clean shutdown; 2 for a configuration mistake (one line);
     3 when the database stays unreachable after the configured retries
@@ -40,7 +41,12 @@ def serve(
     from abrec.errors import ConfigError
     from abrec.experiment.spec import load_specs
     from abrec.serve.app import create_app
-    from abrec.serve.config import ServeConfig, admin_token_from_env, read_token_from_env
+    from abrec.serve.config import (
+        ServeConfig,
+        admin_token_from_env,
+        metrics_token_from_env,
+        read_token_from_env,
+    )
     from abrec.serve.services import DatabaseUnavailableError, wait_for_store
 
     try:
@@ -49,6 +55,7 @@ def serve(
             update={
                 "admin_token": admin_token_from_env(os.environ),
                 "read_token": read_token_from_env(os.environ),
+                "metrics_token": metrics_token_from_env(os.environ),
             }
         )
         # cheap checks first, so a typo gives one clear line instead of a startup traceback

@@ -19,7 +19,9 @@ from abrec.experiment.spec import ExperimentSpec, load_specs
 from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
+from abrec.monitor.drift import DriftMonitor
 from abrec.serve.metrics import ServiceMetrics
+from abrec.serve.monitor import ServiceMonitor
 from abrec.store import BatchWriter, Event, EventStore
 from abrec.store.ingest import Outcome
 
@@ -148,11 +150,12 @@ class Services:
     registry: ExperimentRegistry
     metrics: ServiceMetrics
     bandits: BanditUpdater
+    monitor: ServiceMonitor
 
     @classmethod
     def open(cls, config: ServeConfig, metrics: ServiceMetrics) -> Services:
         """Load the bundle, wait for the database (bounded retries), open the store and
-        writer, load experiments from TOML."""
+        writer, load experiments from TOML, start the bandit updates and the monitor."""
         engine = Engine.load(config.bundle, config.fallback_model)
         wait_for_store(config)
         store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
@@ -176,11 +179,17 @@ class Services:
             raise
         bandits = BanditUpdater(registry)
         bandits.start()
-        return cls(config, engine, store, writer, registry, metrics, bandits)
+        metrics.collector.writer = writer
+        drift = DriftMonitor(engine.bundle) if config.monitor else None
+        monitor = ServiceMonitor(config, store, registry, drift, metrics)
+        if config.monitor:
+            monitor.start()
+        return cls(config, engine, store, writer, registry, metrics, bandits, monitor)
 
     def close(self) -> None:
-        """Stop the bandit updates, flush pending events and release the store."""
+        """Stop the monitor and the bandit updates, flush pending events, release the store."""
         try:
+            self.monitor.close()
             self.bandits.close()
             self.writer.close()
         finally:

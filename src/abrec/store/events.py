@@ -93,6 +93,12 @@ class Event(BaseModel):
         "contributing ranker, or the item's ranks in each ranker)",
     )
 
+    score: float | None = Field(
+        default=None,
+        description="exposures: the serving model's score of this item for this unit (logged "
+        "by the service; the drift monitor compares its distribution with training)",
+    )
+
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_text(cls, ts: Any) -> Any:
@@ -116,7 +122,7 @@ class Event(BaseModel):
             )
         return utc
 
-    @field_validator("value", "propensity")
+    @field_validator("value", "propensity", "score")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):

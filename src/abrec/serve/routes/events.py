@@ -111,8 +111,8 @@ EXPOSURE_REFUSED = (
 
 
 SERVICE_FIELDS_REFUSED = (
-    "propensity and source are logged by the service with the exposures it serves; leave "
-    "them out of clicks, conversions and covariates"
+    "propensity and source are logged by the service with the exposures it serves, and so is "
+    "score; leave them out of clicks, conversions and covariates"
 )
 
 
@@ -131,7 +131,7 @@ def event_problem(raw: Any) -> tuple[Event | None, str | None]:
         return None, f"position: must be at most {PG_INT_MAX}"
     if event.type == "exposure":
         return None, EXPOSURE_REFUSED
-    if event.propensity is not None or event.source is not None:
+    if any(v is not None for v in (event.propensity, event.source, event.score)):
         return None, SERVICE_FIELDS_REFUSED
     return event, None
 

@@ -81,9 +81,10 @@ def _exposures(
             request_id=request_id,
             propensity=prop,
             source=src,
+            score=score,
         )
-        for pos, (item, prop, src) in enumerate(
-            zip(served.item_ids, served.propensities, sources, strict=True)
+        for pos, (item, prop, src, score) in enumerate(
+            zip(served.item_ids, served.propensities, sources, served.scores, strict=True)
         )
     ]
 
