@@ -26,8 +26,10 @@ import yaml
 from pg_gate import PG_URL, require_postgres
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from typer.testing import CliRunner
 from test_serve_support import Cooc, experiment_toml, synthetic, unique_prefix, write_config
 
+from abrec.cli import app
 from abrec.data.types import Interactions, ItemCatalog
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
@@ -94,6 +96,7 @@ class Live:
     store: EventStore
     thread: ServiceThread
     inter: Interactions
+    config_path: Path
 
     @property
     def monitor(self) -> Any:
@@ -132,7 +135,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     store = EventStore.from_url(url, table_prefix=prefix)
     try:
         with httpx.Client(base_url=thread.url, timeout=30) as client:
-            live = Live(client, store, thread, inter)
+            live = Live(client, store, thread, inter, cfg_path)
             _traffic(live)
             yield live
     finally:
@@ -363,3 +366,23 @@ def test_scores_stay_finite_numbers(live: Live) -> None:
         scores = [s for (s,) in conn.execute(sa.select(e.score).where(e.type == "exposure"))]
     assert scores and all(s is not None and math.isfinite(s) for s in scores)
 
+
+
+def test_monitor_cli_prints_the_same_snapshot(live: Live) -> None:
+    snap = live.monitor.run_once()
+    result = CliRunner().invoke(app, ["monitor", "--config", str(live.config_path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["drift"] == [c.to_dict() for c in snap.drift]
+    assert [e["experiment"] for e in out["experiments"]] == ["cold", "exp1"]
+    assert out["experiments"] == [e.to_dict() for e in snap.experiments]
+    text = CliRunner().invoke(app, ["monitor", "--config", str(live.config_path)])
+    assert text.exit_code == 0, text.output
+    assert re.search(r"drift ease/scores: psi=\S+ .*ALARM", text.stdout)
+    assert "exp1 (ab): SRM p=" in text.stdout
+
+
+def test_monitor_cli_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["monitor", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: ") and len(result.output.strip().splitlines()) == 1
