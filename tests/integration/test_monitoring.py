@@ -26,8 +26,8 @@ import yaml
 from pg_gate import PG_URL, require_postgres
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-from typer.testing import CliRunner
 from test_serve_support import Cooc, experiment_toml, synthetic, unique_prefix, write_config
+from typer.testing import CliRunner
 
 from abrec.cli import app
 from abrec.data.types import Interactions, ItemCatalog
@@ -82,9 +82,7 @@ EXPERIMENTS = "\n".join(
             status="running",
             guardrails=["exposures_per_unit"],
         ).replace("variants = [", "sequential_look_every = 10\nvariants = ["),
-        experiment_toml(
-            "cold", [("a", 0.5, "ease"), ("b", 0.5, "popularity")], status="running"
-        ),
+        experiment_toml("cold", [("a", 0.5, "ease"), ("b", 0.5, "popularity")], status="running"),
         experiment_toml("draft1", [("a", 1, "cooc"), ("b", 1, "cooc")]),
     ]
 )
@@ -115,8 +113,12 @@ def _bundle(path: Path) -> Interactions:
     return inter
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp(f"monitor_{request.param}")
     inter = _bundle(tmp / "bundle")
     prefix = unique_prefix("mon")
@@ -194,7 +196,9 @@ def _scrape(live: Live) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
-def _value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+def _value(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
     got = [v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items())]
     assert len(got) == 1, f"{name}{labels}: {samples.get(name)}"
     return got[0]
@@ -245,9 +249,10 @@ def test_experiment_series_match_the_store_and_the_results(live: Live) -> None:
     with live.store.engine.connect() as conn:
         counts = {(v, t): n for v, t, n in conn.execute(q)}
     for variant in ("control", "treatment"):
-        assert _value(
-            m, "abrec_experiment_exposures_total", experiment="exp1", variant=variant
-        ) == counts[(variant, "exposure")]
+        assert (
+            _value(m, "abrec_experiment_exposures_total", experiment="exp1", variant=variant)
+            == counts[(variant, "exposure")]
+        )
         assert _value(
             m, "abrec_experiment_clicks_total", experiment="exp1", variant=variant
         ) == counts.get((variant, "click"), 0)
@@ -278,7 +283,9 @@ def test_drift_in_results_and_gauges(live: Live) -> None:
     snap = live.monitor.run_once()
     res = live.client.get("/v1/experiments/exp1/results", headers=READ).json()
     drift = {(d["check"], d["model"]): d for d in res["drift"]}
-    assert set(drift) == {(c, m) for c in ("scores", "popularity", "embedding") for m in ("cooc", "embed")}
+    assert set(drift) == {
+        (c, m) for c in ("scores", "popularity", "embedding") for m in ("cooc", "embed")
+    }
     for d in drift.values():
         assert set(d) >= {"check", "model", "psi", "ks_statistic", "ks_pvalue", "alarm",
                           "n_reference", "n_serving"}  # fmt: skip
@@ -367,7 +374,6 @@ def test_scores_stay_finite_numbers(live: Live) -> None:
     assert scores and all(s is not None and math.isfinite(s) for s in scores)
 
 
-
 def test_monitor_cli_prints_the_same_snapshot(live: Live) -> None:
     snap = live.monitor.run_once()
     result = CliRunner().invoke(app, ["monitor", "--config", str(live.config_path), "--json"])
@@ -385,4 +391,6 @@ def test_monitor_cli_prints_the_same_snapshot(live: Live) -> None:
 def test_monitor_cli_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["monitor", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
-    assert result.output.strip().startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert (
+        result.output.strip().startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    )

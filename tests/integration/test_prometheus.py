@@ -54,7 +54,9 @@ def _config(tmp: Path, target: str) -> Path:
 
 
 @pytest.fixture
-def prometheus_and_service(tmp_path: Path) -> Iterator[tuple[httpx.Client, ServiceThread, EventStore]]:
+def prometheus_and_service(
+    tmp_path: Path,
+) -> Iterator[tuple[httpx.Client, ServiceThread, EventStore]]:
     binary = _binary()
     bundle, _ = build_bundle(tmp_path / "bundle")
     url = f"sqlite:///{tmp_path / 'events.db'}"

@@ -75,7 +75,9 @@ def test_a_broken_rule_fails_the_unit_tests(tmp_path: Path) -> None:
     text = (PROM / "alerts.yml").read_text()
     assert "(abrec_experiment_srm_pvalue) < 0.001" in text
     (tmp_path / "alerts.yml").write_text(
-        text.replace("(abrec_experiment_srm_pvalue) < 0.001", "(abrec_experiment_srm_pvalue) < 0.01")
+        text.replace(
+            "(abrec_experiment_srm_pvalue) < 0.001", "(abrec_experiment_srm_pvalue) < 0.01"
+        )
     )
     shutil.copy(PROM / "alerts_test.yml", tmp_path)
     out = subprocess.run(

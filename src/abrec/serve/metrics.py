@@ -221,7 +221,9 @@ class MonitorCollector(Collector):
             "abrec_drift_psi", "Population stability index, serving vs training", labels=labels
         )
         ks_stat = GaugeMetricFamily(
-            "abrec_drift_ks_statistic", "Two-sample KS statistic, serving vs training", labels=labels
+            "abrec_drift_ks_statistic",
+            "Two-sample KS statistic, serving vs training",
+            labels=labels,
         )
         ks_p = GaugeMetricFamily(
             "abrec_drift_ks_pvalue", "Two-sample KS p-value, serving vs training", labels=labels

@@ -16,10 +16,10 @@ from fastapi import Depends, HTTPException, Path, Request
 from abrec.errors import AbrecError, ConfigError, ExperimentError, StoreError
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec, load_specs
+from abrec.monitor.drift import DriftMonitor
 from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
-from abrec.monitor.drift import DriftMonitor
 from abrec.serve.metrics import ServiceMetrics
 from abrec.serve.monitor import ServiceMonitor
 from abrec.store import BatchWriter, Event, EventStore

@@ -8,8 +8,8 @@ only survive process crashes). PostgreSQL uses its default ``synchronous_commit=
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
