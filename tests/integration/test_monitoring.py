@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from abrec.cli import app
 from abrec.data.types import Interactions, ItemCatalog
+from abrec.experiment.analysis import ExperimentResults
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
 from abrec.models.registry import build_model
@@ -281,8 +282,11 @@ def test_experiment_series_match_the_store_and_the_results(live: Live) -> None:
 
 def test_drift_in_results_and_gauges(live: Live) -> None:
     snap = live.monitor.run_once()
-    res = live.client.get("/v1/experiments/exp1/results", headers=READ).json()
+    r = live.client.get("/v1/experiments/exp1/results", headers=READ)
+    res = r.json()
     drift = {(d["check"], d["model"]): d for d in res["drift"]}
+    parsed = ExperimentResults.parse(r.text).drift
+    assert parsed is not None and {(c.check, c.model) for c in parsed} == set(drift)
     assert set(drift) == {
         (c, m) for c in ("scores", "popularity", "embedding") for m in ("cooc", "embed")
     }
