@@ -35,6 +35,7 @@ from abrec.experiment.analysis import ExperimentResults
 from abrec.models.base import Recommender
 from abrec.models.bundle import ModelBundle
 from abrec.models.registry import build_model
+from abrec.monitor import collect
 from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread
 from abrec.stats.drift import drift_check
@@ -205,7 +206,7 @@ def _value(
     return got[0]
 
 
-#: Identifiers that look like metric names but are PromQL functions, keywords or labels.
+#: A metric name of ours inside a PromQL expression (functions and labels never start so).
 _METRIC = re.compile(r"\babrec_[a-zA-Z0-9_]*[a-zA-Z0-9]\b")
 
 
@@ -398,3 +399,10 @@ def test_monitor_cli_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     assert (
         result.output.strip().startswith("error: ") and len(result.output.strip().splitlines()) == 1
     )
+
+
+def test_label_cardinality_is_capped(live: Live) -> None:
+    registry = live.thread.app.state.services.registry
+    snap = collect(live.store, registry.list(), None, max_experiments=1)
+    assert [e.experiment for e in snap.experiments] == ["cold"]  # first running by id
+    assert snap.unmonitored == 1 and snap.drift is None
