@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,16 +326,40 @@ def test_drift_in_results_and_gauges(live: Live) -> None:
     assert cold[("embedding", "ease")].note == "embeddings of model 'embed'"
 
 
-def test_results_drift_is_null_before_the_first_run(tmp_path: Path) -> None:
+def test_drift_runs_on_its_own_schedule(tmp_path: Path) -> None:
+    """The monitor thread refreshes health every monitor_interval_s; drift waits for
+    drift_interval_s, and runs in between keep the last drift checks."""
     inter = _bundle(tmp_path / "bundle")
     assert inter.n_users == 60
     cfg = ServeConfig.from_toml(
-        write_config(tmp_path, f"sqlite:///{tmp_path / 'e.db'}", tmp_path / "bundle", EXPERIMENTS)
+        write_config(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'e.db'}",
+            tmp_path / "bundle",
+            EXPERIMENTS,
+            monitor_interval_s=0.5,
+            drift_interval_s=3600.0,
+        )
     ).model_copy(update={"read_token": SecretStr(READ_TOKEN)})
     with ServiceThread(cfg) as thread, httpx.Client(base_url=thread.url) as client:
+        monitor = thread.app.state.services.monitor
+        for u in range(60):
+            r = client.post(
+                "/v1/recommend", json={"unit_id": f"u{u}", "experiment": "exp1", "k": 5}
+            )
+            assert r.status_code == 200
+        deadline = time.monotonic() + 30
+        while monitor.snapshot is None or not monitor.snapshot.experiments[1].variants[0].units:
+            assert time.monotonic() < deadline, "the monitor thread did not run"
+            time.sleep(0.1)
+        assert monitor.snapshot.drift is None  # not due yet
         res = client.get("/v1/experiments/exp1/results", headers=READ).json()
         assert res["drift"] is None
         assert client.get("/metrics").status_code == 200  # no metrics token: open
+        with_drift = monitor.run_once()
+        assert with_drift.drift is not None
+        kept = monitor.run_once(drift=False)
+        assert kept.drift is with_drift.drift and kept.at >= with_drift.at
 
 
 def test_metrics_token_is_required_when_set(live: Live) -> None:

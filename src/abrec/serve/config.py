@@ -112,6 +112,13 @@ class ServeConfig(BaseModel):
         description="running experiments (first by id) exported with per-experiment labels; "
         "the others are counted in abrec_experiments_unmonitored",
     )
+    drift_interval_s: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds between two drift computations (at the next monitor run after "
+        "that; the first one this long after start); health series use monitor_interval_s",
+    )
     drift_window: int = Field(
         default=10_000,
         ge=100,

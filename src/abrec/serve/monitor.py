@@ -1,8 +1,11 @@
 """The service's background monitor: experiment health and drift, off the request path.
 
 Every `ServeConfig.monitor_interval_s` a daemon thread runs `abrec.monitor.collect` (the
-results computation of each running experiment, at most `monitor_max_experiments`, and
-the drift checks of their models) and hands the snapshot to the metrics collector
+results computation of each running experiment, at most `monitor_max_experiments`) and,
+every `drift_interval_s` (drift over thousands of exposures moves slowly, and its first
+run computes each model's reference lists, which costs as much as that many requests),
+the drift checks of their models; runs in between keep the last drift checks. It hands
+the snapshot to the metrics collector
 (`abrec.serve.metrics.MonitorCollector`) and to the results endpoint (``drift``). A
 failed run is logged and counted (``abrec_monitor_runs_total{outcome="error"}``); the
 previous snapshot stays until a run succeeds.
@@ -10,6 +13,7 @@ previous snapshot stays until a run succeeds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -43,27 +47,36 @@ class ServiceMonitor:
         self._stop = threading.Event()
         self._run_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last_drift = time.monotonic()
 
     @property
     def snapshot(self) -> MonitorSnapshot | None:
         """The latest snapshot (None before the first successful run)."""
         return self.metrics.collector.snapshot
 
-    def run_once(self) -> MonitorSnapshot:
-        """Compute a snapshot now and publish it (runs never overlap)."""
+    def run_once(self, *, drift: bool = True) -> MonitorSnapshot:
+        """Compute a snapshot now (with the drift checks unless ``drift`` is False: then the
+        previous snapshot's are kept) and publish it. Runs never overlap."""
         with self._run_lock:
             start = time.perf_counter()
             try:
                 snap = collect(
                     self.store,
                     self.registry.list(),
-                    self.drift,
+                    self.drift if drift else None,
                     max_experiments=self.config.monitor_max_experiments,
                     window=self.config.drift_window,
                 )
             except Exception:
                 self.metrics.monitor_runs.labels(outcome="error").inc()
                 raise
+            previous = self.metrics.collector.snapshot
+            if drift:
+                self._last_drift = time.monotonic()
+            elif previous is not None:
+                snap = dataclasses.replace(
+                    snap, drift=previous.drift, drift_error=previous.drift_error
+                )
             self.metrics.collector.snapshot = snap
             self.metrics.monitor_runs.labels(outcome="ok").inc()
             self.metrics.monitor_duration.observe(time.perf_counter() - start)
@@ -85,8 +98,9 @@ class ServiceMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.config.monitor_interval_s):
+            due = time.monotonic() - self._last_drift >= self.config.drift_interval_s
             try:
-                self.run_once()
+                self.run_once(drift=due)
             except Exception:
                 log.exception("monitor run failed; the previous snapshot stays published")
 
