@@ -72,6 +72,7 @@ def test_leaf_modules_import_nothing_of_ours() -> None:
         ("experiment", {"serve", "demo", "cli", "offline"}),
         ("simulate", {"demo", "loop", "cli"}),
         ("loop", {"cli"}),
+        ("monitor", {"serve", "cli", "demo", "simulate", "loop", "offline", "report"}),
         (
             "ope",
             {

@@ -7,6 +7,7 @@ from abrec.cli import (  # noqa: F401  (register commands)
     export_onnx,
     loop,
     models,
+    monitor,
     serve,
     train,
 )

@@ -35,7 +35,8 @@ def serve(
     Admin routes accept `Authorization: Bearer <token>` with the token taken from the
     ABREC_ADMIN_TOKEN environment variable; results, the experiment list and detailed
     readiness accept that token or the one in ABREC_READ_TOKEN. Without them those
-    routes answer 401 (see docs/security.md).
+    routes answer 401. When ABREC_METRICS_TOKEN is set, /metrics needs it as a bearer
+    token (see docs/security.md).
 
     With `--workers N` (N > 1) the store's schema and the TOML experiments are set up
     once, then N processes serve the same port; an admin change or model reload in one
@@ -57,6 +58,7 @@ def serve(
         CONFIG_ENV,
         ServeConfig,
         admin_token_from_env,
+        metrics_token_from_env,
         read_token_from_env,
     )
     from abrec.serve.services import DatabaseUnavailableError, prepare_store, wait_for_store
@@ -67,6 +69,7 @@ def serve(
             update={
                 "admin_token": admin_token_from_env(os.environ),
                 "read_token": read_token_from_env(os.environ),
+                "metrics_token": metrics_token_from_env(os.environ),
             }
         )
         # cheap checks first, so a typo gives one clear line instead of a startup traceback

@@ -48,6 +48,7 @@ from abrec.stats import (
     srm_test,
 )
 from abrec.stats.analysis import Stats
+from abrec.stats.drift import DriftCheck
 from abrec.stats.results import ToDictMixin
 from abrec.store.sql import EventStore
 
@@ -169,6 +170,9 @@ class ExperimentResults(ToDictMixin):
     """Everything ``GET /v1/experiments/{id}/results`` reports (its response model).
 
     NaN and infinite values are ``null`` in JSON and NaN again when parsed back.
+    ``drift`` holds the service monitor's drift checks of the experiment's models
+    (:class:`abrec.stats.drift.DriftCheck`); None when they were not computed (yet), and
+    always None from :func:`analyze` itself.
     """
 
     experiment: str
@@ -183,6 +187,7 @@ class ExperimentResults(ToDictMixin):
     type: str = "ab"
     interleaving: InterleavingResult | None = None
     bandit: BanditAnalysis | None = None
+    drift: tuple[DriftCheck, ...] | None = None
 
     @classmethod
     def parse(cls, data: str | bytes | Mapping[str, Any]) -> ExperimentResults:

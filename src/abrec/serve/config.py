@@ -1,10 +1,11 @@
 """Service configuration: a pydantic model read from a TOML file, plus the tokens.
 
-The admin and read tokens are part of the configuration (`ServeConfig.admin_token` and
-`ServeConfig.read_token`, `SecretStr`s that never show in a repr or a log) and are handed
-to `create_app` with the rest of it. They are not read from the TOML file (secrets do not
-belong in config files): `abrec serve` takes them from the `ABREC_ADMIN_TOKEN` and
-`ABREC_READ_TOKEN` environment variables (`admin_token_from_env`, `read_token_from_env`).
+The admin, read and metrics tokens are part of the configuration (`ServeConfig.admin_token`,
+`ServeConfig.read_token`, `ServeConfig.metrics_token`: `SecretStr`s that never show in a
+repr or a log) and are handed to `create_app` with the rest of it. They are not read from
+the TOML file (secrets do not belong in config files): `abrec serve` takes them from the
+`ABREC_ADMIN_TOKEN`, `ABREC_READ_TOKEN` and `ABREC_METRICS_TOKEN` environment variables
+(`admin_token_from_env`, `read_token_from_env`, `metrics_token_from_env`).
 See docs/security.md for who may call what.
 """
 
@@ -23,7 +24,12 @@ ADMIN_TOKEN_ENV = "ABREC_ADMIN_TOKEN"
 READ_TOKEN_ENV = "ABREC_READ_TOKEN"
 #: The service TOML a worker process of `abrec serve --workers N` reads.
 CONFIG_ENV = "ABREC_SERVE_CONFIG"
-_SECRETS = {"admin_token": ADMIN_TOKEN_ENV, "read_token": READ_TOKEN_ENV}
+METRICS_TOKEN_ENV = "ABREC_METRICS_TOKEN"
+_SECRETS = {
+    "admin_token": ADMIN_TOKEN_ENV,
+    "read_token": READ_TOKEN_ENV,
+    "metrics_token": METRICS_TOKEN_ENV,
+}
 
 
 class BatchConfig(BaseModel):
@@ -101,6 +107,41 @@ class ServeConfig(BaseModel):
         "readiness); the admin token grants them too",
     )
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        description="bearer token of /metrics; None leaves /metrics open (it carries the "
+        "ids of running experiments, their variants and model names)",
+    )
+    monitor: bool = Field(
+        default=True,
+        description="run the background monitor (experiment health and drift gauges, the "
+        "results' drift) every monitor_interval_s",
+    )
+    monitor_interval_s: float = Field(
+        default=15.0, ge=0.5, le=3600.0, description="seconds between two monitor runs"
+    )
+    monitor_max_experiments: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="running experiments (first by id) exported with per-experiment labels; "
+        "the others are counted in abrec_experiments_unmonitored",
+    )
+    drift_interval_s: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        description="seconds between two drift computations (at the next monitor run after "
+        "that; the first one this long after start); health series use monitor_interval_s",
+    )
+    drift_window: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="latest exposures per experiment compared with training by the drift checks",
+    )
+
     @model_validator(mode="after")
     def _one_model_source(self) -> Self:
         if (self.bundle is None) == (self.model_registry is None):
@@ -151,7 +192,7 @@ class ServeConfig(BaseModel):
 
 def config_from_env(environ: Mapping[str, str]) -> ServeConfig:
     """The config of a service worker process: the TOML file named by `CONFIG_ENV` and the
-    tokens from `ADMIN_TOKEN_ENV` and `READ_TOKEN_ENV` (what `abrec serve --workers N` hands
+    tokens from `ADMIN_TOKEN_ENV`, `READ_TOKEN_ENV` and `METRICS_TOKEN_ENV` (what `abrec serve --workers N` hands
     its workers).
 
     Raises:
@@ -164,6 +205,7 @@ def config_from_env(environ: Mapping[str, str]) -> ServeConfig:
         update={
             "admin_token": admin_token_from_env(environ),
             "read_token": read_token_from_env(environ),
+            "metrics_token": metrics_token_from_env(environ),
         }
     )
 
@@ -180,13 +222,21 @@ def read_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
     return SecretStr(token) if token else None
 
 
+def metrics_token_from_env(environ: Mapping[str, str]) -> SecretStr | None:
+    """The metrics token in `ABREC_METRICS_TOKEN` of `environ` (None when unset or blank)."""
+    token = environ.get(METRICS_TOKEN_ENV, "").strip()
+    return SecretStr(token) if token else None
+
+
 __all__ = [
     "ADMIN_TOKEN_ENV",
     "CONFIG_ENV",
+    "METRICS_TOKEN_ENV",
     "READ_TOKEN_ENV",
     "BatchConfig",
     "ServeConfig",
     "admin_token_from_env",
     "config_from_env",
+    "metrics_token_from_env",
     "read_token_from_env",
 ]

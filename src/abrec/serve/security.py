@@ -3,9 +3,10 @@
 - Admin routes need the admin token (`ServeConfig.admin_token`).
 - Read routes (results, the experiment list, detailed readiness) need the read token
   (`ServeConfig.read_token`) or the admin token. With neither configured they are closed.
-- `/v1/recommend`, `/v1/events`, `/healthz`, `/readyz` (summary only), `/metrics` and
-  `/openapi.json` are open; none of them reveals experiment ids, model names or database
-  addresses.
+- `/metrics` needs the metrics token (`ServeConfig.metrics_token`) when one is set and
+  is open otherwise; it carries the ids of running experiments, variant and model names.
+- `/v1/recommend`, `/v1/events`, `/healthz`, `/readyz` (summary only) and `/openapi.json`
+  are open; none of them reveals experiment ids, model names or database addresses.
 - A 401 never says whether a token is configured on the server.
 
 See docs/security.md.
@@ -62,6 +63,12 @@ async def require_read(config: Config, cred: Credentials) -> None:
     """401 unless the request carries the read token or the admin token."""
     if not token_matches(cred, config.read_token, config.admin_token):
         raise _unauthorized("read routes")
+
+
+def require_metrics(config: Config, cred: Credentials) -> None:
+    """401 unless no metrics token is configured or the request carries it."""
+    if config.metrics_token is not None and not token_matches(cred, config.metrics_token):
+        raise _unauthorized("/metrics (ABREC_METRICS_TOKEN is set)")
 
 
 async def may_read(request: Request, config: ServeConfig) -> bool:
@@ -201,6 +208,7 @@ __all__ = [
     "SecurityHeadersMiddleware",
     "may_read",
     "require_admin",
+    "require_metrics",
     "require_read",
     "token_matches",
 ]

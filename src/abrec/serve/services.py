@@ -21,10 +21,12 @@ from abrec.artifacts import ArtifactError, ModelRegistry
 from abrec.errors import AbrecError, ConfigError, ExperimentError, StoreError
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec, load_specs
+from abrec.monitor.drift import DriftMonitor
 from abrec.serve.bandits import BanditUpdater
 from abrec.serve.config import ServeConfig
 from abrec.serve.engine import Engine
 from abrec.serve.metrics import ServiceMetrics
+from abrec.serve.monitor import ServiceMonitor
 from abrec.serve.sync import Synchronizer
 from abrec.store import BatchWriter, Event, EventStore, ExposureRow
 from abrec.store.ingest import Outcome
@@ -148,19 +150,35 @@ class ReloadRefusedError(AbrecError):
     missing from the new version, the fallback model is, or no registry is configured."""
 
 
-def _first_engine(config: ServeConfig, store: EventStore, models: ModelRegistry | None) -> Engine:
-    """The bundle folder's engine, or the registry version a reload stored (so a process
-    that starts later serves what the others serve), else the promoted one."""
-    if models is None:
+def serving_bundle(
+    config: ServeConfig, store: EventStore, models: ModelRegistry | None = None
+) -> tuple[Path, str | None]:
+    """(bundle folder, model version) a process of this config serves at start: the bundle
+    folder, or the registry version a reload stored (so a process that starts later serves
+    what the others serve), else the promoted one.
+
+    Raises:
+        ConfigError: when the registry has nothing to serve.
+    """
+    if config.model_registry is None:
         assert config.bundle is not None  # ServeConfig requires bundle or model_registry
-        return Engine.load(config.bundle, config.fallback_model)
+        return config.bundle, None
+    models = models if models is not None else ModelRegistry(config.model_registry)
     version = store.serving_model() or models.promoted()
     if version is None:
         raise ConfigError(
             f"the model registry {config.model_registry} has no promoted version; register "
             "a bundle and promote it (`abrec models register`, `abrec models promote`)"
         )
-    return Engine.load(models.get(version).bundle, config.fallback_model, version)
+    return models.get(version).bundle, version
+
+
+def _first_engine(config: ServeConfig, store: EventStore, models: ModelRegistry | None) -> Engine:
+    """The engine a process starts with (see `serving_bundle`)."""
+    bundle, version = serving_bundle(config, store, models)
+    if version is None:
+        return Engine.load(bundle, config.fallback_model)
+    return Engine.load(bundle, config.fallback_model, version)
 
 
 def served_model_names(config: ServeConfig, store: EventStore) -> tuple[str, list[str]]:
@@ -231,6 +249,7 @@ class Services:
     registry: ExperimentRegistry
     metrics: ServiceMetrics
     bandits: BanditUpdater
+    monitor: ServiceMonitor
     models: ModelRegistry | None = None
     sync: Synchronizer | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -239,7 +258,7 @@ class Services:
     def open(cls, config: ServeConfig, metrics: ServiceMetrics) -> Services:
         """Wait for the database (bounded retries), open the store, load the model bundle
         (or the registry's serving version), the writer and the experiments from TOML, and
-        start following other processes' changes."""
+        start following other processes' changes, the bandit updates and the monitor."""
         wait_for_store(config)
         store = EventStore.from_url(config.store_url, table_prefix=config.table_prefix)
         try:
@@ -266,7 +285,12 @@ class Services:
             raise
         bandits = BanditUpdater(registry)
         bandits.start()
-        services = cls(config, engine, store, writer, registry, metrics, bandits, models)
+        metrics.collector.writer = writer
+        drift = DriftMonitor(engine.bundle) if config.monitor else None
+        monitor = ServiceMonitor(config, store, registry, drift, metrics)
+        if config.monitor:
+            monitor.start()
+        services = cls(config, engine, store, writer, registry, metrics, bandits, monitor, models)
         services.sync = Synchronizer(
             store, registry, services.follow_model, token=token, poll_s=config.sync_poll_s
         )
@@ -274,11 +298,12 @@ class Services:
         return services
 
     def close(self) -> None:
-        """Stop following changes and the bandit updates, flush pending events and release
-        the store."""
+        """Stop following changes, the monitor and the bandit updates, flush pending events
+        and release the store."""
         try:
             if self.sync is not None:
                 self.sync.close()
+            self.monitor.close()
             self.bandits.close()
             self.writer.close()
         finally:
@@ -324,10 +349,18 @@ class Services:
                     "experiments first or register a version that has them"
                 )
             self.store.set_serving_model(target)  # a store failure changes nothing here
-            self.engine = new
+            self._swap(new)
         if new is not old:
             log.info("now serving model version %s (was %s)", target, old.version)
         return old, new
+
+    def _swap(self, new: Engine) -> None:
+        """Serve ``new`` (one assignment) and point the drift checks at its models."""
+        if new is self.engine:
+            return
+        self.engine = new
+        if self.config.monitor:
+            self.monitor.drift = DriftMonitor(new.bundle)
 
     def _load(self, bundle: Path, version: str) -> Engine:
         try:
@@ -343,7 +376,8 @@ class Services:
             if self.engine.version == version:
                 return
             new = self._load(self.models.get(version).bundle, version)
-            old, self.engine = self.engine, new
+            old = self.engine
+            self._swap(new)
         log.info(
             "now serving model version %s (was %s; stored by another process)", version, old.version
         )

@@ -103,6 +103,12 @@ class Event(BaseModel):
         "the service when it serves from a model registry)",
     )
 
+    score: float | None = Field(
+        default=None,
+        description="exposures: the serving model's score of this item for this unit (logged "
+        "by the service; the drift monitor compares its distribution with training)",
+    )
+
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_text(cls, ts: Any) -> Any:
@@ -126,7 +132,7 @@ class Event(BaseModel):
             )
         return utc
 
-    @field_validator("value", "propensity")
+    @field_validator("value", "propensity", "score")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -175,6 +181,12 @@ def event_row(event: Event | ExposureRow) -> dict[str, Any]:
     return dict(event.__dict__)
 
 
+def _check_score(score: float | None) -> None:
+    """Raise ValidationError unless ``score`` passes `Event`'s rule (None or finite)."""
+    if score is not None and not math.isfinite(score):
+        Event(event_id="x", experiment="x", variant="x", unit_id="x", type="exposure", score=score)
+
+
 @lru_cache(maxsize=65_536)
 def _check_item_fields(item_id: str, propensity: float | None, source: str | None) -> None:
     """Raise ValidationError unless these per-item exposure fields pass `Event`'s rules
@@ -200,6 +212,7 @@ def exposure_rows(
     item_ids: Sequence[str],
     propensities: Sequence[float | None],
     sources: Sequence[str | None],
+    scores: Sequence[float | None] | None = None,
     model_version: str | None = None,
     ts: datetime | None = None,
 ) -> list[ExposureRow]:
@@ -212,10 +225,11 @@ def exposure_rows(
     is a field of `Event` and, when the service sets it, one keyword here.
     """
     n = len(item_ids)
-    if not (len(propensities) == len(sources) == n):
+    scores = [None] * n if scores is None else scores
+    if not (len(propensities) == len(sources) == len(scores) == n):
         raise ValueError(
-            f"{n} items, {len(propensities)} propensities and {len(sources)} sources: "
-            "give one of each per item"
+            f"{n} items, {len(propensities)} propensities, {len(sources)} sources and "
+            f"{len(scores)} scores: give one of each per item"
         )
     if n == 0:
         return []
@@ -232,6 +246,7 @@ def exposure_rows(
             request_id=request_id,
             propensity=propensities[0],
             source=sources[0],
+            score=scores[0],
             model_version=model_version,
         )
     )
@@ -244,10 +259,12 @@ def exposure_rows(
             position=pos,
             propensity=propensities[pos],
             source=sources[pos],
+            score=scores[pos],
         )
         if pos == n - 1:
             Event.model_validate(row)
         else:
             _check_item_fields(item_ids[pos], propensities[pos], sources[pos])
+            _check_score(scores[pos])
         out.append(row)
     return out

@@ -9,6 +9,7 @@ only survive process crashes). PostgreSQL uses its default ``synchronous_commit=
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -136,6 +137,7 @@ class EventStore:
             sa.Column("propensity", sa.Double, nullable=True),
             sa.Column("source", sa.String(256), nullable=True),
             sa.Column("model_version", sa.String(128), nullable=True),
+            sa.Column("score", sa.Double, nullable=True),
             sa.Index(f"ix_{p}events_exp_unit", "experiment", "variant", "unit_id"),
             sa.Index(f"ix_{p}events_exp_type", "experiment", "type"),
         )
@@ -580,6 +582,32 @@ class EventStore:
                     by_request[req].clicked[pos] = True
                     break
         return list(by_request.values())
+
+    def recent_exposures(self, experiment: str, limit: int) -> dict[str, np.ndarray]:
+        """The latest ``limit`` exposures of an experiment (newest first), for drift checks.
+
+        Columns: variant, item_id, request_id (object arrays; request_id may be None) and
+        score (float64, NaN where the exposure logged none).
+        """
+        if limit < 1:
+            raise StoreError(f"limit must be >= 1, got {limit}")
+        e = self.events.c
+        q = (
+            sa.select(e.variant, e.item_id, e.request_id, e.score)
+            .where(e.experiment == experiment, e.type == "exposure")
+            .order_by(e.ts.desc(), e.event_id.desc())
+            .limit(limit)
+        )
+        with self._tx("read recent exposures") as conn:
+            rows = conn.execute(q).all()
+        return {
+            "variant": np.array([str(r[0]) for r in rows], dtype=object),
+            "item_id": np.array([None if r[1] is None else str(r[1]) for r in rows], dtype=object),
+            "request_id": np.array([r[2] for r in rows], dtype=object),
+            "score": np.array(
+                [math.nan if r[3] is None else float(r[3]) for r in rows], dtype=np.float64
+            ),
+        }
 
     # ------------------------------------------------------------------ experiments
     def save_experiment(

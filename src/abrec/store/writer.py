@@ -39,6 +39,12 @@ class BatchWriter:
     ingestion rules (`abrec.store.ingest`) to client events and resolves with one
     `Outcome` per event. A batch is checked and inserted in one transaction by this one
     thread, so concurrent requests cannot both claim the same exposure.
+
+    Health counters for monitoring (read without locking; each is one attribute):
+    ``batches_failed`` and ``events_failed`` count batches whose transaction failed and
+    their events, ``pending_events`` counts events submitted but not yet committed or
+    failed, and ``last_commit_at`` is the wall-clock time (``time.time()``) of the last
+    successful commit (None before the first).
     """
 
     def __init__(
@@ -56,6 +62,10 @@ class BatchWriter:
         self._closed = False
         self.batches_written = 0
         self.events_written = 0
+        self.batches_failed = 0
+        self.events_failed = 0
+        self.pending_events = 0
+        self.last_commit_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="abrec-batch-writer", daemon=True)
         self._thread.start()
 
@@ -82,6 +92,7 @@ class BatchWriter:
             if not job.events:
                 job.future.set_result(empty)
                 return job.future
+            self.pending_events += len(job.events)
             self._queue.put(job)
         return job.future
 
@@ -143,12 +154,18 @@ class BatchWriter:
             outcomes = self.store.ingest(events, verify=verify) if events else []
         except Exception as exc:
             log.exception("batch of %d events failed", len(events))
+            self.batches_failed += 1
+            self.events_failed += len(events)
+            self._settled(len(events))
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
         self.batches_written += 1
         self.events_written += sum(o.status == "inserted" for o in outcomes)
+        if events:
+            self.last_commit_at = time.time()
+        self._settled(len(events))
         start = 0
         for job in jobs:
             mine = outcomes[start : start + len(job.events)]
@@ -158,6 +175,10 @@ class BatchWriter:
                     job.future.set_result(mine)
                 else:
                     job.future.set_result(sum(o.status == "inserted" for o in mine))
+
+    def _settled(self, n: int) -> None:
+        with self._lock:
+            self.pending_events -= n
 
     def _run(self) -> None:
         stopping = False

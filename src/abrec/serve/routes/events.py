@@ -111,8 +111,8 @@ EXPOSURE_REFUSED = (
 
 
 SERVICE_FIELDS_REFUSED = (
-    "propensity, source and model_version are logged by the service with the exposures it "
-    "serves; leave them out of clicks, conversions and covariates"
+    "propensity, source, score and model_version are logged by the service with the exposures "
+    "it serves; leave them out of clicks, conversions and covariates"
 )
 
 
@@ -131,7 +131,9 @@ def event_problem(raw: Any) -> tuple[Event | None, str | None]:
         return None, f"position: must be at most {PG_INT_MAX}"
     if event.type == "exposure":
         return None, EXPOSURE_REFUSED
-    if event.propensity is not None or event.source is not None or event.model_version:
+    if any(
+        v is not None for v in (event.propensity, event.source, event.score, event.model_version)
+    ):
         return None, SERVICE_FIELDS_REFUSED
     return event, None
 

@@ -7,6 +7,7 @@ dashboard (`abrec.serve.routes.ui`) reads through these two routes only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -45,7 +46,9 @@ async def list_experiments(s: Svc) -> list[dict[str, Any]]:
     dependencies=[Depends(require_read)],
 )
 async def results(experiment_id: ExperimentId, s: Svc) -> ExperimentResults:
-    """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential)."""
+    """Live analysis: per-variant metrics, SRM, effects with CIs (fixed and sequential), and
+    the drift checks of the variants' models from the last monitor run (``drift``: null
+    before the first run or with the monitor off)."""
     spec = spec_or_404(s, experiment_id)
     try:
         res = await run_in_threadpool(analyze, s.store, spec)
@@ -53,4 +56,7 @@ async def results(experiment_id: ExperimentId, s: Svc) -> ExperimentResults:
         raise
     except AbrecError as exc:
         raise HTTPException(409, f"cannot analyse {experiment_id!r} yet: {exc}") from exc
+    snap = s.monitor.snapshot
+    if snap is not None:
+        res = dataclasses.replace(res, drift=snap.drift_for([v.model for v in spec.variants]))
     return res

@@ -1,31 +1,40 @@
 """Operations: Prometheus `/metrics`, liveness `/healthz` and readiness `/readyz`.
 
-All three are open. None shows experiment ids, model names or database addresses:
-`/readyz` says only which check failed; the details (model names, the store error's
-class) need the read or admin token, and the store error itself is logged.
+`/healthz` and `/readyz` are open and show no experiment ids, model names or database
+addresses: `/readyz` says only which check failed; the details (model names, the store
+error's class) need the read or admin token, and the store error itself is logged.
+`/metrics` carries the ids of running experiments, their variants and model names (the
+monitor's series); it is open unless `ABREC_METRICS_TOKEN` is set, then it needs that
+bearer token (docs/security.md).
 """
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from abrec.serve.schemas import Health
-from abrec.serve.security import may_read
+from abrec.serve.schemas import Health, Problem
+from abrec.serve.security import may_read, require_metrics
 from abrec.serve.services import Config, Metrics, Services
 
 router = APIRouter(tags=["ops"])
 log = logging.getLogger("abrec.serve")
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"model": Problem}},
+    dependencies=[Depends(require_metrics)],
+)
 async def prometheus(metrics: Metrics) -> Response:
-    """Prometheus metrics of this app instance (no experiment ids in labels)."""
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this app instance (bearer token when ABREC_METRICS_TOKEN is set)."""
+    body = await run_in_threadpool(generate_latest, metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_model=Health)

@@ -79,6 +79,7 @@ def _exposures(
         item_ids=served.item_ids,
         propensities=served.propensities,
         sources=[*served.sources] if served.sources else [None] * len(served.item_ids),
+        scores=served.scores,
         model_version=model_version,
     )
 
