@@ -102,6 +102,8 @@ def main() -> int:
             fallback_model="popularity",
             admin_token=SecretStr(ADMIN),
             read_token=SecretStr(READ),
+            monitor_interval_s=1.0,  # so the shot shows the health and drift checks
+            drift_interval_s=1.0,
         )
         t0 = time.monotonic()
         with (
@@ -127,6 +129,15 @@ def main() -> int:
                 simulate(svc.url, group, exp, seed)
             check(http.post("/v1/admin/experiments/popularity-aa/stop"), "stop the A/A test")
             print(f"simulated traffic in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # wait for the monitor's drift checks
+                got = http.get("/v1/experiments/ease-vs-popularity/results").json()
+                if got.get("drift"):
+                    break
+                time.sleep(1)
+            else:
+                print("the monitor computed no drift checks within 120 s", file=sys.stderr)
+                return 1
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=args.chromium)
                 page = browser.new_page(viewport={"width": 1280, "height": 900})

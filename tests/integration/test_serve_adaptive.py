@@ -149,7 +149,7 @@ def test_clients_cannot_set_propensity_or_source(live: LiveService) -> None:
     r = live.client.post("/v1/events", json={"events": [bad]})
     assert r.status_code == 422
     assert (
-        "propensity, source and model_version are logged by the service"
+        "propensity, source, score and model_version are logged by the service"
         in r.json()["errors"][0]["message"]
     )
 
