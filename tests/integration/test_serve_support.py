@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,6 +149,27 @@ def write_config(
 def start_service(config: ServeConfig, admin_token: str) -> ServiceThread:
     """Start a `ServiceThread` whose admin routes accept `admin_token`."""
     return ServiceThread(config.model_copy(update={"admin_token": SecretStr(admin_token)})).start()
+
+
+def spawn_until_ready(
+    cmd: list[str], env: dict[str, str], port: int, log: Path, timeout_s: float = 120.0
+) -> subprocess.Popen[bytes]:
+    """Run `cmd` (an `abrec serve` command line) with its output appended to `log`, and
+    return once `/readyz` on `port` answers 200 (AssertionError with the log otherwise)."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
 
 
 def free_port() -> int:

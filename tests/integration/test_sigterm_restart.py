@@ -25,6 +25,7 @@ from test_serve_support import (
     HERE,
     build_bundle,
     free_port,
+    spawn_until_ready,
     unique_prefix,
     write_config,
 )
@@ -58,20 +59,7 @@ def start_server(cfg: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         "--log-level",
         "info",
     ]
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
+    return spawn_until_ready(cmd, env, port, log, timeout_s=90)
 
 
 def batch_events(b: int) -> list[dict[str, object]]:

@@ -26,7 +26,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from pg_gate import PG_URL, require_postgres
-from test_serve_support import HERE, build_bundle, free_port, unique_prefix, write_config
+from test_serve_support import (
+    HERE,
+    build_bundle,
+    free_port,
+    spawn_until_ready,
+    unique_prefix,
+    write_config,
+)
 
 import abrec
 from abrec.artifacts import ModelRegistry
@@ -47,20 +54,7 @@ def launch(cfg: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[byt
         "ABREC_ADMIN_TOKEN": TOKEN,
     }
     cmd = [sys.executable, "-m", "abrec", "serve", "-c", str(cfg), "--port", str(port), *extra]
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
+    return spawn_until_ready(cmd, env, port, log, timeout_s=120)
 
 
 #: Exit statuses of a graceful SIGTERM shutdown: uvicorn re-raises the signal after it

@@ -42,3 +42,32 @@ def test_weighted_sum_is_row_independent_and_exact() -> None:
     )
     for start, stop in [(0, 1), (0, 7), (900, 933), (1937, 2001), (1, 2001)]:
         np.testing.assert_array_equal(weighted_sum(Z[start:stop], w), full[start:stop])
+
+
+@pytest.mark.parametrize("sorted_indices", [True, False])
+def test_take_columns_equals_scipy_fancy_indexing(sorted_indices: bool) -> None:
+    """`take_columns` is `X[:, items]` exactly: values, indices, order, shape and empty rows."""
+    import scipy.sparse as sp
+
+    from abrec.models._util import take_columns
+
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        n_rows, n_cols = int(rng.integers(1, 12)), int(rng.integers(1, 40))
+        X = sp.random(n_rows, n_cols, density=float(rng.uniform(0, 0.5)), format="csr", rng=rng)
+        X.data = rng.standard_normal(X.nnz).astype(np.float32)
+        X = X.astype(np.float32)
+        if not sorted_indices:  # reverse each row's entries: a valid, non-canonical CSR
+            for r in range(n_rows):
+                a, b = X.indptr[r], X.indptr[r + 1]
+                X.indices[a:b] = X.indices[a:b][::-1].copy()
+                X.data[a:b] = X.data[a:b][::-1].copy()
+            X.has_sorted_indices = False
+        items = np.flatnonzero(rng.random(n_cols) < 0.6)
+        got, want = take_columns(X, items), X[:, items]
+        assert got.shape == want.shape, trial
+        np.testing.assert_array_equal(got.toarray(), want.toarray())
+        if sorted_indices:
+            np.testing.assert_array_equal(got.indptr, want.indptr)
+            np.testing.assert_array_equal(got.indices, want.indices)
+            np.testing.assert_array_equal(got.data, want.data)

@@ -15,6 +15,21 @@ def active_items(train: sp.csr_matrix) -> np.ndarray:
     return np.flatnonzero(np.diff(train.tocsc().indptr) > 0)
 
 
+def take_columns(X: sp.csr_matrix, items: np.ndarray) -> sp.csr_matrix:
+    """``X[:, items]`` for strictly increasing ``items``: the same matrix (values, indices and
+    their order) as scipy's fancy indexing, built straight from X's index arrays, which costs
+    a fraction of it for the few rows a request scores."""
+    X = X.tocsr()
+    pos = np.full(X.shape[1], -1, dtype=np.int64)
+    pos[items] = np.arange(len(items))
+    new = pos[X.indices]
+    keep = new >= 0
+    indptr = np.concatenate(([0], np.cumsum(keep)))[X.indptr]
+    return sp.csr_matrix(
+        (X.data[keep], new[keep].astype(X.indices.dtype), indptr), shape=(X.shape[0], len(items))
+    )
+
+
 _ALIGN = 64  # bytes: every row is handed to BLAS from the same alignment
 
 

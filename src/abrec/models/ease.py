@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.models._util import active_items, scatter_columns
+from abrec.models._util import active_items, scatter_columns, take_columns
 from abrec.models.base import Recommender
 from abrec.models.compact import ItemWeights, StorageDtype
 from abrec.models.config import RecommenderConfig
@@ -131,7 +131,9 @@ class EASE(Recommender):
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Sparse history rows times dense B (scipy): each row is summed on its own."""
         assert self.weights is not None and self._items is not None
-        return scatter_columns(self.weights.matmul(X[:, self._items]), self._items, self.n_items)
+        return scatter_columns(
+            self.weights.matmul(take_columns(X, self._items)), self._items, self.n_items
+        )
 
     def _state(self) -> dict[str, Any]:
         self._require_train()

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from pydantic import NonNegativeFloat, PositiveInt
 
 from abrec.data.types import Interactions, ItemCatalog
-from abrec.models._util import active_items, scatter_columns
+from abrec.models._util import active_items, scatter_columns, take_columns
 from abrec.models.base import Recommender
 from abrec.models.config import RecommenderConfig
 
@@ -82,7 +82,9 @@ class ItemKNN(Recommender):
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         assert self._S is not None and self._items is not None
-        return scatter_columns((X[:, self._items] @ self._S).toarray(), self._items, self.n_items)
+        return scatter_columns(
+            (take_columns(X, self._items) @ self._S).toarray(), self._items, self.n_items
+        )
 
     def _state(self) -> dict[str, Any]:
         return {"items": self._items, "S": self._S}
