@@ -42,6 +42,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_ope_obd.py
 	$(BIN)/python benchmarks/bench_interleave.py
+	$(BIN)/python benchmarks/bench_compact.py
+	$(BIN)/python benchmarks/bench_onnx.py
+	$(BIN)/python benchmarks/bench_ray.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
