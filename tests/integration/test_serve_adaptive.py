@@ -92,6 +92,10 @@ def test_team_draft_list_sources_and_propensities(live: LiveService) -> None:
     (imp,) = _exposures(live, "il", out["request_id"])
     assert imp.items == items and imp.sources == sources
     assert all(p is not None and 0 < p <= 1 for p in imp.propensities)
+    # an interleaved list mixes two models' incomparable scores: none is logged for drift
+    logged = live.store.recent_exposures("il", 1000)
+    mine = logged["request_id"] == out["request_id"]
+    assert mine.sum() == 10 and np.isnan(logged["score"][mine]).all()
     # the first slot is either ranker's top item, each with probability 1/2 (when they differ)
     tops = {_ranking(live, "cooc", "u3", 1)[0], _ranking(live, "ease", "u3", 1)[0]}
     if len(tops) == 2:

@@ -59,6 +59,8 @@ def _slow(
     experiment: str = "exp",
     variant: str = "treatment",
     unit_id: str = "u1",
+    scores: list[float | None] | None = None,
+    model_version: str | None = None,
 ) -> list[Event]:
     return [
         Event(
@@ -73,8 +75,12 @@ def _slow(
             request_id=request_id,
             propensity=pr,
             source=s,
+            score=sc,
+            model_version=model_version,
         )
-        for p, (i, pr, s) in enumerate(zip(items, props, sources, strict=True))
+        for p, (i, pr, s, sc) in enumerate(
+            zip(items, props, sources, scores or [None] * len(items), strict=True)
+        )
     ]
 
 
@@ -88,6 +94,8 @@ def _fast(
     experiment: str = "exp",
     variant: str = "treatment",
     unit_id: str = "u1",
+    scores: list[float | None] | None = None,
+    model_version: str | None = None,
 ) -> list[ExposureRow]:
     return exposure_rows(
         request_id=request_id,
@@ -97,6 +105,8 @@ def _fast(
         item_ids=items,
         propensities=props,
         sources=sources,
+        scores=scores,
+        model_version=model_version,
         ts=ts,
     )
 
@@ -149,6 +159,29 @@ def test_exposure_rows_refuse_what_event_refuses(
         _slow(request_id, items, props, sources, TS, unit_id=unit_id)
     with pytest.raises(ValidationError):
         _fast(request_id, items, props, sources, TS, unit_id=unit_id)
+
+
+@pytest.mark.parametrize("version", [None, "3ba635bd93045d7a"])
+def test_exposure_rows_carry_scores_and_the_model_version(version: str | None) -> None:
+    items, scores = ["a", "b", "c"], [2.5, -1.0, 0.125]
+    fast = _fast("r1", items, [1.0] * 3, [None] * 3, TS, scores=scores, model_version=version)
+    slow = _slow("r1", items, [1.0] * 3, [None] * 3, TS, scores=scores, model_version=version)
+    assert [dict(r) for r in fast] == [e.model_dump() for e in slow]
+    assert [r["score"] for r in fast] == scores
+    assert {r["model_version"] for r in fast} == {version}
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [[1.0, float("nan"), 1.0], [1.0, float("inf"), 0.0, 1.0], [1.0, 0.0, float("-inf")]],
+)
+def test_exposure_rows_refuse_non_finite_scores(scores: list[float | None]) -> None:
+    items = [str(j) for j in range(len(scores))]
+    props, sources = [1.0] * len(items), [None] * len(items)
+    with pytest.raises(ValidationError):
+        _slow("r1", items, props, sources, TS, scores=scores)
+    with pytest.raises(ValidationError):
+        _fast("r1", items, props, sources, TS, scores=scores)
 
 
 def test_exposure_rows_need_one_propensity_and_source_per_item() -> None:

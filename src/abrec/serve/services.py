@@ -176,8 +176,6 @@ def serving_bundle(
 def _first_engine(config: ServeConfig, store: EventStore, models: ModelRegistry | None) -> Engine:
     """The engine a process starts with (see `serving_bundle`)."""
     bundle, version = serving_bundle(config, store, models)
-    if version is None:
-        return Engine.load(bundle, config.fallback_model)
     return Engine.load(bundle, config.fallback_model, version)
 
 

@@ -28,13 +28,19 @@ router = APIRouter(tags=["serve"])
 
 @dataclass(frozen=True)
 class Served:
-    """The list a request answers with and what each exposure logs."""
+    """The list a request answers with and what each exposure logs.
+
+    ``logged_scores`` are the scores stored with the exposures (read by the drift monitor):
+    the serving model's, or None for an interleaved list, whose items come from several
+    models with incomparable scores.
+    """
 
     model: str
     item_ids: list[str]
     scores: list[float]
-    sources: list[str] | None
+    sources: list[str | None]
     propensities: list[float | None]
+    logged_scores: list[float | None]
 
 
 def _serve(engine: Engine, choice: Choice, body: RecommendRequest, request_id: str) -> Served:
@@ -46,7 +52,10 @@ def _serve(engine: Engine, choice: Choice, body: RecommendRequest, request_id: s
     }
     if choice.spec is None or choice.spec.type != "interleaving":
         (r,) = ranked.values()
-        return Served(r.model, r.item_ids, r.scores, None, [choice.propensity] * len(r.item_ids))
+        n = len(r.item_ids)
+        return Served(
+            r.model, r.item_ids, r.scores, [None] * n, [choice.propensity] * n, [*r.scores]
+        )
     rng = np.random.default_rng(uuid.UUID(hex=request_id).int)
     merged = interleave(
         choice.spec.interleaving_method, {n: r.item_ids for n, r in ranked.items()}, body.k, rng
@@ -60,6 +69,7 @@ def _serve(engine: Engine, choice: Choice, body: RecommendRequest, request_id: s
         [score_of[i] for i in merged.items],
         list(merged.sources),
         list(merged.propensities),
+        [None] * len(merged.items),
     )
 
 
@@ -78,8 +88,8 @@ def _exposures(
         unit_id=body.unit_id,
         item_ids=served.item_ids,
         propensities=served.propensities,
-        sources=[*served.sources] if served.sources else [None] * len(served.item_ids),
-        scores=served.scores,
+        sources=served.sources,
+        scores=served.logged_scores,
         model_version=model_version,
     )
 
@@ -92,9 +102,6 @@ def _reply(
     model_version: str | None,
 ) -> bytes:
     """The `RecommendResponse` JSON, serialised directly (same fields and types)."""
-    sources: list[str | None] = (
-        [*served.sources] if served.sources else [None] * len(served.item_ids)
-    )
     return orjson.dumps(
         {
             "request_id": request_id,
@@ -105,7 +112,7 @@ def _reply(
             "items": [
                 {"item_id": i, "position": p, "score": sc, "source": src}
                 for p, (i, sc, src) in enumerate(
-                    zip(served.item_ids, served.scores, sources, strict=True)
+                    zip(served.item_ids, served.scores, served.sources, strict=True)
                 )
             ],
         }
