@@ -240,6 +240,11 @@ class Recommender(ABC):
             out[~known] = self.cold_user_scores()
         return out
 
+    def score_user(self, user: int) -> np.ndarray:
+        """`score([user])[0]` (bit-identical), for serving one request: a model may compute
+        the one row without the batch machinery. The array is the caller's to modify."""
+        return self.score(np.array([user], dtype=np.int64))[0]
+
     @property
     def supports_history(self) -> bool:
         """Whether `score_history` works (the class implements `_score_history`)."""

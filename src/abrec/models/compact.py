@@ -76,6 +76,19 @@ def _check_float16(values: np.ndarray) -> None:
         )
 
 
+def _padded_rows(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """S's rows as (n x longest row) column indices and float32 values; shorter rows are
+    padded with column 0 and value 0, which adds nothing to a sum."""
+    lens = np.diff(S.indptr)
+    width = int(lens.max(initial=0))
+    idx = np.zeros((S.shape[0], width), dtype=np.int32)
+    val = np.zeros((S.shape[0], width), dtype=np.float32)
+    filled = np.arange(width) < lens[:, None]  # row-major: CSR order
+    idx[filled] = S.indices
+    val[filled] = S.data
+    return idx, val
+
+
 class ItemWeights:
     """Item-item weights B (dense, or pruned CSR; float32 in memory) with float32 scoring.
 
@@ -97,6 +110,7 @@ class ItemWeights:
         self.dense = None if dense is None else np.ascontiguousarray(dense, dtype=np.float32)
         self.sparse = sparse
         self.storage_dtype: StorageDtype = storage_dtype
+        self._padded = None if sparse is None else _padded_rows(sparse)
 
     @classmethod
     def compact(
@@ -123,12 +137,42 @@ class ItemWeights:
         return sum(v.nbytes for v in self.to_state().values() if isinstance(v, np.ndarray))
 
     def matmul(self, X: sp.csr_matrix) -> np.ndarray:
-        """float32 X @ B for sparse rows X (n x items of B); each row is computed on its own."""
+        """float32 X @ B for sparse rows X (n x items of B); each row is computed on its own,
+        exactly as `row` computes it, so a row's scores never depend on the others."""
         X = sp.csr_matrix(X, dtype=np.float32)
         if self.sparse is not None:
-            return np.asarray((X @ self.sparse).toarray(), dtype=np.float32)
+            out = np.empty((X.shape[0], self.sparse.shape[1]), dtype=np.float32)
+            for i in range(X.shape[0]):
+                lo, hi = X.indptr[i], X.indptr[i + 1]
+                out[i] = self.row(X.indices[lo:hi], X.data[lo:hi])
+            return out
         assert self.dense is not None
         return np.asarray(X @ self.dense, dtype=np.float32)
+
+    def row(self, cols: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """float32 x @ B for one sparse row x (its columns and values): the row `matmul` gives.
+
+        Pruned B: the kept entries of the history's rows are summed per column in float64
+        (`np.bincount`, in history order) and rounded once to float32; a request touches only
+        len(cols) x k values. Dense B: scipy's sparse-times-dense product of the one row (the
+        same per-row loop `matmul` runs).
+        """
+        values = np.asarray(values, dtype=np.float32)
+        if self._padded is not None:
+            assert self.sparse is not None
+            idx, val = self._padded
+            w = val[cols].astype(np.float64)
+            if len(values) and not (values == 1.0).all():
+                w *= values[:, None]
+            return np.bincount(idx[cols].ravel(), w.ravel(), minlength=self.sparse.shape[1]).astype(
+                np.float32
+            )
+        assert self.dense is not None
+        x = sp.csr_matrix(
+            (values, np.asarray(cols, dtype=np.int32), np.array([0, len(cols)])),
+            shape=(1, self.dense.shape[0]),
+        )
+        return np.asarray(x @ self.dense, dtype=np.float32)[0]
 
     def to_dense(self) -> np.ndarray:
         """B as a dense float32 array (for inspection and tests)."""

@@ -109,6 +109,7 @@ class EASE(Recommender):
         super().__init__(config, **params)
         self._items: np.ndarray | None = None
         self.weights: ItemWeights | None = None
+        self._col_cache: tuple[np.ndarray, np.ndarray] | None = None  # (_items, B column of item)
 
     @property
     def _B(self) -> np.ndarray | None:
@@ -127,6 +128,24 @@ class EASE(Recommender):
 
     def _score_known(self, users: np.ndarray) -> np.ndarray:
         return self._score_history(self._require_train()[users])
+
+    def score_user(self, user: int) -> np.ndarray:
+        """One known user's row straight from the training matrix's index arrays and
+        `ItemWeights.row` (the kernel `score` runs per row, so the numbers are the same)."""
+        train = self._require_train()
+        if not 0 <= user < train.shape[0]:
+            return super().score_user(user)
+        assert self.weights is not None and self._items is not None
+        if self._col_cache is None or self._col_cache[0] is not self._items:
+            col = np.full(train.shape[1], -1, dtype=np.int64)
+            col[self._items] = np.arange(len(self._items))
+            self._col_cache = (self._items, col)
+        lo, hi = train.indptr[user], train.indptr[user + 1]
+        cols = self._col_cache[1][train.indices[lo:hi]]
+        kept = cols >= 0
+        out = np.zeros(train.shape[1], dtype=np.float32)
+        out[self._items] = self.weights.row(cols[kept], train.data[lo:hi][kept])
+        return out
 
     def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
         """Sparse history rows times dense B (scipy): each row is summed on its own."""

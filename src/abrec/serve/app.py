@@ -42,7 +42,7 @@ from abrec.serve.config import ServeConfig
 from abrec.serve.metrics import LatencyMiddleware, ServiceMetrics
 from abrec.serve.routes import ROUTERS
 from abrec.serve.security import BodyLimitMiddleware, SecurityHeadersMiddleware
-from abrec.serve.services import Services
+from abrec.serve.services import Services, freeze_heap
 
 log = logging.getLogger("abrec.serve")
 
@@ -60,6 +60,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.startup_error = exc
         raise
     app.state.services = services
+    freeze_heap()
     try:
         yield
     finally:

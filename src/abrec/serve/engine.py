@@ -99,8 +99,8 @@ class Engine:
         train = model.train_matrix
         if 0 <= user < train.shape[0]:
             # Known user: exclude the training items (as `Recommender.recommend` does) and
-            # what the client says was seen; one row, masked in place (score() allocates it).
-            row = model.score(np.array([user]))[0]
+            # what the client says was seen; one row, masked in place (score_user allocates it).
+            row = model.score_user(user)
             row[train.indices[train.indptr[user] : train.indptr[user + 1]]] = -np.inf
         elif hist is not None and len(hist) and model.supports_history:
             row = model.score_history([hist])[0]

@@ -4,6 +4,7 @@ FastAPI dependencies through which route handlers reach it and the app's configu
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -34,6 +35,20 @@ from abrec.store.ingest import Outcome
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+
+def freeze_heap() -> None:
+    """Exempt everything alive now (the loaded models, their id indices, the modules) from
+    Python's cyclic garbage collector (`gc.freeze`).
+
+    A full collection walks every tracked object; with a model bundle loaded that is
+    hundreds of thousands of objects that never die, and the collector stopped the event
+    loop for up to 80 ms every few seconds under load (the p99 of /v1/recommend). Frozen
+    objects are still freed by reference counting. Called once the service has opened and
+    after a model swap.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class DatabaseUnavailableError(StoreError):
@@ -359,6 +374,7 @@ class Services:
         self.engine = new
         if self.config.monitor:
             self.monitor.drift = DriftMonitor(new.bundle)
+        freeze_heap()
 
     def _load(self, bundle: Path, version: str) -> Engine:
         try:
@@ -483,6 +499,7 @@ __all__ = [
     "Services",
     "Svc",
     "database_problem",
+    "freeze_heap",
     "get_config",
     "get_metrics",
     "get_services",
