@@ -14,6 +14,10 @@ Targets (all on MovieLens latest-small when ABREC_DATA is set, else a synthetic 
 - ``abrec-recommend-wN``: ``POST /v1/recommend`` k=10 on the real service with a
   PostgreSQL store, for units assigned to the treatment arm (EASE), so every request
   logs 10 exposures and answers only after they are committed; N worker processes.
+- ``abrec-compact-recommend-wN``: the same service serving the compact EASE a deployment
+  ships (`abrec.models.compact`: float16 storage, top-``--compact-top-k`` entries per row
+  of B, 500 by default, whose NDCG@10 loss is not significant: bench_compact.py); Cornac
+  has no pruned EASE, so this is abrec's deployment form against Cornac's only form.
 - ``abrec-events-wN``: ``POST /v1/events`` with 10 events per request (type ``view`` of
   the same experiment and arm: validated, arm-checked against the sticky assignment,
   idempotent insert, answered after commit).
@@ -48,6 +52,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -266,6 +271,24 @@ def build_bundle(path: Path) -> tuple[Path, str]:
     return path, what
 
 
+def compact_bundle(dense: Path, top_k: int) -> Path:
+    """The dense bundle with its EASE stored as float16 and pruned to `top_k` per row of B
+    (fitted weights unchanged; written next to it once)."""
+    from abrec.models.bundle import ModelBundle
+    from abrec.models.compact import ItemWeights
+
+    out = dense.parent / f"bundle_compact{top_k}"
+    if not (out / "bundle.json").is_file():
+        b = ModelBundle.load(dense)
+        ease: Any = b.models["ease"]
+        ease.config = ease.config.model_copy(
+            update={"storage_dtype": "float16", "prune_top_k": top_k}
+        )
+        ease.weights = ItemWeights.compact(ease.weights.to_dense(), "float16", top_k)
+        b.save(out)
+    return out
+
+
 def treatment_units(store_url: str, prefix: str, experiments: Path, users: list[str]) -> list[str]:
     """`users` assigned now (sticky, stored); those in the treatment arm (EASE)."""
     from abrec.experiment.registry import ExperimentRegistry
@@ -428,6 +451,12 @@ def main() -> None:
     parser.add_argument("--store-url", default=PG_URL)
     parser.add_argument("--bundle", type=Path, default=Path("runs/bench_serve/bundle"))
     parser.add_argument("--cornac-python", default="/tmp/cornac-venv/bin/python")
+    parser.add_argument(
+        "--compact-top-k",
+        type=int,
+        default=500,
+        help="also serve EASE pruned to this many entries per row (float16); 0: skip",
+    )
     parser.add_argument("--only", default="", help="comma-separated target name prefixes")
     parser.add_argument(
         "--uvicorn",
@@ -474,10 +503,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         (tmp / "experiments.toml").write_text(EXPERIMENTS)
-        (tmp / "serve.toml").write_text(
-            f'store_url = "{args.store_url}"\ntable_prefix = "{prefix}"\n'
-            f'bundle = "{bundle.resolve()}"\nexperiments = "{tmp / "experiments.toml"}"\n'
-        )
+        bundles = {"abrec": bundle}
+        if args.compact_top_k > 0:
+            bundles["abrec-compact"] = compact_bundle(bundle, args.compact_top_k)
+        for label, path in bundles.items():
+            (tmp / f"{label}.toml").write_text(
+                f'store_url = "{args.store_url}"\ntable_prefix = "{prefix}"\n'
+                f'bundle = "{path.resolve()}"\nexperiments = "{tmp / "experiments.toml"}"\n'
+            )
         units = treatment_units(args.store_url, prefix, tmp / "experiments.toml", users)
         print(
             f"data: {what}; {len(units)} units in the treatment arm; wrk -t1 -c{args.connections}, "
@@ -499,27 +532,29 @@ def main() -> None:
                 Target("bare-events", "bare", "/v1/events", "events"),
             ]
             multi = cli_has_workers()
-            variants = [("abrec", env)]
+            variants = [(label, env, label) for label in bundles]
             if args.baseline_src is not None:  # the same service from other sources
                 base_env = dict(env, PYTHONPATH=str(args.baseline_src.resolve()))
-                variants.append(("base", base_env))
-            for label, venv in variants:
+                variants.append(("base", base_env, "abrec"))
+            for label, venv, conf in variants:
+                config = str(tmp / f"{conf}.toml")
                 for w in workers:
                     port = free_port()
                     probe = f"POST http://127.0.0.1:{port}/v1/recommend {rec_body}"
-                    if multi and label == "abrec":
+                    if multi and label != "base":
                         cli = [py, "-c", "from abrec.cli import app; app()", "serve"]
-                        cli += ["--config", str(tmp / "serve.toml"), "--port", str(port)]
+                        cli += ["--config", config, "--port", str(port)]
                         cmds = [[*cli, "--workers", str(w), "--log-level", "warning"]]
                     else:
                         one = [py, str(HERE / "serve_targets.py"), "abrec", "--port", str(port)]
-                        cmds = [[*one, "--config", str(tmp / "serve.toml"), *uv]] * w
+                        cmds = [[*one, "--config", config, *uv]] * w
                     key = f"{label}-w{w}"
                     servers[key] = start(key, cmds, port, venv, probe)
-                    targets += [
-                        Target(f"{label}-recommend-w{w}", key, "/v1/recommend", "recommend"),
-                        Target(f"{label}-events-w{w}", key, "/v1/events", "events"),
-                    ]
+                    targets.append(
+                        Target(f"{label}-recommend-w{w}", key, "/v1/recommend", "recommend")
+                    )
+                    if label != "abrec-compact":  # the events route does not use the model
+                        targets.append(Target(f"{label}-events-w{w}", key, "/v1/events", "events"))
             if cornac_file is not None:
                 port = free_port()
                 cenv = {
@@ -586,7 +621,11 @@ def report(
             f"{s['wrk_cpu_share']:7.0%} {s['non_2xx']:7.0f}"
         )
     ratios: dict[str, float] = {}
-    abrec = {n: s for n, s in table.items() if n.startswith("abrec-recommend")}
+    abrec = {
+        n: s
+        for n, s in table.items()
+        if n.startswith(("abrec-recommend", "abrec-compact-recommend"))
+    }
     best = max(abrec, key=lambda n: abrec[n]["rps"]) if abrec else None
     if best and "cornac-recommend" in table:
         for n, s in abrec.items():
@@ -600,6 +639,8 @@ def report(
         for n, s in table.items():
             if n.startswith("abrec-events"):
                 ratios[f"{n} / bare-events throughput"] = s["rps"] / table["bare-events"]["rps"]
+    for n, s in abrec.items():
+        ratios[f"{n} p99 ms (target <= 25)"] = s["p99_ms"]
     if not ratios:
         print("(no ratios: a target is missing)")
     for k, v in ratios.items():

@@ -109,6 +109,20 @@ def assigned(svc: Svc, unit: str, exp: str = "exp1") -> dict[str, object]:
     return served(svc, unit, exp)[0]
 
 
+def test_the_started_service_exempts_what_it_loaded_from_the_cyclic_gc(svc: Svc) -> None:
+    """`freeze_heap` ran at start: the models and indices the service loaded are in the
+    permanent generation, so a full collection does not walk them under load."""
+    import gc
+
+    services = svc.thread.app.state.services
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000
+    gc.collect()
+    # a full collection leaves them where they are (permanent generation, not generation 2)
+    assert gc.get_freeze_count() == frozen
+    assert not any(o is services.engine for o in gc.get_objects(generation=2))
+
+
 def test_health_and_ready(svc: Svc) -> None:
     assert svc.client.get("/healthz").json()["status"] == "ok"
     r = svc.client.get("/readyz")

@@ -105,3 +105,43 @@ def test_exposure_rows_are_stored_like_events_and_only_unverified(store: EventSt
         assert _same(stored[r.event_id], as_event)
     with pytest.raises(StoreError, match="unverified ExposureRows"):
         store.ingest(rows[:1], verify=[True])
+
+
+def _view(event_id: str, n: int, **changes: object) -> Event:
+    """A verified event that references no exposure (on PostgreSQL: the COPY path)."""
+    fields: dict[str, object] = {
+        "event_id": event_id,
+        "ts": T0 + timedelta(seconds=n),
+        "experiment": "exp",
+        "variant": "v",
+        "unit_id": f"u{n}",
+        "type": "view",
+        "item_id": f"i{n}",
+        "position": n,
+        "value": float(n) + 0.25,
+    }
+    fields.update(changes)
+    return Event(**fields)  # type: ignore[arg-type]
+
+
+def test_verified_batch_without_references_is_classified_against_stored_ids(
+    store: EventStore,
+) -> None:
+    """Fresh ids are inserted (one COPY on PostgreSQL); once an id is stored the whole
+    batch takes the lookup path: nothing of it was written by the failed COPY, the stored
+    id is a duplicate (same content) or a conflict (other content), the rest inserted."""
+    fresh = [_view("v1", 1), _view("v2", 2), _view("v1", 1)]  # an identical repeat
+    assert [o.status for o in store.ingest(fresh)] == ["inserted", "inserted", "duplicate"]
+    later = [_view("v3", 3), _view("v1", 1), _view("v2", 2, value=9.0), _view("v4", 4)]
+    out = store.ingest(later)
+    assert [o.status for o in out] == ["inserted", "duplicate", "conflict", "inserted"]
+    stored = _stored(store)
+    assert set(stored) == {"v1", "v2", "v3", "v4"}
+    assert _same(stored["v2"], fresh[1])  # the conflicting content was not written
+    assert _same(stored["v3"], later[0]) and _same(stored["v4"], later[3])
+
+
+def test_a_batch_conflicting_with_itself_keeps_the_first(store: EventStore) -> None:
+    out = store.ingest([_view("w", 1), _view("w", 1, value=2.0), _view("x", 2)])
+    assert [o.status for o in out] == ["inserted", "conflict", "inserted"]
+    assert _same(_stored(store)["w"], _view("w", 1))

@@ -191,3 +191,28 @@ def test_l3ae_and_ltr_pass_the_setting_to_their_weights(tmp_path: Path) -> None:
     ltr.fit(inter, items)
     for part in (ltr._gen.ease, ltr._gen.tease):
         assert part is not None and part.weights is not None and part.weights.sparse is not None
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"storage_dtype": "float16"}, {"prune_top_k": 5}, {"prune_top_k": 40}]
+)
+def test_score_user_is_the_batch_row_bit_for_bit(params: dict[str, object]) -> None:
+    """The serving path (`score_user`, `ItemWeights.row`) gives exactly the numbers of
+    `score` over any batch, dense or pruned, binary or weighted histories."""
+    model, _ = _fit(**params)
+    batch = model.score(np.arange(N_USERS))
+    for u in range(N_USERS):
+        np.testing.assert_array_equal(model.score_user(u), batch[u])
+    np.testing.assert_array_equal(model.score_user(-1), model.score(np.array([-1]))[0])
+    w = model.weights
+    assert w is not None
+    rng = np.random.default_rng(1)
+    X = sp.random(7, w.to_dense().shape[0], density=0.2, format="csr", random_state=2)
+    X.data = rng.uniform(0.1, 3.0, X.nnz).astype(np.float32)
+    full = w.matmul(X)
+    for i in range(X.shape[0]):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        np.testing.assert_array_equal(w.row(X.indices[lo:hi], X.data[lo:hi]), full[i])
+    # and the numbers are X @ B (float64 reference, float32 rounding)
+    ref = X.toarray() @ w.to_dense().astype(np.float64)
+    np.testing.assert_allclose(full, ref, rtol=1e-5, atol=1e-6)

@@ -119,7 +119,7 @@ class ServeConfig(BaseModel):
         "results' drift) every monitor_interval_s",
     )
     monitor_interval_s: float = Field(
-        default=15.0, ge=0.5, le=3600.0, description="seconds between two monitor runs"
+        default=60.0, ge=0.5, le=3600.0, description="seconds between two monitor runs"
     )
     monitor_max_experiments: int = Field(
         default=50,
