@@ -130,15 +130,18 @@ def test_verified_batch_without_references_is_classified_against_stored_ids(
     """Fresh ids are inserted (one COPY on PostgreSQL); once an id is stored the whole
     batch takes the lookup path: nothing of it was written by the failed COPY, the stored
     id is a duplicate (same content) or a conflict (other content), the rest inserted."""
-    fresh = [_view("v1", 1), _view("v2", 2), _view("v1", 1)]  # an identical repeat
+    # v1 twice (an identical repeat); v2 checks the text COPY escaping (backslash, quotes,
+    # non-ASCII, a literal \N)
+    fresh = [_view("v1", 1), _view("v2", 2, item_id="a\\b'\"é\\N"), _view("v1", 1)]
     assert [o.status for o in store.ingest(fresh)] == ["inserted", "inserted", "duplicate"]
     later = [_view("v3", 3), _view("v1", 1), _view("v2", 2, value=9.0), _view("v4", 4)]
+    later[1:1] = [_view("v2", 2, item_id="a\\b'\"é\\N")]  # the same content again
     out = store.ingest(later)
-    assert [o.status for o in out] == ["inserted", "duplicate", "conflict", "inserted"]
+    assert [o.status for o in out] == ["inserted", "duplicate", "duplicate", "conflict", "inserted"]
     stored = _stored(store)
     assert set(stored) == {"v1", "v2", "v3", "v4"}
     assert _same(stored["v2"], fresh[1])  # the conflicting content was not written
-    assert _same(stored["v3"], later[0]) and _same(stored["v4"], later[3])
+    assert _same(stored["v3"], later[0]) and _same(stored["v4"], later[4])
 
 
 def test_a_batch_conflicting_with_itself_keeps_the_first(store: EventStore) -> None:
