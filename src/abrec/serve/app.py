@@ -65,7 +65,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.services = None
-        await run_in_threadpool(services.close)
+        try:
+            await services.close_loop_writer()
+        finally:
+            await run_in_threadpool(services.close)
 
 
 def _safe_text(value: object, limit: int = _MAX_MESSAGE) -> str:

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abrec.monitor.health import MonitorSnapshot
+from abrec.store.loop_writer import LoopWriter
 from abrec.store.writer import BatchWriter
 
 LATENCY_BUCKETS = (
@@ -114,6 +115,7 @@ class MonitorCollector(Collector):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.snapshot: MonitorSnapshot | None = None
         self.writer: BatchWriter | None = None
+        self.loop_writer: LoopWriter | None = None  # PostgreSQL: the event loop's writer
         self.clock = clock
         self.started_at = clock()
 
@@ -126,21 +128,22 @@ class MonitorCollector(Collector):
         yield from self._drift_families()
 
     def _writer_families(self) -> Iterator[Metric]:
-        w = self.writer
+        writers = [w for w in (self.writer, self.loop_writer) if w is not None]
         now = self.clock()
         failures = CounterMetricFamily(
             "abrec_store_write_failures",
             "Batches of events whose transaction failed (their requests got 503)",
         )
-        failures.add_metric([], 0 if w is None else w.batches_failed)
+        failures.add_metric([], sum(w.batches_failed for w in writers))
         yield failures
         pending = GaugeMetricFamily(
             "abrec_store_pending_events",
             "Events submitted to the batch writer and not yet committed or failed",
         )
-        pending.add_metric([], 0 if w is None else max(w.pending_events, 0))
+        pending.add_metric([], sum(max(w.pending_events, 0) for w in writers))
         yield pending
-        last = None if w is None else w.last_commit_at
+        commits = [w.last_commit_at for w in writers if w.last_commit_at is not None]
+        last = max(commits) if commits else None
         since = GaugeMetricFamily(
             "abrec_store_seconds_since_last_commit",
             "Seconds since the batch writer last committed events (since start before the "

@@ -9,8 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -31,6 +30,7 @@ from abrec.serve.monitor import ServiceMonitor
 from abrec.serve.sync import Synchronizer
 from abrec.store import BatchWriter, Event, EventStore, ExposureRow
 from abrec.store.ingest import Outcome
+from abrec.store.loop_writer import LoopWriter
 
 T = TypeVar("T")
 
@@ -265,6 +265,7 @@ class Services:
     monitor: ServiceMonitor
     models: ModelRegistry | None = None
     sync: Synchronizer | None = None
+    loop_writer: LoopWriter | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -304,6 +305,9 @@ class Services:
         if config.monitor:
             monitor.start()
         services = cls(config, engine, store, writer, registry, metrics, bandits, monitor, models)
+        if store.dialect == "postgresql":
+            services.loop_writer = LoopWriter(store, writer, max_batch=config.batch.max_batch)
+            metrics.collector.loop_writer = services.loop_writer
         services.sync = Synchronizer(
             store, registry, services.follow_model, token=token, poll_s=config.sync_poll_s
         )
@@ -422,23 +426,37 @@ class Services:
         return Choice(spec, variant, models, None, propensity)
 
     async def write(self, events: Sequence[Event | ExposureRow]) -> int:
-        """Submit the service's own events (exposures) and wait until they are committed."""
+        """Submit the service's own events (exposures) and wait until they are committed.
+
+        On PostgreSQL the event loop writes them (`LoopWriter`: group commit, one COPY per
+        batch); otherwise the `BatchWriter` thread."""
         if not events:
             return 0
-        inserted: int = await self._committed(lambda: self.writer.submit(events))
-        return inserted
+        if self.loop_writer is not None and self.loop_writer.takes(events):
+            inserted: int = await self._committed(self.loop_writer.submit(events))
+            return inserted
+        return await self._committed(asyncio.wrap_future(self.writer.submit(events)))
 
     async def write_checked(self, events: Sequence[Event]) -> list[Outcome]:
-        """Submit client events under the ingestion rules; their outcomes once committed."""
+        """Submit client events under the ingestion rules; their outcomes once committed
+        (batches with clicks or conversions always through the `BatchWriter`, whose
+        transaction also reads the exposures they reference)."""
         if not events:
             return []
-        return await self._committed(lambda: self.writer.submit_checked(events))
+        if self.loop_writer is not None and self.loop_writer.takes(events):
+            return await self._committed(self.loop_writer.submit_checked(events))
+        return await self._committed(asyncio.wrap_future(self.writer.submit_checked(events)))
 
-    async def _committed(self, submit: Callable[[], Future[T]]) -> T:
+    async def close_loop_writer(self) -> None:
+        """Write what the event loop's writer holds and close it (before `close`)."""
+        if self.loop_writer is not None:
+            await self.loop_writer.close()
+
+    async def _committed(self, pending: Awaitable[T]) -> T:
         """Await a writer submission; any failure but our own errors becomes a StoreError."""
         start = time.perf_counter()
         try:
-            out = await asyncio.wrap_future(submit())
+            out = await pending
         except AbrecError:
             raise
         except Exception as exc:

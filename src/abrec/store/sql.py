@@ -384,12 +384,12 @@ class EventStore:
 
         if not rows:
             return True
-        names = [c.name for c in self.events.columns]
+        names = self.column_names
         try:
             with self._tx("ingest events") as conn:
                 raw = conn.connection.driver_connection
                 assert isinstance(raw, psycopg.Connection)
-                with raw.cursor() as cur, cur.copy(self._pg_copy) as copy:
+                with raw.cursor() as cur, cur.copy(self.copy_sql) as copy:
                     for row in rows:
                         copy.write_row([row[n] for n in names])
         except psycopg.errors.UniqueViolation:
@@ -403,11 +403,23 @@ class EventStore:
         return True
 
     @property
-    def _pg_copy(self) -> str:
-        """``COPY events (columns) FROM STDIN`` (text format)."""
+    def column_names(self) -> list[str]:
+        """The events table's columns, in table order (the order of `copy_sql`)."""
+        return [c.name for c in self.events.columns]
+
+    @property
+    def copy_sql(self) -> str:
+        """``COPY events (columns) FROM STDIN`` (PostgreSQL, text format)."""
         prep = self.engine.dialect.identifier_preparer
         names = ", ".join(prep.quote(c.name) for c in self.events.columns)
         return f"COPY {prep.format_table(self.events)} ({names}) FROM STDIN"
+
+    @property
+    def conninfo(self) -> str:
+        """The database URL as libpq takes it (for a connection outside the pool, e.g.
+        `abrec.store.loop_writer.LoopWriter`'s asyncio one)."""
+        url = self.engine.url.set(drivername=self.dialect)
+        return url.render_as_string(hide_password=False)
 
     def _stored_events(self, conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored events by id (as ``Event.model_dump()`` dicts, ``ts`` aware UTC)."""
