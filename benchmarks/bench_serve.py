@@ -7,7 +7,9 @@ interleaved: repetition 1 runs every target once, then repetition 2, and so on, 
 drift of the machine hits every target alike. Per target and run it records req/s,
 p50 and p99 latency, non-2xx responses, and the server's CPU time per request (user +
 system of the server processes and their children, from /proc via psutil, over the
-run, divided by the requests completed) plus the same for PostgreSQL's processes.
+run, divided by the requests completed) plus the same for PostgreSQL's processes. Before
+every run PostgreSQL is checkpointed and left to go quiet (`settle_postgres`), so the
+autovacuum and checkpoint work of one target's inserted rows does not land on the next.
 
 Targets (all on MovieLens latest-small when ABREC_DATA is set, else a synthetic bundle):
 
@@ -372,6 +374,29 @@ def pg_cpu_s() -> float:
     return total
 
 
+def settle_postgres(store_url: str, quiet_share: float = 0.05, limit_s: float = 30.0) -> float:
+    """Checkpoint and wait until PostgreSQL's processes use under `quiet_share` of a core
+    (at most `limit_s`), so one target's background work (autovacuum of the rows it
+    inserted, checkpoints) does not land on the next target's run; seconds waited."""
+    import sqlalchemy as sa
+
+    start = time.monotonic()
+    engine = sa.create_engine(store_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("CHECKPOINT"))
+    except Exception as exc:  # not superuser: the wait below still applies
+        print(f"  (no CHECKPOINT: {type(exc).__name__})")
+    finally:
+        engine.dispose()
+    while time.monotonic() - start < limit_s:
+        before = pg_cpu_s()
+        time.sleep(0.5)
+        if (pg_cpu_s() - before) / 0.5 < quiet_share:
+            break
+    return time.monotonic() - start
+
+
 def run_wrk(
     srv: Server, path: str, mode: str, units: list[str], seconds: float, conns: int, tag: str
 ) -> dict[str, float]:
@@ -582,6 +607,7 @@ def main() -> None:
             for rep in range(args.reps):
                 for t in targets:
                     tag = f"{uuid.uuid4().hex[:6]}r{rep}"
+                    settle_postgres(args.store_url)
                     r = run_wrk(
                         servers[t.server], t.path, t.mode, units, args.seconds,
                         args.connections, tag,
