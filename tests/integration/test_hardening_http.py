@@ -435,7 +435,12 @@ def test_store_failures_are_503_without_addresses(
     def failing_count(*args: object, **kw: object) -> int:
         raise RuntimeError(leak)
 
+    async def failing_loop_submit(events: object) -> int:
+        raise RuntimeError(leak)
+
     monkeypatch.setattr(services.writer, "submit", failing_submit)
+    if services.loop_writer is not None:  # PostgreSQL: the event loop writes exposures
+        monkeypatch.setattr(services.loop_writer, "submit", failing_loop_submit)
     monkeypatch.setattr(results_route, "analyze", failing_analyze)
     monkeypatch.setattr(services.store, "count", failing_count)
     r = live.client.post("/v1/recommend", json={"unit_id": "h503", "experiment": "exp1"})

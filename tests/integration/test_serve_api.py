@@ -277,6 +277,26 @@ def test_recommend_malformed_json_is_422(svc: Svc) -> None:
     assert r.status_code == 422
 
 
+def test_recommend_body_is_json_and_documented(svc: Svc) -> None:
+    """The route parses its body itself: JSON content types only (as FastAPI's rule), the
+    422 shape of every route, and the same request schema in OpenAPI."""
+    body = b'{"unit_id": "ct1", "experiment": "exp1", "k": 2}'
+    r = svc.client.post("/v1/recommend", content=body, headers={"content-type": "text/plain"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body"]
+    for ctype in ("application/json; charset=utf-8", "application/vnd.abrec+json"):
+        r = svc.client.post("/v1/recommend", content=body, headers={"content-type": ctype})
+        assert r.status_code == 200, r.text
+    r = rec(svc, "ct1", k="2")  # strict: a string is not an int
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "k"]
+    op = svc.client.get("/openapi.json").json()["paths"]["/v1/recommend"]["post"]
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    assert op["requestBody"]["required"] is True
+    assert set(schema["required"]) == {"unit_id", "experiment"}
+    assert set(schema["properties"]) == {"unit_id", "experiment", "k", "context"}
+    assert "$ref" not in str(schema)
+
+
 def test_events_valid_batch_and_idempotent_retry(svc: Svc) -> None:
     items = served(svc, "u1", k=5)
     batch = [

@@ -473,13 +473,18 @@ def spec_or_404(s: Services, experiment_id: str) -> ExperimentSpec:
         raise HTTPException(404, "no experiment with this id") from exc
 
 
-async def get_services(request: Request) -> Services:
-    """The opened services, or HTTP 503 while the service starts or stops (async, like
-    every dependency here: FastAPI runs a plain `def` dependency in a worker thread)."""
+def services_of(request: Request) -> Services:
+    """The opened services, or HTTP 503 while the service starts or stops."""
     s: Services | None = request.app.state.services
     if s is None:
         raise HTTPException(503, "the service is starting or shutting down; retry shortly")
     return s
+
+
+async def get_services(request: Request) -> Services:
+    """`services_of` as a dependency (async, like every dependency here: FastAPI runs a
+    plain `def` dependency in a worker thread)."""
+    return services_of(request)
 
 
 async def get_config(request: Request) -> ServeConfig:
@@ -524,6 +529,7 @@ __all__ = [
     "prepare_store",
     "safe_url",
     "served_model_names",
+    "services_of",
     "spec_or_404",
     "wait_for_database",
     "wait_for_store",

@@ -33,7 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from abrec.errors import ExperimentError, format_validation_error
 from abrec.experiment.registry import ExperimentRegistry
 from abrec.experiment.spec import ExperimentSpec
-from abrec.serve.schemas import EventProblem, EventsReply, Problem, ValidationProblem
+from abrec.serve.schemas import (
+    EventProblem,
+    EventsReply,
+    Problem,
+    ValidationProblem,
+    inline_schema,
+)
 from abrec.serve.services import Config, Metrics, Svc
 from abrec.store import Event, event_row
 from abrec.store.ingest import needs_exposure
@@ -43,26 +49,7 @@ PG_INT_MAX = 2**31 - 1
 router = APIRouter(tags=["serve"])
 
 
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Inline local `$defs` references so a model's JSON schema can sit inside OpenAPI."""
-    defs = schema.get("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return walk(defs[ref.removeprefix("#/$defs/")])
-            return {k: walk(v) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    out = walk(schema)
-    assert isinstance(out, dict)
-    return out
-
-
-_EVENT_SCHEMA = _inline_refs(Event.model_json_schema())
+_EVENT_SCHEMA = inline_schema(Event)
 
 
 class EventsRequest(BaseModel):
