@@ -20,8 +20,7 @@ psycopg `AsyncConnection`:
   whose reply was lost finds its ids stored and becomes duplicates, never a second
   copy); a second failure fails the batch's callers (the service answers 503).
 
-Health counters have the `BatchWriter`'s names (``batches_failed``, ``events_failed``,
-``pending_events``, ``last_commit_at``, ``batches_written``, ``events_written``).
+Its health counters are the `BatchWriter`'s (`abrec.store.writer.WriterHealth`).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from abrec.errors import StoreError
 from abrec.store.events import Event, ExposureRow
 from abrec.store.ingest import Ledger, Outcome, decide, needs_exposure
 from abrec.store.sql import EventStore
-from abrec.store.writer import BatchWriter
+from abrec.store.writer import BatchWriter, WriterHealth
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-class LoopWriter:
+class LoopWriter(WriterHealth):
     """Write event batches from the running event loop with one COPY per batch (PostgreSQL).
 
     Use it from one event loop. ``submit`` / ``submit_checked`` are coroutines with the
@@ -72,12 +71,7 @@ class LoopWriter:
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None  # psycopg.AsyncConnection, opened on first use
         self._closed = False
-        self.batches_written = 0
-        self.events_written = 0
-        self.batches_failed = 0
-        self.events_failed = 0
-        self.pending_events = 0
-        self.last_commit_at: float | None = None
+        super().__init__()
 
     @staticmethod
     def takes(events: Sequence[Event | ExposureRow]) -> bool:

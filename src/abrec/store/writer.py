@@ -29,7 +29,23 @@ class _Job:
 _STOP = object()
 
 
-class BatchWriter:
+class WriterHealth:
+    """The counters a writer keeps for monitoring (read without locking; each is one
+    attribute): ``batches_written`` / ``events_written`` (committed), ``batches_failed`` /
+    ``events_failed`` (transactions that failed), ``pending_events`` (submitted, not yet
+    committed or failed) and ``last_commit_at`` (``time.time()`` of the last commit, None
+    before the first)."""
+
+    def __init__(self) -> None:
+        self.batches_written = 0
+        self.events_written = 0
+        self.batches_failed = 0
+        self.events_failed = 0
+        self.pending_events = 0
+        self.last_commit_at: float | None = None
+
+
+class BatchWriter(WriterHealth):
     """Group events from many callers into few transactions, acknowledging after commit.
 
     ``submit`` returns a future resolved with the number of that call's events that
@@ -40,11 +56,7 @@ class BatchWriter:
     `Outcome` per event. A batch is checked and inserted in one transaction by this one
     thread, so concurrent requests cannot both claim the same exposure.
 
-    Health counters for monitoring (read without locking; each is one attribute):
-    ``batches_failed`` and ``events_failed`` count batches whose transaction failed and
-    their events, ``pending_events`` counts events submitted but not yet committed or
-    failed, and ``last_commit_at`` is the wall-clock time (``time.time()``) of the last
-    successful commit (None before the first).
+    Health counters for monitoring: `WriterHealth`.
     """
 
     def __init__(
@@ -60,12 +72,7 @@ class BatchWriter:
         self._queue: queue.Queue[object] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
-        self.batches_written = 0
-        self.events_written = 0
-        self.batches_failed = 0
-        self.events_failed = 0
-        self.pending_events = 0
-        self.last_commit_at: float | None = None
+        super().__init__()
         self._thread = threading.Thread(target=self._run, name="abrec-batch-writer", daemon=True)
         self._thread.start()
 
