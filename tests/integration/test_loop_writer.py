@@ -119,13 +119,16 @@ def test_stored_ids_go_to_the_lookup_path_with_the_same_outcomes(
     are inserted, and nothing is stored twice."""
     writer = LoopWriter(store, fallback)
     first = exposures("r1", 3)
+    odd = "a\\b'\"é\\N"  # text COPY escaping: backslash, quotes, non-ASCII, a literal \N
 
     async def main() -> tuple[int, int, list[str], list[str]]:
         try:
             a = await writer.submit(first)  # type: ignore[arg-type]
             b = await writer.submit([first[1], *exposures("r2", 2)])  # type: ignore[list-item]
-            c = await writer.submit_checked([view("v1"), view("v2")])
-            d = await writer.submit_checked([view("v1"), view("v2", item_id="other"), view("v3")])
+            c = await writer.submit_checked([view("v1"), view("v2", item_id=odd)])
+            d = await writer.submit_checked(
+                [view("v1"), view("v2", item_id=odd), view("v2", item_id="other"), view("v3")]
+            )
             return a, b, [o.status for o in c], [o.status for o in d]
         finally:
             await writer.close()
@@ -133,7 +136,12 @@ def test_stored_ids_go_to_the_lookup_path_with_the_same_outcomes(
     a, b, c, d = asyncio.run(main())
     assert (a, b) == (3, 2)
     assert c == ["inserted", "inserted"]
-    assert d == ["duplicate", "conflict", "inserted"]
+    assert d == ["duplicate", "duplicate", "conflict", "inserted"]
+    with store.engine.connect() as conn:  # the COPY stored the text exactly
+        got = conn.execute(
+            sa.select(store.events.c.item_id).where(store.events.c.event_id == "v2")
+        ).scalar()
+    assert got == odd
     assert stored_ids(store) == sorted(["r1:0", "r1:1", "r1:2", "r2:0", "r2:1", "v1", "v2", "v3"])
     assert fallback.batches_written >= 2  # the two batches with stored ids went there
     assert writer.pending_events == 0

@@ -108,7 +108,7 @@ def test_exposure_rows_are_stored_like_events_and_only_unverified(store: EventSt
 
 
 def _view(event_id: str, n: int, **changes: object) -> Event:
-    """A verified event that references no exposure (on PostgreSQL: the COPY path)."""
+    """A verified event that references no exposure."""
     fields: dict[str, object] = {
         "event_id": event_id,
         "ts": T0 + timedelta(seconds=n),
@@ -127,11 +127,10 @@ def _view(event_id: str, n: int, **changes: object) -> Event:
 def test_verified_batch_without_references_is_classified_against_stored_ids(
     store: EventStore,
 ) -> None:
-    """Fresh ids are inserted (one COPY on PostgreSQL); once an id is stored the whole
-    batch takes the lookup path: nothing of it was written by the failed COPY, the stored
-    id is a duplicate (same content) or a conflict (other content), the rest inserted."""
-    # v1 twice (an identical repeat); v2 checks the text COPY escaping (backslash, quotes,
-    # non-ASCII, a literal \N)
+    """Fresh ids are inserted; a stored id is a duplicate (same content) or a conflict
+    (other content, not written), the rest of its batch inserted. (These are the
+    outcomes the service's LoopWriter must match when it hands a batch over.)"""
+    # v1 twice (an identical repeat); v2 with backslash, quotes, non-ASCII, a literal \N
     fresh = [_view("v1", 1), _view("v2", 2, item_id="a\\b'\"é\\N"), _view("v1", 1)]
     assert [o.status for o in store.ingest(fresh)] == ["inserted", "inserted", "duplicate"]
     later = [_view("v3", 3), _view("v1", 1), _view("v2", 2, value=9.0), _view("v4", 4)]

@@ -21,8 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abrec.monitor.health import MonitorSnapshot
-from abrec.store.loop_writer import LoopWriter
-from abrec.store.writer import BatchWriter
+from abrec.store.writer import WriterHealth
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -114,8 +113,8 @@ class MonitorCollector(Collector):
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.snapshot: MonitorSnapshot | None = None
-        self.writer: BatchWriter | None = None
-        self.loop_writer: LoopWriter | None = None  # PostgreSQL: the event loop's writer
+        self.writer: WriterHealth | None = None  # the BatchWriter
+        self.loop_writer: WriterHealth | None = None  # PostgreSQL: the event loop's writer
         self.clock = clock
         self.started_at = clock()
 

@@ -71,6 +71,8 @@ class LoopWriter(WriterHealth):
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None  # psycopg.AsyncConnection, opened on first use
         self._closed = False
+        self._columns = store.column_names
+        self._copy_sql = store.copy_sql
         super().__init__()
 
     @staticmethod
@@ -193,14 +195,14 @@ class LoopWriter(WriterHealth):
 
         if not rows:
             return True
-        names = self.store.column_names
+        names = self._columns
         for attempt in (1, 2):
             conn = await self._connection()
             try:
                 async with (
                     conn.transaction(),
                     conn.cursor() as cur,
-                    cur.copy(self.store.copy_sql) as copy,
+                    cur.copy(self._copy_sql) as copy,
                 ):
                     for row in rows:
                         await copy.write_row([row[c] for c in names])

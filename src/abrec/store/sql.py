@@ -323,10 +323,9 @@ class EventStore:
         query for the ids, one for the referenced exposures) and run in the same
         transaction as the insert; on PostgreSQL a transaction-scoped advisory lock per
         experiment serialises concurrent writers of references, so the bound holds
-        across service replicas. On PostgreSQL a batch that references no exposure is
-        first written with one COPY, which succeeds when none of its ids is stored yet
-        (then there is nothing to look up); otherwise nothing of it is written and it
-        takes the lookup path. Returns after the commit is durable.
+        across service replicas. Returns after the commit is durable. (The service writes
+        its exposures with `abrec.store.loop_writer.LoopWriter`'s COPY on PostgreSQL and
+        hands it here only batches that reference exposures or hold stored ids.)
         """
         flags = [True] * len(events) if verify is None else list(verify)
         if len(flags) != len(events):
@@ -344,17 +343,13 @@ class EventStore:
             for e, v in zip(events, flags, strict=True)
             if v and isinstance(e, Event) and needs_exposure(e)
         ]
-        if self.dialect == "postgresql" and not refs:
-            # Nothing references an exposure: when none of the ids is stored yet (the
-            # common case: the service's own exposures, fresh client events) the outcomes
-            # follow from the batch alone and one COPY writes the rows.
+        if self.dialect == "postgresql" and not any(flags):
+            # Only the service's own events: nothing to look up, so the insert is the
+            # whole transaction; autocommitted, it is one round trip, durable on return.
             outcomes, rows = decide(events, flags, {}, Ledger([]))
-            if self._copy_new(rows):
-                return outcomes
-            if not any(flags):  # ids were stored: skip them (one autocommitted statement)
-                with self._tx("ingest events", autocommit=True) as conn:
-                    inserted = self._insert_rows(conn, rows)
-                return _as_stored(events, outcomes, inserted)
+            with self._tx("ingest events", autocommit=True) as conn:
+                inserted = self._insert_rows(conn, rows)
+            return _as_stored(events, outcomes, inserted)
         with self._tx("ingest events") as conn:
             if self.dialect == "postgresql" and refs:
                 for exp in sorted({e.experiment for e in refs}):
@@ -371,36 +366,6 @@ class EventStore:
             outcomes, rows = decide(events, flags, stored, ledger)
             inserted = self._insert_rows(conn, rows)
         return _as_stored(events, outcomes, inserted)
-
-    def _copy_new(self, rows: list[dict[str, Any]]) -> bool:
-        """Write rows whose ids are new with one ``COPY`` (PostgreSQL) in one transaction,
-        committed on return; False, with nothing written, when an id is already stored.
-
-        COPY has no ``ON CONFLICT``: a stored id fails the whole statement, and the caller
-        then takes the path that looks the stored ids up. It costs a third of the
-        ``INSERT … unnest`` in Python and less in the database (bench_serve.py).
-        """
-        import psycopg
-
-        if not rows:
-            return True
-        names = self.column_names
-        try:
-            with self._tx("ingest events") as conn:
-                raw = conn.connection.driver_connection
-                assert isinstance(raw, psycopg.Connection)
-                with raw.cursor() as cur, cur.copy(self.copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row([row[n] for n in names])
-        except psycopg.errors.UniqueViolation:
-            return False
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"event store could not ingest events (postgresql): {exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}; check that the database is "
-                "reachable and the schema exists (create_schema())"
-            ) from exc
-        return True
 
     @property
     def column_names(self) -> list[str]:
