@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 from pg_gate import PG_URL, require_postgres
@@ -270,6 +271,66 @@ def test_serve_workers_follow_admin_changes_and_stop_cleanly(tmp_path: Path) -> 
         assert text.count("Started server process") == 2 and "Finished server process" in text
         assert store.count("w") == acked
     finally:
+        if proc.poll() is None:
+            proc.kill()
+        store.metadata.drop_all(store.engine)
+        store.dispose()
+
+
+def worker_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The serving workers of `abrec serve --workers N` (multiprocessing's helpers aside)."""
+    out = []
+    for child in psutil.Process(proc.pid).children():
+        cmd = " ".join(child.cmdline())
+        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out.append(child)
+    return out
+
+
+def established(worker: psutil.Process, port: int) -> int:
+    return sum(
+        1
+        for c in worker.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+    )
+
+
+def test_serve_workers_deal_connections_in_turn_and_replace_a_dead_worker(tmp_path: Path) -> None:
+    require_postgres()
+    prefix = unique_prefix("wkb")
+    bundle, _ = build_bundle(tmp_path / "bundle")
+    cfg = write_config(tmp_path, PG_URL, bundle, table_prefix=prefix)
+    port = free_port()
+    log = tmp_path / "server.log"
+    proc = launch(cfg, port, log, "--workers", "2")
+    store = EventStore.from_url(PG_URL, table_prefix=prefix)
+    clients: list[httpx.Client] = []
+    try:
+        workers = worker_processes(proc)
+        assert len(workers) == 2, [w.cmdline() for w in workers]
+        for _ in range(8):  # eight keep-alive connections, opened one after another
+            c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            assert c.get("/healthz").status_code == 200
+            clients.append(c)
+        assert sorted(established(w, port) for w in workers) == [4, 4]
+
+        victim, survivor = workers
+        victim.kill()  # its four connections die with it; the parent starts another
+        victim.wait(10)
+        within(60, lambda: len(worker_processes(proc)) == 2)
+        replacement = next(w for w in worker_processes(proc) if w.pid != survivor.pid)
+        within(60, lambda: f"worker {replacement.pid} is ready" in log.read_text())
+        fresh = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) for _ in range(4)]
+        clients += fresh
+        for c in fresh:
+            assert c.get("/healthz").status_code == 200
+        assert established(replacement, port) == 2 and established(survivor, port) == 4 + 2
+        assert proc.poll() is None
+        assert stop(proc) == 0, log.read_text()
+        assert "died (exit code -9); starting another" in log.read_text()
+    finally:
+        for c in clients:
+            c.close()
         if proc.poll() is None:
             proc.kill()
         store.metadata.drop_all(store.engine)

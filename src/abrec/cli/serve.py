@@ -25,8 +25,8 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="Worker processes sharing the port (uvicorn workers); use PostgreSQL for "
-            "more than one (docs/deployment.md, Several workers)",
+            help="Worker processes behind the port, connections dealt to them in turn; use "
+            "PostgreSQL for more than one (docs/deployment.md, Several workers)",
         ),
     ] = 1,
 ) -> None:
@@ -108,5 +108,11 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(cfg), **common)  # type: ignore[arg-type]
         return
+    from abrec.serve.workers import Supervisor
+
     os.environ[CONFIG_ENV] = str(config.resolve())
-    uvicorn.run("abrec.serve.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    options = {k: v for k, v in common.items() if k not in ("host", "port")}
+    uvicorn.Config("abrec.serve.app:app_from_env", **options)  # type: ignore[arg-type]  # logging
+    code = Supervisor(host, port, workers, options).run()
+    if code:
+        raise typer.Exit(code)
