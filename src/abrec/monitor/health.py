@@ -9,11 +9,14 @@ metrics; ``abrec monitor`` prints it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pydantic import TypeAdapter
 
 from abrec.experiment.analysis import analyze
 from abrec.experiment.spec import ExperimentSpec
@@ -71,12 +74,25 @@ class MonitorSnapshot(ToDictMixin):
     drift: tuple[DriftCheck, ...] | None
     drift_error: str | None = None
 
+    def to_text(self) -> str:
+        """The snapshot as JSON text that keeps NaN and ±inf (`from_text` reads it back
+        equal), for the processes that read the monitor leader's snapshot from the store."""
+        return json.dumps(_SNAPSHOT.dump_python(self), allow_nan=True)
+
+    @classmethod
+    def from_text(cls, text: str) -> MonitorSnapshot:
+        """Inverse of `to_text`."""
+        return _SNAPSHOT.validate_python(json.loads(text))
+
     def drift_for(self, models: Sequence[str]) -> tuple[DriftCheck, ...] | None:
         """The drift checks of ``models`` (None when drift was not computed)."""
         if self.drift is None:
             return None
         wanted = set(models)
         return tuple(c for c in self.drift if c.model in wanted)
+
+
+_SNAPSHOT: TypeAdapter[MonitorSnapshot] = TypeAdapter(MonitorSnapshot)
 
 
 def experiment_health(store: EventStore, spec: ExperimentSpec) -> ExperimentHealth:

@@ -30,6 +30,7 @@ from abrec.serve.monitor import ServiceMonitor
 from abrec.serve.sync import Synchronizer
 from abrec.store import BatchWriter, Event, EventStore, ExposureRow
 from abrec.store.ingest import Outcome
+from abrec.store.lease import Lease
 from abrec.store.loop_writer import LoopWriter
 
 T = TypeVar("T")
@@ -301,7 +302,8 @@ class Services:
         bandits.start()
         metrics.collector.writer = writer
         drift = DriftMonitor(engine.bundle) if config.monitor else None
-        monitor = ServiceMonitor(config, store, registry, drift, metrics)
+        lease = Lease(store, "monitor") if store.dialect == "postgresql" else None
+        monitor = ServiceMonitor(config, store, registry, drift, metrics, lease)
         if config.monitor:
             monitor.start()
         services = cls(config, engine, store, writer, registry, metrics, bandits, monitor, models)

@@ -167,6 +167,15 @@ class EventStore:
             sa.Column("value", sa.String(256), nullable=False),
             sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         )
+        #: Documents one process computes for all of them (key -> text), e.g. the monitor's
+        #: snapshot, which only the monitor leader computes (`abrec.serve.monitor`).
+        self.documents = sa.Table(
+            f"{p}documents",
+            md,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("body", sa.Text, nullable=False),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        )
         self.metadata = md
 
     # ------------------------------------------------------------------ construction
@@ -838,6 +847,25 @@ class EventStore:
         with self._tx("store the serving model version") as conn:
             conn.execute(stmt)
             self._notify(conn, CHANGED_MODEL)
+
+    def save_document(self, key: str, body: str) -> None:
+        """Store (replace) the shared document ``key``."""
+        t = self.documents
+        now = datetime.now(UTC)
+        stmt = (
+            self._insert(t)
+            .values(key=key, body=body, updated_at=now)
+            .on_conflict_do_update(index_elements=["key"], set_={"body": body, "updated_at": now})
+        )
+        with self._tx(f"store the {key} document") as conn:
+            conn.execute(stmt)
+
+    def document(self, key: str) -> str | None:
+        """The shared document ``key`` (None until one was stored)."""
+        t = self.documents
+        with self._tx(f"read the {key} document") as conn:
+            body = conn.execute(sa.select(t.c.body).where(t.c.key == key)).scalar_one_or_none()
+        return None if body is None else str(body)
 
     def serving_model(self) -> str | None:
         """The stored serving model version (None until a reload stored one)."""
