@@ -4,9 +4,10 @@ Two real server processes (subprocesses on their own ports, one configuration): 
 admin change made through one (create, start, weights, stop, model reload) is served by
 the other within one second (a model reload within three, as the other process loads
 the bundle); units requested from both at once while the weights keep changing get one
-variant each, the stored one. Then `abrec serve --workers 2` (uvicorn workers on one
+variant each, the stored one. Then `abrec serve --workers 2` (worker processes behind one
 port) follows an admin change within one second on every worker and shuts down cleanly
-on SIGTERM with every acknowledged exposure stored.
+on SIGTERM with every acknowledged exposure stored; its parent deals connections to the
+workers in turn (eight connections: four each) and replaces a worker killed with -9.
 """
 
 from __future__ import annotations
@@ -246,7 +247,22 @@ def test_units_requested_from_both_processes_at_once_get_one_variant(pair: Pair)
     assert {(str(u), str(v)) for u, v in rows} == {(u, stored[("churn", u)]) for u in units}
 
 
-def test_serve_workers_follow_admin_changes_and_stop_cleanly(tmp_path: Path) -> None:
+@dataclass
+class Served:
+    """`abrec serve --workers 2` over a fresh table prefix."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    store: EventStore
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[Served]:
     require_postgres()
     prefix = unique_prefix("wk2")
     bundle, _ = build_bundle(tmp_path / "bundle")
@@ -255,26 +271,30 @@ def test_serve_workers_follow_admin_changes_and_stop_cleanly(tmp_path: Path) -> 
     log = tmp_path / "server.log"
     proc = launch(cfg, port, log, "--workers", "2")
     store = EventStore.from_url(PG_URL, table_prefix=prefix)
-    acked = 0
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            assert c.post("/v1/admin/experiments", json=spec("w"), headers=AUTH).status_code == 201
-            assert c.post("/v1/admin/experiments/w/start", headers=AUTH).status_code == 200
-            time.sleep(1.0)
-            for i in range(40):  # spread over both workers: every one serves the running experiment
-                r = c.post("/v1/recommend", json={"unit_id": f"x{i}", "experiment": "w", "k": 3})
-                assert r.status_code == 200 and r.json()["variant"] is not None, r.text
-                acked += 3
-        code = stop(proc)
-        text = log.read_text()
-        assert code == 0, text
-        assert text.count("Started server process") == 2 and "Finished server process" in text
-        assert store.count("w") == acked
+        yield Served(proc, port, log, store)
     finally:
         if proc.poll() is None:
             proc.kill()
         store.metadata.drop_all(store.engine)
         store.dispose()
+
+
+def test_serve_workers_follow_admin_changes_and_stop_cleanly(two_workers: Served) -> None:
+    acked = 0
+    with httpx.Client(base_url=two_workers.url, timeout=30) as c:
+        assert c.post("/v1/admin/experiments", json=spec("w"), headers=AUTH).status_code == 201
+        assert c.post("/v1/admin/experiments/w/start", headers=AUTH).status_code == 200
+        time.sleep(1.0)
+        for i in range(40):  # spread over both workers: every one serves the running experiment
+            r = c.post("/v1/recommend", json={"unit_id": f"x{i}", "experiment": "w", "k": 3})
+            assert r.status_code == 200 and r.json()["variant"] is not None, r.text
+            acked += 3
+    code = stop(two_workers.proc)
+    text = two_workers.log.read_text()
+    assert code == 0, text
+    assert text.count("Started server process") == 2 and "Finished server process" in text
+    assert two_workers.store.count("w") == acked
 
 
 def worker_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -295,15 +315,10 @@ def established(worker: psutil.Process, port: int) -> int:
     )
 
 
-def test_serve_workers_deal_connections_in_turn_and_replace_a_dead_worker(tmp_path: Path) -> None:
-    require_postgres()
-    prefix = unique_prefix("wkb")
-    bundle, _ = build_bundle(tmp_path / "bundle")
-    cfg = write_config(tmp_path, PG_URL, bundle, table_prefix=prefix)
-    port = free_port()
-    log = tmp_path / "server.log"
-    proc = launch(cfg, port, log, "--workers", "2")
-    store = EventStore.from_url(PG_URL, table_prefix=prefix)
+def test_serve_workers_deal_connections_in_turn_and_replace_a_dead_worker(
+    two_workers: Served,
+) -> None:
+    proc, port, log = two_workers.proc, two_workers.port, two_workers.log
     clients: list[httpx.Client] = []
     try:
         workers = worker_processes(proc)
@@ -331,7 +346,3 @@ def test_serve_workers_deal_connections_in_turn_and_replace_a_dead_worker(tmp_pa
     finally:
         for c in clients:
             c.close()
-        if proc.poll() is None:
-            proc.kill()
-        store.metadata.drop_all(store.engine)
-        store.dispose()

@@ -28,6 +28,21 @@ def libpq_conninfo(url: sa.URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def open_session(store: EventStore) -> Any:
+    """A dedicated autocommit psycopg connection to the store's PostgreSQL database (for
+    what lives as long as a session: `LISTEN`, advisory locks)."""
+    import psycopg
+
+    return psycopg.connect(libpq_conninfo(store.engine.url), autocommit=True, connect_timeout=5)
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a session that may already be broken."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 class ChangeListener:
     """Wait for the store's change notifications (PostgreSQL) or just for a timeout (SQLite).
 
@@ -48,9 +63,7 @@ class ChangeListener:
     def _open(self) -> Any:
         import psycopg
 
-        conn = psycopg.connect(
-            libpq_conninfo(self.store.engine.url), autocommit=True, connect_timeout=5
-        )
+        conn = open_session(self.store)
         channel = psycopg.sql.Identifier(self.store.change_channel)
         conn.execute(psycopg.sql.SQL("LISTEN {}").format(channel))
         return conn
@@ -79,13 +92,11 @@ class ChangeListener:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # already broken
-                conn.close()
+        close_quietly(conn)
 
     def close(self) -> None:
         """Stop listening (idempotent; call it from the waiting thread)."""
         self._drop()
 
 
-__all__ = ["ChangeListener", "libpq_conninfo"]
+__all__ = ["ChangeListener", "close_quietly", "libpq_conninfo", "open_session"]

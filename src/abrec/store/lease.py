@@ -11,12 +11,11 @@ leads. On SQLite, where a store has one serving process, every `held()` is True.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import zlib
 from typing import Any
 
-from abrec.store.changes import libpq_conninfo
+from abrec.store.changes import close_quietly, open_session
 from abrec.store.sql import EventStore
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,7 @@ class Lease:
             if self._conn is not None:
                 self._conn.execute("SELECT 1")
                 return True
-            import psycopg
-
-            conn = psycopg.connect(
-                libpq_conninfo(self.store.engine.url), autocommit=True, connect_timeout=5
-            )
+            conn = open_session(self.store)
             got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
             if got is not None and got[0]:
                 self._conn = conn
@@ -68,9 +63,7 @@ class Lease:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # already broken
-                conn.close()
+        close_quietly(conn)
 
     def release(self) -> None:
         """Give the lease up (closing the connection releases the lock); idempotent."""
