@@ -23,7 +23,6 @@ from test_serve_support import build_bundle, unique_prefix, write_config
 from abrec.serve.config import ServeConfig
 from abrec.serve.runner import ServiceThread
 from abrec.store import EventStore
-from abrec.store.changes import libpq_conninfo
 from abrec.store.lease import Lease, lock_key
 
 pytestmark = [pytest.mark.postgres]
@@ -48,7 +47,7 @@ def test_lease_has_one_holder_per_store_and_name() -> None:
         assert Lease(store, "other").held() and Lease(other, "monitor").held()
         a.release()
         assert b.held() and not a.held()
-        with psycopg.connect(libpq_conninfo(store.engine.url), autocommit=True) as admin:
+        with psycopg.connect(store.conninfo, autocommit=True) as admin:
             ended = admin.execute(  # a bigint advisory lock: classid high, objid low bits
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
                 "AND ((classid::bigint << 32) | objid::bigint) = %s",

@@ -112,7 +112,6 @@ def serve(
 
     os.environ[CONFIG_ENV] = str(config.resolve())
     options = {k: v for k, v in common.items() if k not in ("host", "port")}
-    uvicorn.Config("abrec.serve.app:app_from_env", **options)  # type: ignore[arg-type]  # logging
     code = Supervisor(host, port, workers, options).run()
     if code:
         raise typer.Exit(code)

@@ -95,11 +95,11 @@ class ServiceMonitor:
             self.metrics.collector.snapshot = snap
             self.metrics.monitor_runs.labels(outcome="ok").inc()
             self.metrics.monitor_duration.observe(time.perf_counter() - start)
-        if self.lease is not None:
-            try:
-                self.store.save_document(SNAPSHOT_DOCUMENT, snap.to_text())
-            except Exception as exc:  # the others keep their last snapshot meanwhile
-                log.warning("could not store the monitor snapshot for other processes: %s", exc)
+            if self.lease is not None:  # under the run lock: stored in the order computed
+                try:
+                    self.store.save_document(SNAPSHOT_DOCUMENT, snap.to_text())
+                except Exception as exc:  # the others keep their last snapshot meanwhile
+                    log.warning("could not store the monitor snapshot for others: %s", exc)
         return snap
 
     def follow(self) -> MonitorSnapshot | None:

@@ -302,8 +302,7 @@ class Services:
         bandits.start()
         metrics.collector.writer = writer
         drift = DriftMonitor(engine.bundle) if config.monitor else None
-        lease = Lease(store, "monitor") if store.dialect == "postgresql" else None
-        monitor = ServiceMonitor(config, store, registry, drift, metrics, lease)
+        monitor = ServiceMonitor(config, store, registry, drift, metrics, Lease(store, "monitor"))
         if config.monitor:
             monitor.start()
         services = cls(config, engine, store, writer, registry, metrics, bandits, monitor, models)

@@ -39,6 +39,9 @@ import uvicorn
 
 log = logging.getLogger("uvicorn.error")
 
+#: The app every worker serves (its config is the TOML file named by ABREC_SERVE_CONFIG).
+APP = "abrec.serve.app:app_from_env"
+
 #: The byte a worker sends its parent once it serves (its lifespan started).
 READY = b"R"
 #: The byte that carries each handed-over connection.
@@ -101,8 +104,7 @@ class HandoffServer(uvicorn.Server):
 
 def _worker_main(options: dict[str, Any], channel: socket.socket) -> None:
     """A worker process: the app factory under a `HandoffServer`."""
-    config = uvicorn.Config("abrec.serve.app:app_from_env", factory=True, **options)
-    HandoffServer(config, channel).run()
+    HandoffServer(uvicorn.Config(APP, factory=True, **options), channel).run()
 
 
 @dataclass
@@ -110,7 +112,6 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     channel: socket.socket
     ready: bool = False
-    served: int = 0
 
 
 def _bind(host: str, port: int, backlog: int) -> socket.socket:
@@ -135,6 +136,7 @@ class Supervisor:
         self.host, self.port, self.n = host, port, workers
         self.options = options
         self.backlog = backlog
+        uvicorn.Config(APP, factory=True, **options)  # logs as the workers do (its side effect)
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._next = 0
@@ -212,7 +214,6 @@ class Supervisor:
                 socket.send_fds(w.channel, [CONNECTION], [conn.fileno()])
             except OSError:  # the worker is gone; `_check_workers` replaces it
                 continue
-            w.served += 1
             return
         log.error("no worker is ready; a connection was closed unserved")
 

@@ -16,16 +16,9 @@ import logging
 import threading
 from typing import Any
 
-import sqlalchemy as sa
-
 from abrec.store.sql import EventStore
 
 log = logging.getLogger(__name__)
-
-
-def libpq_conninfo(url: sa.URL) -> str:
-    """A SQLAlchemy PostgreSQL URL as a libpq connection string (password included)."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def open_session(store: EventStore) -> Any:
@@ -33,7 +26,7 @@ def open_session(store: EventStore) -> Any:
     what lives as long as a session: `LISTEN`, advisory locks)."""
     import psycopg
 
-    return psycopg.connect(libpq_conninfo(store.engine.url), autocommit=True, connect_timeout=5)
+    return psycopg.connect(store.conninfo, autocommit=True, connect_timeout=5)
 
 
 def close_quietly(conn: Any) -> None:
@@ -99,4 +92,4 @@ class ChangeListener:
         self._drop()
 
 
-__all__ = ["ChangeListener", "close_quietly", "libpq_conninfo", "open_session"]
+__all__ = ["ChangeListener", "close_quietly", "open_session"]

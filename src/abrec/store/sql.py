@@ -390,8 +390,9 @@ class EventStore:
 
     @property
     def conninfo(self) -> str:
-        """The database URL as libpq takes it (for a connection outside the pool, e.g.
-        `abrec.store.loop_writer.LoopWriter`'s asyncio one)."""
+        """The database URL as libpq takes it, password included (for connections outside
+        the pool: `abrec.store.loop_writer.LoopWriter`'s asyncio one, the sessions of
+        `abrec.store.changes.open_session`)."""
         url = self.engine.url.set(drivername=self.dialect)
         return url.render_as_string(hide_password=False)
 
